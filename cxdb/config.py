@@ -1,0 +1,139 @@
+"""Settings: one table of name, default and help, one frozen object built from it.
+
+The CLI builds :class:`Settings` once from flags and an environment mapping it
+is handed, and passes it down. No other module reads the environment.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+__all__ = ["SETTINGS", "Setting", "Settings", "add_arguments", "settings_from"]
+
+
+def _bool(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(f"not a boolean: {text!r}")
+
+
+def _origins(text: str) -> tuple[str, ...]:
+    items = tuple(part.strip() for part in text.split(",") if part.strip())
+    return items or ("*",)
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise ValueError(f"must be positive: {text!r}")
+    return value
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise ValueError(f"not a port: {text!r}")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class Setting:
+    """One row of the settings table."""
+
+    name: str
+    default: Any
+    parse: Callable[[str], Any]
+    help: str
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+    @property
+    def env(self) -> str:
+        return "CXDB_" + self.name.upper()
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("data_dir", Path("cxdb-data"), Path, "Directory holding the LMDB environment."),
+    Setting("host", "127.0.0.1", str, "Address the HTTP server binds."),
+    Setting("port", 9010, _port, "Port the HTTP server binds; 0 picks a free port."),
+    Setting("require_registry", False, _bool, "Reject appends of unregistered types with 412."),
+    Setting("cors_origins", ("*",), _origins, "Comma-separated CORS allowlist; * allows every origin."),
+    Setting("max_body_bytes", 16 * 1024 * 1024, _positive, "Largest request body accepted; larger gets 413."),
+    Setting("max_json_depth", 64, _positive, "Deepest JSON nesting accepted in a body; deeper gets 422."),
+    Setting("map_size", 1 << 33, _positive, "Initial LMDB map size in bytes; it grows when full."),
+    Setting("max_batch", 512, _positive, "Most write operations committed in one group-commit transaction."),
+    Setting("workers", 1, _positive, "Server processes sharing the port (SO_REUSEPORT) and the store."),
+    Setting("log_level", "info", str, "Logging level: debug, info, warning or error."),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Every setting of a cxdb server, frozen once built."""
+
+    data_dir: Path = Path("cxdb-data")
+    host: str = "127.0.0.1"
+    port: int = 9010
+    require_registry: bool = False
+    cors_origins: tuple[str, ...] = ("*",)
+    max_body_bytes: int = 16 * 1024 * 1024
+    max_json_depth: int = 64
+    map_size: int = 1 << 33
+    max_batch: int = 512
+    workers: int = 1
+    log_level: str = "info"
+
+    def replace(self, **changes: Any) -> Settings:
+        """A copy with some settings changed."""
+        return dataclasses.replace(self, **changes)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add one flag per setting; unset flags fall back to the environment, then the default."""
+    for setting in SETTINGS:
+        if setting.parse is _bool:
+            parser.add_argument(setting.flag, dest=setting.name, action="store_const", const="1",
+                                default=None, help=f"{setting.help} [{setting.env}]")
+        else:
+            parser.add_argument(setting.flag, dest=setting.name, default=None,
+                                help=f"{setting.help} (default: {_show(setting.default)}) [{setting.env}]")
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, tuple):
+        return ",".join(value)
+    return str(value)
+
+
+def settings_from(args: argparse.Namespace | None, environ: Mapping[str, str],
+                  names: Sequence[str] | None = None) -> Settings:
+    """Build Settings: a flag wins over the environment, which wins over the default.
+
+    Raises ValueError naming the setting when a value does not parse.
+    """
+    values: dict[str, Any] = {}
+    for setting in SETTINGS:
+        if names is not None and setting.name not in names:
+            continue
+        raw = getattr(args, setting.name, None) if args is not None else None
+        source = setting.flag
+        if raw is None:
+            raw = environ.get(setting.env)
+            source = setting.env
+        if raw is None:
+            continue
+        try:
+            values[setting.name] = setting.parse(raw)
+        except ValueError as exc:
+            raise ValueError(f"{source}: {exc}") from exc
+    return Settings(**values)

@@ -1,0 +1,161 @@
+"""The one exception hierarchy of cxdb.
+
+Everything cxdb raises derives from :class:`CxdbError`. Each class has a stable
+``code`` (the contract's error code) and every instance carries structured
+``details``. Library errors (lmdb, zstd, msgpack, JSON) are translated into
+this tree where they arise, with ``raise ... from exc``.
+
+::
+
+    CxdbError                      INTERNAL_ERROR
+    ├── BadRequest                 BAD_REQUEST
+    │   └── PayloadTooLarge        PAYLOAD_TOO_LARGE
+    ├── Unauthorized               UNAUTHORIZED
+    ├── NotFound                   NOT_FOUND
+    ├── MethodNotAllowed           METHOD_NOT_ALLOWED
+    ├── Conflict                   CONFLICT
+    ├── PreconditionFailed         PRECONDITION_FAILED
+    ├── Unprocessable              UNPROCESSABLE_ENTITY
+    ├── FailedDependency           FAILED_DEPENDENCY
+    ├── StoreError                 INTERNAL_ERROR
+    │   ├── Corrupt                CORRUPT
+    │   ├── StoreFull              STORE_FULL
+    │   ├── FormatMismatch         FORMAT_MISMATCH
+    │   └── StoreClosed            STORE_CLOSED
+    └── TransportError             TRANSPORT_ERROR   (client side only)
+
+HTTP statuses are not known here: one table in ``cxdb.http.errors`` maps
+these classes to statuses, and the client maps statuses back to classes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "BadRequest",
+    "Conflict",
+    "Corrupt",
+    "CxdbError",
+    "FailedDependency",
+    "FormatMismatch",
+    "MethodNotAllowed",
+    "NotFound",
+    "PayloadTooLarge",
+    "PreconditionFailed",
+    "StoreClosed",
+    "StoreError",
+    "StoreFull",
+    "TransportError",
+    "Unauthorized",
+    "Unprocessable",
+]
+
+
+class CxdbError(Exception):
+    """Root of every error cxdb raises.
+
+    ``code`` is stable and machine-readable; ``message`` is for people;
+    ``details`` is a JSON-ready mapping naming what was wrong.
+    """
+
+    code: str = "INTERNAL_ERROR"
+
+    def __init__(self, message: str, details: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details: dict[str, Any] = dict(details or {})
+
+    def to_dict(self) -> dict[str, Any]:
+        """The contract's error envelope for this error."""
+        return {"error": {"code": self.code, "message": self.message, "details": self.details}}
+
+
+class BadRequest(CxdbError):
+    """The request itself is malformed: bad JSON, a bad query parameter."""
+
+    code = "BAD_REQUEST"
+
+
+class PayloadTooLarge(BadRequest):
+    """The request body is over the configured limit."""
+
+    code = "PAYLOAD_TOO_LARGE"
+
+
+class Unauthorized(CxdbError):
+    """Missing or invalid credentials."""
+
+    code = "UNAUTHORIZED"
+
+
+class NotFound(CxdbError):
+    """The named resource does not exist."""
+
+    code = "NOT_FOUND"
+
+
+class MethodNotAllowed(CxdbError):
+    """The route exists but not with this method."""
+
+    code = "METHOD_NOT_ALLOWED"
+
+
+class Conflict(CxdbError):
+    """The operation conflicts with stored state (bad parent, registry evolution)."""
+
+    code = "CONFLICT"
+
+
+class PreconditionFailed(CxdbError):
+    """A server precondition is not met, such as a required registry entry."""
+
+    code = "PRECONDITION_FAILED"
+
+
+class Unprocessable(CxdbError):
+    """The request is well-formed but its content is invalid."""
+
+    code = "UNPROCESSABLE_ENTITY"
+
+
+class FailedDependency(CxdbError):
+    """A type descriptor the request depends on does not exist."""
+
+    code = "FAILED_DEPENDENCY"
+
+
+class StoreError(CxdbError):
+    """The store could not do what was asked for a reason of its own."""
+
+    code = "INTERNAL_ERROR"
+
+
+class Corrupt(StoreError):
+    """Stored bytes do not decode or do not match their hash."""
+
+    code = "CORRUPT"
+
+
+class StoreFull(StoreError):
+    """The store cannot grow any further."""
+
+    code = "STORE_FULL"
+
+
+class FormatMismatch(StoreError):
+    """The data directory was written with format parameters this build does not read."""
+
+    code = "FORMAT_MISMATCH"
+
+
+class StoreClosed(StoreError):
+    """The store has been closed."""
+
+    code = "STORE_CLOSED"
+
+
+class TransportError(CxdbError):
+    """The client could not reach the server or read its answer."""
+
+    code = "TRANSPORT_ERROR"

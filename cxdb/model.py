@@ -1,0 +1,126 @@
+"""Identifiers and immutable records shared by every layer.
+
+Pure: no I/O, no clock, no globals beyond constants.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, NewType
+
+__all__ = [
+    "U64_MAX",
+    "BlobHash",
+    "ContextId",
+    "ContextRecord",
+    "Lineage",
+    "Page",
+    "StoreStats",
+    "TurnId",
+    "TurnRecord",
+    "parse_u64",
+]
+
+U64_MAX = (1 << 64) - 1
+
+TurnId = NewType("TurnId", int)
+"""A turn's id: u64, allocated monotonically; 0 means "no turn"."""
+
+ContextId = NewType("ContextId", int)
+"""A context's id: u64, allocated monotonically from 1."""
+
+BlobHash = NewType("BlobHash", bytes)
+"""The 32-byte BLAKE3 hash of a blob's uncompressed bytes."""
+
+ENCODING_MSGPACK = 1
+COMPRESSION_NONE = 0
+COMPRESSION_ZSTD = 1
+
+
+def parse_u64(value: object) -> int:
+    """Read a u64 given as a non-negative int or a decimal string.
+
+    Raises ValueError when the value is not one.
+    """
+    if isinstance(value, bool):
+        raise ValueError("a boolean is not an id")
+    if isinstance(value, int):
+        number = value
+    elif isinstance(value, str):
+        if not value.isascii() or not value.isdigit() or len(value) > 20:
+            raise ValueError("not a decimal integer")
+        number = int(value)
+    else:
+        raise ValueError("not an integer or a decimal string")
+    if not 0 <= number <= U64_MAX:
+        raise ValueError("out of the u64 range")
+    return number
+
+
+@dataclass(frozen=True, slots=True)
+class TurnRecord:
+    """One immutable turn of the DAG."""
+
+    turn_id: TurnId
+    parent_turn_id: TurnId
+    depth: int
+    context_id: ContextId
+    type_id: str
+    type_version: int
+    encoding: int
+    compression: int
+    uncompressed_len: int
+    content_hash: BlobHash
+    created_at_ms: int
+    jump_turn_id: TurnId
+
+
+@dataclass(frozen=True, slots=True)
+class Lineage:
+    """Where a context came from: the context and turn it was forked at."""
+
+    parent_context_id: ContextId | None
+    root_context_id: ContextId
+    fork_turn_id: TurnId | None
+
+
+@dataclass(frozen=True, slots=True)
+class ContextRecord:
+    """A context: a mutable pointer to a head turn, plus its metadata."""
+
+    context_id: ContextId
+    head_turn_id: TurnId
+    head_depth: int
+    created_at_ms: int
+    last_activity_ms: int
+    client_tag: str | None
+    provenance: dict[str, Any] | None
+    lineage: Lineage
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """Turns of one context's chain, oldest first, and the cursor to older ones."""
+
+    context: ContextRecord
+    turns: list[TurnRecord]
+    next_before_turn_id: TurnId | None
+
+
+@dataclass(frozen=True, slots=True)
+class StoreStats:
+    """Counters kept by the store; every one is O(1) to read."""
+
+    contexts: int
+    turns: int
+    blobs: int
+    storage_bytes: int
+    blob_stored_bytes: int
+    blob_raw_bytes: int
+    dedup_hits: int
+    dedup_misses: int
+
+    @property
+    def dedup_hit_rate(self) -> float:
+        total = self.dedup_hits + self.dedup_misses
+        return self.dedup_hits / total if total else 0.0

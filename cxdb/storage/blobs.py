@@ -1,0 +1,41 @@
+"""Content-addressed blobs.
+
+Sub-database ``blobs``: key = the 32-byte BLAKE3-256 of the uncompressed bytes;
+value = the framed blob of :class:`cxdb.codec.BlobCodec` (1-byte compression,
+u32 big-endian uncompressed length, then the payload raw or as a zstd frame).
+
+A blob is written once. Putting a hash that is present is a dedup hit: nothing
+is written. Counters ``blobs``, ``blob_stored``, ``blob_raw``, ``dedup_hits``
+and ``dedup_misses`` track them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..codec import BlobCodec
+from ..model import BlobHash
+from .writer import WriteContext
+
+__all__ = ["get_stored", "put"]
+
+
+def put(w: WriteContext, digest: BlobHash, raw: bytes) -> int:
+    """Store ``raw`` under ``digest`` unless present; returns the compression used."""
+    stored = w.txn.get(digest, db=w.dbs.blobs)
+    if stored is not None:
+        w.counters.add("dedup_hits")
+        return BlobCodec.header(stored)[0]
+    framed, compression = w.codec.encode(raw)
+    w.txn.put(digest, framed, db=w.dbs.blobs)
+    w.counters.add("dedup_misses")
+    w.counters.add("blobs")
+    w.counters.add("blob_stored", len(framed))
+    w.counters.add("blob_raw", len(raw))
+    return compression
+
+
+def get_stored(txn: Any, blobs_db: Any, digest: bytes) -> bytes | None:
+    """The framed bytes stored under ``digest``, or None."""
+    value = txn.get(digest, db=blobs_db)
+    return bytes(value) if value is not None else None

@@ -1,0 +1,89 @@
+"""Integrity check of a whole store.
+
+Verifies that every blob hashes to its key, every turn's parent exists with
+depth one less and its blob exists, every context's head exists with the
+recorded depth, and the counters agree with what is stored. It collects
+problems into a report instead of raising on the first one.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..codec import BlobCodec, content_hash
+from ..errors import CxdbError
+from . import contexts, turns
+from .counters import read_all
+from .env import Dbs
+
+__all__ = ["check_store"]
+
+MAX_PROBLEMS = 100
+
+
+def check_store(txn: Any, dbs: Dbs, codec: BlobCodec) -> dict[str, Any]:
+    """A report: ``ok``, ``problems`` (at most 100 listed), ``problem_count`` and ``counts``."""
+    problems: list[dict[str, Any]] = []
+    count = 0
+
+    def problem(kind: str, **details: Any) -> None:
+        nonlocal count
+        count += 1
+        if len(problems) < MAX_PROBLEMS:
+            problems.append({"kind": kind, **details})
+
+    blob_count = 0
+    for digest, stored in txn.cursor(db=dbs.blobs):
+        blob_count += 1
+        try:
+            raw = codec.decode(stored)
+        except CxdbError as exc:
+            problem("blob_undecodable", content_hash=bytes(digest).hex(), reason=exc.message)
+            continue
+        if content_hash(raw) != bytes(digest):
+            problem("blob_hash_mismatch", content_hash=bytes(digest).hex())
+
+    turn_count = 0
+    for key, value in txn.cursor(db=dbs.turns):
+        turn_count += 1
+        turn_id = int.from_bytes(key, "big")
+        try:
+            record, _ = turns.decode(turn_id, value)
+        except CxdbError:
+            problem("turn_undecodable", turn_id=str(turn_id))
+            continue
+        if record.parent_turn_id:
+            parent = turns.get(txn, dbs.turns, record.parent_turn_id)
+            if parent is None:
+                problem("turn_parent_missing", turn_id=str(turn_id), parent_turn_id=str(record.parent_turn_id))
+            elif parent[0].depth != record.depth - 1:
+                problem("turn_depth_wrong", turn_id=str(turn_id), depth=record.depth)
+        elif record.depth != 1:
+            problem("turn_depth_wrong", turn_id=str(turn_id), depth=record.depth)
+        if txn.get(record.content_hash, db=dbs.blobs) is None:
+            problem("turn_blob_missing", turn_id=str(turn_id), content_hash=record.content_hash.hex())
+
+    context_count = 0
+    for key, _ in txn.cursor(db=dbs.contexts):
+        context_count += 1
+        context_id = int.from_bytes(key, "big")
+        try:
+            context = contexts.require(txn, dbs, context_id)
+        except CxdbError:
+            problem("context_undecodable", context_id=str(context_id))
+            continue
+        if context.head_turn_id:
+            head = turns.get(txn, dbs.turns, context.head_turn_id)
+            if head is None:
+                problem("head_missing", context_id=str(context_id), head_turn_id=str(context.head_turn_id))
+            elif head[0].depth != context.head_depth:
+                problem("head_depth_wrong", context_id=str(context_id))
+        elif context.head_depth != 0:
+            problem("head_depth_wrong", context_id=str(context_id))
+
+    counters = read_all(txn, dbs.meta)
+    for name, actual in (("blobs", blob_count), ("turns", turn_count), ("contexts", context_count)):
+        if counters[name] != actual:
+            problem("counter_wrong", counter=name, recorded=counters[name], actual=actual)
+    return {"ok": count == 0, "problem_count": count, "problems": problems,
+            "counts": {"blobs": blob_count, "turns": turn_count, "contexts": context_count}}

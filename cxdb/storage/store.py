@@ -1,0 +1,309 @@
+"""The store: one LMDB environment, its writer thread and the operations on it.
+
+Writes are coroutines that resolve only after their group-commit batch is
+durable. Reads are short read transactions run on the caller's thread.
+"""
+
+from __future__ import annotations
+
+import struct
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any, TypeVar
+
+import blake3
+
+from ..codec import BlobCodec, content_hash
+from ..errors import Conflict, NotFound, Unprocessable
+from ..model import (
+    ENCODING_MSGPACK,
+    BlobHash,
+    ContextId,
+    ContextRecord,
+    Page,
+    StoreStats,
+    TurnId,
+    TurnRecord,
+)
+from . import blobs, bundles, contexts, idempotency, turns
+from .bundles import StoredBundle
+from .counters import read_all
+from .env import Environment
+from .writer import WriteContext, Writer
+
+__all__ = ["AppendResult", "Store"]
+
+T = TypeVar("T")
+_U32_MAX = (1 << 32) - 1
+
+
+@dataclass(frozen=True, slots=True)
+class AppendResult:
+    """The turn an append created, or found again through its idempotency key."""
+
+    turn: TurnRecord
+    replayed: bool
+
+
+class Store:
+    """A cxdb data directory, open for reading and writing.
+
+    Use it as a context manager, or call :meth:`close`.
+    """
+
+    def __init__(self, path: Path | str, *, map_size: int = 1 << 33, max_batch: int = 512,
+                 clock: Callable[[], float] = time.time, codec: BlobCodec | None = None) -> None:
+        self.path = Path(path)
+        self._codec = codec or BlobCodec()
+        self._env = Environment(self.path, map_size=map_size)
+        self._dbs = self._env.dbs
+        self._writer = Writer(self._env, self._codec, max_batch=max_batch, clock=clock)
+
+    # -- lifetime -------------------------------------------------------
+
+    def close(self) -> None:
+        """Drain the writer, then close the environment. Safe to call twice."""
+        self._writer.close()
+        self._env.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    async def run_write(self, fn: Callable[[WriteContext], T]) -> T:
+        """Run a write operation in the next group-commit batch."""
+        return await self._writer.run(fn)
+
+    @property
+    def writer_stats(self) -> tuple[int, int]:
+        """(batches committed, operations committed) since open."""
+        return self._writer.batches, self._writer.ops
+
+    # -- writes ---------------------------------------------------------
+
+    async def create_context(self, base_turn_id: int = 0, client_tag: str | None = None,
+                             provenance: dict[str, Any] | None = None) -> ContextRecord:
+        """A new context whose head is ``base_turn_id`` (0: empty). NotFound for a missing base."""
+
+        def op(w: WriteContext) -> ContextRecord:
+            if not base_turn_id:
+                return contexts.create(w, 0, 0, 0, None, 0, client_tag, provenance)
+            found = turns.get(w.txn, w.dbs.turns, base_turn_id)
+            if found is None:
+                raise NotFound(f"Turn {base_turn_id} not found", {"turn_id": str(base_turn_id)})
+            base = found[0]
+            origin = contexts.get(w.txn, w.dbs, base.context_id, with_meta=False)
+            root = origin.lineage.root_context_id if origin is not None else None
+            return contexts.create(w, base.turn_id, base.depth, base.context_id, root, base.turn_id,
+                                   client_tag, provenance)
+
+        return await self._writer.run(op)
+
+    async def append(self, context_id: int, type_id: str, type_version: int, payload: bytes,
+                     parent_turn_id: int | None = None, idempotency_key: str | None = None) -> AppendResult:
+        """Append a turn; the context's head moves to it.
+
+        NotFound for a missing context, Conflict for a missing parent or an
+        idempotency key reused with another request.
+        """
+        if not 0 <= type_version <= _U32_MAX:
+            raise Unprocessable("type_version out of range", {"field": "type_version"})
+        if idempotency_key is not None and len(idempotency_key.encode()) > idempotency.MAX_KEY_BYTES:
+            raise Unprocessable("idempotency_key too long",
+                                {"field": "idempotency_key", "max_bytes": idempotency.MAX_KEY_BYTES})
+        digest = content_hash(payload)
+        request = _request_digest(type_id, type_version, digest, parent_turn_id) if idempotency_key else b""
+
+        def op(w: WriteContext) -> AppendResult:
+            context = contexts.require(w.txn, w.dbs, context_id, with_meta=False)
+            if idempotency_key is not None:
+                earlier = idempotency.lookup(w.txn, w.dbs.idem, context_id, idempotency_key, request)
+                if earlier is not None:
+                    found = turns.get(w.txn, w.dbs.turns, earlier)
+                    if found is not None:
+                        return AppendResult(found[0], True)
+            parent_id = context.head_turn_id if parent_turn_id is None else parent_turn_id
+            parent: TurnRecord | None = None
+            parent_jump_depth = 0
+            if parent_id:
+                found = turns.get(w.txn, w.dbs.turns, parent_id)
+                if found is None:
+                    raise Conflict(f"Parent turn {parent_id} not found",
+                                   {"parent_turn_id": str(parent_id), "context_id": str(context_id)})
+                parent, parent_jump_depth = found
+            jump, jump_depth = turns.jump_for(w.txn, w.dbs.turns, parent, parent_jump_depth)
+            compression = blobs.put(w, digest, payload)
+            turn_id = w.counters.add("next_turn")
+            w.counters.add("turns")
+            record = TurnRecord(TurnId(turn_id), TurnId(parent_id), (parent.depth if parent else 0) + 1,
+                                ContextId(context_id), type_id, type_version, ENCODING_MSGPACK, compression,
+                                len(payload), digest, w.now_ms, TurnId(jump))
+            w.txn.put(turns.key(turn_id), turns.encode(record, jump_depth), db=w.dbs.turns)
+            contexts.move_head(w, context, turn_id, record.depth)
+            if idempotency_key is not None:
+                idempotency.remember(w, context_id, idempotency_key, turn_id, request)
+            return AppendResult(record, False)
+
+        return await self._writer.run(op)
+
+    async def publish_bundle(self, bundle_id: str, body: bytes,
+                             admit: Callable[[list[StoredBundle]], T]) -> tuple[StoredBundle, T | None]:
+        """Store a bundle atomically.
+
+        ``body`` is canonical JSON. The same body under the same id is a no-op
+        (the second item is then None); another body under that id is a
+        Conflict. ``admit`` sees every stored bundle in publish order and
+        raises to reject the new one; what it returns is passed back.
+        """
+
+        def op(w: WriteContext) -> tuple[StoredBundle, T | None]:
+            existing = bundles.get(w.txn, w.dbs, bundle_id)
+            if existing is not None:
+                if existing.body != body:
+                    raise Conflict("a different bundle is stored under this id", {"bundle_id": bundle_id})
+                return existing, None
+            admitted = admit(bundles.all_in_order(w.txn, w.dbs))
+            return bundles.put(w, bundle_id, body), admitted
+
+        return await self._writer.run(op)
+
+    # -- reads ----------------------------------------------------------
+
+    def get_context(self, context_id: int) -> ContextRecord:
+        """The context; NotFound if it does not exist."""
+        with self._env.read() as txn:
+            return contexts.require(txn, self._dbs, context_id)
+
+    def list_contexts(self, limit: int, tag: str | None = None) -> tuple[list[ContextRecord], int]:
+        """Up to ``limit`` contexts, newest activity first, and how many match in all."""
+        with self._env.read() as txn:
+            if tag is None:
+                total = read_all(txn, self._dbs.meta)["contexts"]
+                found = []
+                for context_id in contexts.ids_by_activity(txn, self._dbs):
+                    if len(found) >= limit:
+                        break
+                    found.append(contexts.require(txn, self._dbs, context_id))
+                return found, total
+            tagged = [contexts.require(txn, self._dbs, cid) for cid in contexts.ids_by_tag(txn, self._dbs, tag)]
+            tagged.sort(key=lambda c: (c.last_activity_ms, c.context_id), reverse=True)
+            return tagged[:limit], len(tagged)
+
+    def children(self, context_id: int, recursive: bool = False,
+                 limit: int = 256) -> tuple[list[ContextRecord], int]:
+        """Child contexts (breadth first when recursive), up to ``limit``, and how many there are."""
+        with self._env.read() as txn:
+            contexts.require(txn, self._dbs, context_id, with_meta=False)
+            ids: list[int] = []
+            frontier = [context_id]
+            while frontier:
+                level = [child for parent in frontier for child in contexts.child_ids(txn, self._dbs, parent)]
+                ids.extend(level)
+                frontier = level if recursive else []
+            found = [contexts.require(txn, self._dbs, cid) for cid in ids[:limit]]
+            return found, len(ids)
+
+    def child_ids(self, context_id: int) -> list[int]:
+        with self._env.read() as txn:
+            return contexts.child_ids(txn, self._dbs, context_id)
+
+    def get_turn(self, turn_id: int) -> TurnRecord:
+        with self._env.read() as txn:
+            found = turns.get(txn, self._dbs.turns, turn_id)
+        if found is None:
+            raise NotFound(f"Turn {turn_id} not found", {"turn_id": str(turn_id)})
+        return found[0]
+
+    def page(self, context_id: int, limit: int, before_turn_id: int | None = None) -> Page:
+        """Up to ``limit`` turns of the context's chain ending at its head, or just before
+        ``before_turn_id``, oldest first. NotFound when the cursor is not on the chain.
+        """
+        with self._env.read() as txn:
+            context = contexts.require(txn, self._dbs, context_id, with_meta=False)
+            start = context.head_turn_id
+            if before_turn_id:
+                start = self._cursor_start(txn, context, before_turn_id)
+            chain = list(turns.walk(txn, self._dbs.turns, start, limit))
+        chain.reverse()
+        more = bool(chain) and chain[0].parent_turn_id != 0
+        return Page(context, chain, chain[0].turn_id if more else None)
+
+    def _cursor_start(self, txn: Any, context: ContextRecord, before_turn_id: int) -> int:
+        missing = NotFound(f"Turn {before_turn_id} is not on context {context.context_id}",
+                           {"before_turn_id": str(before_turn_id), "context_id": str(context.context_id)})
+        found = turns.get(txn, self._dbs.turns, before_turn_id)
+        head = turns.get(txn, self._dbs.turns, context.head_turn_id) if context.head_turn_id else None
+        if found is None or head is None:
+            raise missing
+        cursor = found[0]
+        ancestor = turns.ancestor_at_depth(txn, self._dbs.turns, head[0], head[1], cursor.depth)
+        if ancestor is None or ancestor.turn_id != cursor.turn_id:
+            raise missing
+        return cursor.parent_turn_id
+
+    def payloads(self, hashes: Iterable[bytes]) -> dict[bytes, bytes]:
+        """The uncompressed bytes of each blob named, in one read transaction."""
+        wanted = set(hashes)
+        stored: dict[bytes, bytes] = {}
+        with self._env.read() as txn:
+            for digest in wanted:
+                value = blobs.get_stored(txn, self._dbs.blobs, digest)
+                if value is not None:
+                    stored[digest] = value
+        return {digest: self._codec.decode(value) for digest, value in stored.items()}
+
+    def get_blob(self, digest: bytes) -> bytes:
+        """A blob's uncompressed bytes; NotFound if absent."""
+        found = self.payloads([digest])
+        if digest not in found:
+            raise NotFound("Blob not found", {"content_hash": digest.hex()})
+        return found[digest]
+
+    def stats(self) -> StoreStats:
+        """Counters, all O(1)."""
+        with self._env.read() as txn:
+            values = read_all(txn, self._dbs.meta)
+        return StoreStats(values["contexts"], values["turns"], values["blobs"], self._env.used_bytes(),
+                          values["blob_stored"], values["blob_raw"], values["dedup_hits"],
+                          values["dedup_misses"])
+
+    def bundles(self) -> list[StoredBundle]:
+        """Every registry bundle in publish order."""
+        with self._env.read() as txn:
+            return bundles.all_in_order(txn, self._dbs)
+
+    def get_bundle(self, bundle_id: str) -> StoredBundle:
+        with self._env.read() as txn:
+            found = bundles.get(txn, self._dbs, bundle_id)
+        if found is None:
+            raise NotFound(f"Bundle {bundle_id} not found", {"bundle_id": bundle_id})
+        return found
+
+    def registry_generation(self) -> int:
+        """How many bundles have been published; changes whenever the registry does."""
+        with self._env.read() as txn:
+            return read_all(txn, self._dbs.meta)["bundles"]
+
+    def check(self) -> dict[str, Any]:
+        """Verify the whole store; see :mod:`cxdb.storage.check`."""
+        from .check import check_store
+
+        with self._env.read() as txn:
+            return check_store(txn, self._dbs, self._codec)
+
+    def backup(self, dest: Path | str) -> None:
+        """Write a consistent, compacted copy of the live store into a new directory."""
+        self._env.copy(Path(dest))
+
+
+def _request_digest(type_id: str, type_version: int, digest: BlobHash, parent: int | None) -> bytes:
+    hasher = blake3.blake3(type_id.encode())
+    hasher.update(struct.pack(">IQ?", type_version, parent or 0, parent is not None))
+    hasher.update(digest)
+    return hasher.digest()

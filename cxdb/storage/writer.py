@@ -1,0 +1,216 @@
+"""The single writer thread and its group commit.
+
+Every write goes through one thread that owns every write transaction. It
+drains the queued operations into one transaction, runs each in a nested
+transaction of its own, commits the batch (the one fsync) and only then
+resolves each caller's future. An operation that fails (NotFound, Conflict)
+has its nested transaction aborted and fails alone; the rest of its batch
+commits. When the map is full, the whole batch is rolled back, the map grows,
+and the batch runs again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+import lmdb
+
+from ..codec import BlobCodec
+from ..errors import CxdbError, StoreClosed, StoreError
+from .counters import Counters
+from .env import Dbs, Environment
+
+__all__ = ["WriteContext", "Writer"]
+
+T = TypeVar("T")
+log = logging.getLogger("cxdb.storage")
+
+
+@dataclass(slots=True)
+class WriteContext:
+    """What an operation sees: its nested transaction, counters and the clock reading."""
+
+    txn: Any
+    dbs: Dbs
+    counters: Counters
+    codec: BlobCodec
+    now_ms: int
+    after_commit: list[Callable[[], None]] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class _Pending(Generic[T]):
+    fn: Callable[[WriteContext], T]
+    loop: asyncio.AbstractEventLoop | None
+    future: Any
+    result: Any = None
+    error: BaseException | None = None
+
+
+_STOP = object()
+
+
+class Writer:
+    """Owns the write side of an :class:`Environment`."""
+
+    def __init__(self, env: Environment, codec: BlobCodec, max_batch: int = 512,
+                 clock: Callable[[], float] = time.time) -> None:
+        self._env = env
+        self._codec = codec
+        self._max_batch = max_batch
+        self._clock = clock
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._closed = False
+        self._lock = threading.Lock()
+        self.batches = 0
+        self.ops = 0
+        self._thread = threading.Thread(target=self._run, name="cxdb-writer", daemon=True)
+        self._thread.start()
+
+    def submit(self, fn: Callable[[WriteContext], T]) -> concurrent.futures.Future[T]:
+        """Queue ``fn``; the future resolves after its batch is durable."""
+        future: concurrent.futures.Future[T] = concurrent.futures.Future()
+        self._put(_Pending(fn, None, future))
+        return future
+
+    async def run(self, fn: Callable[[WriteContext], T]) -> T:
+        """Queue ``fn`` and wait, without blocking the event loop, until it is durable."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._put(_Pending(fn, loop, future))
+        return await future
+
+    def _put(self, pending: _Pending[Any]) -> None:
+        with self._lock:
+            if self._closed:
+                raise StoreClosed("the store is closed")
+            self._queue.put(pending)
+
+    def close(self) -> None:
+        """Finish every queued operation, then stop the thread."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._queue.put(_STOP)
+        self._thread.join()
+
+    def _run(self) -> None:
+        stopping = False
+        while not stopping:
+            batch: list[_Pending[Any]] = []
+            item = self._queue.get()
+            while True:
+                if item is _STOP:
+                    stopping = True
+                else:
+                    batch.append(item)
+                if len(batch) >= self._max_batch:
+                    break
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+            if batch:
+                self._commit(batch)
+                self._resolve(batch)
+
+    def _commit(self, batch: list[_Pending[Any]]) -> None:
+        while True:
+            try:
+                self._apply(batch)
+                self.batches += 1
+                self.ops += len(batch)
+                return
+            except lmdb.MapFullError:
+                try:
+                    self._env.grow()
+                except CxdbError as exc:
+                    self._fail_all(batch, exc)
+                    return
+            except CxdbError as exc:
+                self._fail_all(batch, exc)
+                return
+            except Exception as exc:
+                log.exception("write transaction failed")
+                self._fail_all(batch, StoreError("the write transaction failed", {"reason": type(exc).__name__}))
+                return
+
+    def _apply(self, batch: list[_Pending[Any]]) -> None:
+        env = self._env
+        txn = env.begin_write()
+        try:
+            counters = Counters.load(txn, env.dbs.meta)
+            now_ms = int(self._clock() * 1000)
+            hooks: list[Callable[[], None]] = []
+            for pending in batch:
+                child = env.begin_nested(txn)
+                ctx = WriteContext(child, env.dbs, counters.fork(), self._codec, now_ms)
+                try:
+                    pending.result = pending.fn(ctx)
+                    pending.error = None
+                except lmdb.MapFullError:
+                    child.abort()
+                    raise
+                except CxdbError as exc:
+                    child.abort()
+                    pending.error = exc
+                    continue
+                except Exception as exc:  # a bug in one operation must not take down the batch
+                    child.abort()
+                    log.exception("write operation failed")
+                    pending.error = StoreError("the write failed", {"reason": type(exc).__name__})
+                    continue
+                child.commit()
+                counters.absorb(ctx.counters)
+                hooks.extend(ctx.after_commit)
+            counters.save(txn, env.dbs.meta)
+        except BaseException:
+            txn.abort()
+            raise
+        txn.commit()
+        for hook in hooks:
+            try:
+                hook()
+            except Exception:
+                log.exception("after-commit hook failed")
+
+    @staticmethod
+    def _fail_all(batch: list[_Pending[Any]], exc: CxdbError) -> None:
+        for pending in batch:
+            pending.error = exc
+
+    @staticmethod
+    def _resolve(batch: list[_Pending[Any]]) -> None:
+        by_loop: dict[asyncio.AbstractEventLoop, list[_Pending[Any]]] = {}
+        for pending in batch:
+            if pending.loop is None:
+                if pending.error is not None:
+                    pending.future.set_exception(pending.error)
+                else:
+                    pending.future.set_result(pending.result)
+            else:
+                by_loop.setdefault(pending.loop, []).append(pending)
+        for loop, items in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(_settle, items)
+            except RuntimeError:  # the loop closed while we committed; nobody is waiting
+                pass
+
+
+def _settle(items: list[_Pending[Any]]) -> None:
+    for pending in items:
+        if pending.future.done():
+            continue
+        if pending.error is not None:
+            pending.future.set_exception(pending.error)
+        else:
+            pending.future.set_result(pending.result)
