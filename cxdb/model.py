@@ -5,6 +5,7 @@ Pure: no I/O, no clock, no globals beyond constants.
 
 from __future__ import annotations
 
+import datetime
 from dataclasses import dataclass
 from typing import Any, NewType
 
@@ -18,6 +19,7 @@ __all__ = [
     "StoreStats",
     "TurnId",
     "TurnRecord",
+    "iso_utc",
     "parse_u64",
 ]
 
@@ -35,6 +37,19 @@ BlobHash = NewType("BlobHash", bytes)
 ENCODING_MSGPACK = 1
 COMPRESSION_NONE = 0
 COMPRESSION_ZSTD = 1
+
+
+_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
+
+
+def iso_utc(millis: int) -> str | None:
+    """ISO 8601 UTC with milliseconds and ``Z``; None outside the years 1 to 9999."""
+    try:
+        moment = _EPOCH + datetime.timedelta(milliseconds=millis)
+    except OverflowError:
+        return None
+    return (f"{moment.year:04d}-{moment.month:02d}-{moment.day:02d}T{moment.hour:02d}:{moment.minute:02d}:"
+            f"{moment.second:02d}.{moment.microsecond // 1000:03d}Z")
 
 
 def parse_u64(value: object) -> int:

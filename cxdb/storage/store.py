@@ -185,7 +185,7 @@ class Store:
         with self._env.read() as txn:
             if tag is None:
                 total = read_all(txn, self._dbs.meta)["contexts"]
-                found = []
+                found: list[ContextRecord] = []
                 for context_id in contexts.ids_by_activity(txn, self._dbs):
                     if len(found) >= limit:
                         break
@@ -226,7 +226,7 @@ class Store:
         """
         with self._env.read() as txn:
             context = contexts.require(txn, self._dbs, context_id, with_meta=False)
-            start = context.head_turn_id
+            start: int = context.head_turn_id
             if before_turn_id:
                 start = self._cursor_start(txn, context, before_turn_id)
             chain = list(turns.walk(txn, self._dbs.turns, start, limit))

@@ -1,0 +1,145 @@
+"""The ``cxdb`` command: ``serve``, ``check`` and ``backup``.
+
+Settings are built here, once, from flags and the environment, and passed down.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from .config import Settings, add_arguments, settings_from
+from .errors import CxdbError
+
+__all__ = ["main"]
+
+log = logging.getLogger("cxdb")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cxdb", description="cxdb: an AI context store.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="Run the HTTP server.")
+    add_arguments(serve)
+    check = commands.add_parser("check", help="Verify the integrity of a data directory.")
+    check.add_argument("--data-dir", dest="data_dir", default=None, help="Data directory [CXDB_DATA_DIR]")
+    backup = commands.add_parser("backup", help="Copy a live store, consistently, into a new directory.")
+    backup.add_argument("destination", type=Path, help="A directory that does not exist yet.")
+    backup.add_argument("--data-dir", dest="data_dir", default=None, help="Data directory [CXDB_DATA_DIR]")
+    return parser
+
+
+async def _serve(settings: Settings, sock: object | None = None) -> None:
+    from aiohttp import web
+
+    from .http import create_app
+
+    app = create_app(settings)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    if sock is not None:
+        site: web.BaseSite = web.SockSite(runner, sock)  # type: ignore[arg-type]
+    else:
+        site = web.TCPSite(runner, settings.host, settings.port, backlog=1024)
+    await site.start()
+    server: Any = site._server
+    bound = server.sockets[0].getsockname() if server is not None and server.sockets else (settings.host, 0)
+    host = f"[{bound[0]}]" if ":" in bound[0] else bound[0]
+    print(f"cxdb {os.getpid()} listening on http://{host}:{bound[1]}", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+
+
+def _run(settings: Settings, sock: object | None = None) -> None:
+    try:
+        import uvloop
+    except ImportError:
+        uvloop = None
+    if uvloop is None:
+        asyncio.run(_serve(settings, sock))
+    else:
+        uvloop.run(_serve(settings, sock))
+
+
+def _serve_workers(settings: Settings) -> int:
+    import socket
+
+    sock = socket.create_server((settings.host, settings.port), backlog=1024, reuse_port=True)
+    sock.set_inheritable(True)
+    children = []
+    for _ in range(settings.workers):
+        pid = os.fork()
+        if pid == 0:
+            code = 0
+            try:
+                _run(settings, sock)
+            except BaseException:
+                log.exception("worker failed")
+                code = 1
+            os._exit(code)
+        children.append(pid)
+    sock.close()
+
+    def forward(signum: int, _frame: object) -> None:
+        for child in children:
+            try:
+                os.kill(child, signum)
+            except ProcessLookupError:
+                pass
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    status = 0
+    for child in children:
+        _, code = os.waitpid(child, 0)
+        status = status or (1 if code else 0)
+    return status
+
+
+def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
+    """Entry point of the ``cxdb`` console script."""
+    args = _parser().parse_args(argv)
+    env = os.environ if environ is None else environ
+    try:
+        settings = settings_from(args, env)
+    except ValueError as exc:
+        print(f"cxdb: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    try:
+        if args.command == "serve":
+            if settings.workers > 1:
+                return _serve_workers(settings)
+            _run(settings)
+            return 0
+        from .storage import Store
+
+        with Store(settings.data_dir, map_size=settings.map_size) as store:
+            if args.command == "check":
+                report = store.check()
+                print(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode())
+                return 0 if report["ok"] else 1
+            store.backup(args.destination)
+            print(f"backed up {settings.data_dir} to {args.destination}")
+            return 0
+    except CxdbError as exc:
+        print(f"cxdb: {exc.message} {orjson.dumps(exc.details).decode()}", file=sys.stderr)
+        return 1
+    except FileExistsError as exc:
+        print(f"cxdb: {exc}", file=sys.stderr)
+        return 1

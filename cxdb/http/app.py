@@ -1,0 +1,41 @@
+"""The aiohttp application factory."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from ..config import Settings
+from ..service import Service
+from . import contexts, registry, system, turns
+from .cors import cors_middleware
+from .errors import error_middleware
+from .keys import SERVICE, SETTINGS
+
+__all__ = ["create_app"]
+
+
+def create_app(settings: Settings, service: Service | None = None) -> web.Application:
+    """A fresh application. Without ``service`` it opens one on startup and closes it on cleanup,
+    draining the writer so every acknowledged append is on disk.
+    """
+    app = web.Application(client_max_size=settings.max_body_bytes,
+                          middlewares=[cors_middleware(settings.cors_origins), error_middleware])
+    app[SETTINGS] = settings
+    for table in (contexts.routes, turns.routes, registry.routes, system.routes):
+        app.router.add_routes(table)
+
+    if service is not None:
+        app[SERVICE] = service
+    else:
+        async def lifetime(app: web.Application) -> AsyncIterator[None]:
+            opened = Service(settings)
+            app[SERVICE] = opened
+            try:
+                yield
+            finally:
+                opened.close()
+
+        app.cleanup_ctx.append(lifetime)
+    return app

@@ -1,0 +1,75 @@
+"""Handlers for /v1/contexts routes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from ..errors import Unprocessable
+from .keys import SERVICE, SETTINGS, json_response
+from .params import body_u64, flag, optional_str, path_id, query_int, read_object
+
+__all__ = ["routes"]
+
+routes = web.RouteTableDef()
+MAX_LIST = 10_000
+
+
+@routes.get("/v1/contexts")
+async def list_contexts(request: web.Request) -> web.Response:
+    query = request.query
+    tag = query.get("tag")
+    result = request.app[SERVICE].list_contexts(
+        limit=query_int(query, "limit", 100, MAX_LIST), tag=tag,
+        include_provenance=flag(query, "include_provenance", False),
+        include_lineage=flag(query, "include_lineage", False))
+    return json_response(result)
+
+
+@routes.get("/v1/contexts/{context_id}")
+async def get_context(request: web.Request) -> web.Response:
+    query = request.query
+    result = request.app[SERVICE].get_context(
+        path_id(request, "context_id"), include_provenance=flag(query, "include_provenance", True),
+        include_lineage=flag(query, "include_lineage", True))
+    return json_response(result)
+
+
+@routes.get("/v1/contexts/{context_id}/children")
+async def children(request: web.Request) -> web.Response:
+    query = request.query
+    result = request.app[SERVICE].children(
+        path_id(request, "context_id"), recursive=flag(query, "recursive", False),
+        limit=query_int(query, "limit", 256, MAX_LIST),
+        include_provenance=flag(query, "include_provenance", True),
+        include_lineage=flag(query, "include_lineage", True))
+    return json_response(result)
+
+
+async def _create(request: web.Request, require_base: bool) -> web.Response:
+    body = await read_object(request, request.app[SETTINGS].max_json_depth, allow_empty=not require_base)
+    if require_base and body.get("base_turn_id") is None:
+        raise Unprocessable("base_turn_id is required", {"field": "base_turn_id"})
+    provenance: Any = body.get("provenance")
+    if provenance is not None and not isinstance(provenance, dict):
+        raise Unprocessable("provenance must be a JSON object", {"field": "provenance"})
+    result = await request.app[SERVICE].create_context(
+        base_turn_id=body_u64(body, "base_turn_id", 0) or 0, client_tag=optional_str(body, "client_tag"),
+        provenance=provenance)
+    return json_response(result, status=201, headers={"Location": f"/v1/contexts/{result['context_id']}"})
+
+
+@routes.post("/v1/contexts/create")
+async def create_context(request: web.Request) -> web.Response:
+    return await _create(request, require_base=False)
+
+
+@routes.post("/v1/contexts")
+async def create_context_alias(request: web.Request) -> web.Response:
+    return await _create(request, require_base=False)
+
+
+@routes.post("/v1/contexts/fork")
+async def fork_context(request: web.Request) -> web.Response:
+    return await _create(request, require_base=True)

@@ -1,0 +1,107 @@
+"""The one place that turns exceptions into HTTP error responses.
+
+:data:`STATUS` maps exception classes to statuses and is resolved along the
+MRO, so a subclass inherits its parent's status unless it has its own row.
+Every error body is the contract's envelope. A 500 is logged with its
+traceback and answers a generic message, never internals.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from ..errors import (
+    BadRequest,
+    Conflict,
+    CxdbError,
+    FailedDependency,
+    MethodNotAllowed,
+    NotFound,
+    PayloadTooLarge,
+    PreconditionFailed,
+    StoreClosed,
+    StoreFull,
+    Unauthorized,
+    Unprocessable,
+)
+
+__all__ = ["STATUS", "error_middleware", "error_response", "status_for"]
+
+log = logging.getLogger("cxdb.http")
+
+STATUS: dict[type[CxdbError], int] = {
+    CxdbError: 500,
+    BadRequest: 400,
+    Unauthorized: 401,
+    NotFound: 404,
+    MethodNotAllowed: 405,
+    Conflict: 409,
+    PreconditionFailed: 412,
+    PayloadTooLarge: 413,
+    Unprocessable: 422,
+    FailedDependency: 424,
+    StoreClosed: 503,
+    StoreFull: 507,
+}
+
+_FROM_HTTP: dict[int, type[CxdbError]] = {
+    400: BadRequest, 401: Unauthorized, 404: NotFound, 405: MethodNotAllowed, 413: PayloadTooLarge,
+}
+
+
+def status_for(exc: CxdbError) -> int:
+    for klass in type(exc).__mro__:
+        if klass in STATUS:
+            return STATUS[klass]
+    return 500
+
+
+def error_response(exc: CxdbError, headers: dict[str, str] | None = None) -> web.Response:
+    status = status_for(exc)
+    body = exc.to_dict()
+    if status == 500:
+        body = {"error": {"code": "INTERNAL_ERROR", "message": "Internal server error", "details": {}}}
+    elif status > 500:
+        body = {"error": {"code": exc.code, "message": exc.message, "details": {}}}
+    return web.Response(status=status, body=orjson.dumps(body), content_type="application/json",
+                        headers=headers)
+
+
+def _from_http(exc: web.HTTPException) -> CxdbError:
+    klass = _FROM_HTTP.get(exc.status, BadRequest if exc.status < 500 else CxdbError)
+    if exc.status == 404:
+        return NotFound("No such route", {})
+    if exc.status == 405:
+        allowed = sorted(getattr(exc, "allowed_methods", ()) or ())
+        return MethodNotAllowed("Method not allowed", {"allowed_methods": allowed})
+    if exc.status == 413:
+        return PayloadTooLarge("Request body too large", {})
+    return klass(exc.reason or "Request failed", {})
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except CxdbError as exc:
+        if status_for(exc) >= 500:
+            log.error("%s %s failed: %s", request.method, request.path, exc.message, exc_info=exc)
+        return error_response(exc)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        headers: dict[str, Any] = {}
+        if exc.status == 405:
+            headers["Allow"] = ", ".join(sorted(getattr(exc, "allowed_methods", ()) or ()))
+        return error_response(_from_http(exc), headers=headers or None)
+    except Exception as exc:
+        log.exception("%s %s failed", request.method, request.path)
+        return error_response(CxdbError("Internal server error", {"reason": type(exc).__name__}))

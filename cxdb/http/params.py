@@ -1,0 +1,145 @@
+"""Parsing and validating requests: query parameters, path ids and JSON bodies.
+
+A bad query parameter or path id is a BadRequest (400); a body that is not
+JSON is a BadRequest too; a body of the wrong shape, a field of the wrong type
+or JSON nested too deeply is Unprocessable (422), naming the field.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from ..errors import BadRequest, CxdbError, Unprocessable
+from ..model import parse_u64
+
+__all__ = [
+    "body_u64",
+    "flag",
+    "choice",
+    "optional_str",
+    "path_id",
+    "query_int",
+    "query_u64",
+    "read_json",
+    "read_object",
+]
+
+_TRUE = ("1", "true", "yes")
+_FALSE = ("0", "false", "no")
+
+
+def path_id(request: web.Request, name: str) -> int:
+    text = request.match_info[name]
+    try:
+        return parse_u64(text)
+    except ValueError as exc:
+        raise BadRequest(f"{name} must be a u64 decimal string", {"parameter": name, "value": text}) from exc
+
+
+def query_u64(query: Mapping[str, str], name: str) -> int | None:
+    text = query.get(name)
+    if text is None or text == "":
+        return None
+    try:
+        return parse_u64(text)
+    except ValueError as exc:
+        raise BadRequest(f"{name} must be a u64 decimal string", {"parameter": name, "value": text}) from exc
+
+
+def query_int(query: Mapping[str, str], name: str, default: int, cap: int) -> int:
+    """A non-negative integer parameter; values over ``cap`` are capped."""
+    text = query.get(name)
+    if text is None:
+        return default
+    if not text.isascii() or not text.isdigit() or len(text) > 20:
+        raise BadRequest(f"{name} must be a non-negative integer", {"parameter": name, "value": text})
+    return min(int(text), cap)
+
+
+def flag(query: Mapping[str, str], name: str, default: bool) -> bool:
+    text = query.get(name)
+    if text is None:
+        return default
+    lowered = text.lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise BadRequest(f"{name} must be one of 1, true, yes, 0, false, no", {"parameter": name, "value": text})
+
+
+def choice(query: Mapping[str, str], name: str, allowed: tuple[str, ...]) -> str:
+    """One of ``allowed``; the first is the default."""
+    text = query.get(name)
+    if text is None:
+        return allowed[0]
+    if text not in allowed:
+        raise BadRequest(f"{name} must be one of {', '.join(allowed)}",
+                         {"parameter": name, "value": text, "allowed": list(allowed)})
+    return text
+
+
+def _too_deep(value: Any, limit: int) -> bool:
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
+
+
+async def read_json(request: web.Request, max_depth: int, malformed: type[CxdbError] = BadRequest) -> Any:
+    """The body as JSON; an empty body is None."""
+    raw = await request.read()
+    if not raw.strip():
+        return None
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        if "depth" in str(exc) or "recursion" in str(exc):
+            raise Unprocessable("JSON nests too deeply", {"max_depth": max_depth}) from exc
+        raise malformed("Malformed JSON body", {"reason": str(exc)}) from exc
+    if _too_deep(value, max_depth):
+        raise Unprocessable("JSON nests too deeply", {"max_depth": max_depth})
+    return value
+
+
+async def read_object(request: web.Request, max_depth: int, allow_empty: bool = False) -> dict[str, Any]:
+    """The body as a JSON object; Unprocessable when it is another JSON value."""
+    value = await read_json(request, max_depth)
+    if value is None and allow_empty:
+        return {}
+    if not isinstance(value, dict):
+        raise Unprocessable("The request body must be a JSON object", {"field": "body"})
+    return value
+
+
+def body_u64(body: Mapping[str, Any], name: str, default: int | None = None) -> int | None:
+    """An id field given as a decimal string or an integer."""
+    value = body.get(name)
+    if value is None:
+        return default
+    try:
+        return parse_u64(value)
+    except ValueError as exc:
+        raise Unprocessable(f"{name} must be a u64 as a decimal string or integer", {"field": name}) from exc
+
+
+def optional_str(body: Mapping[str, Any], name: str, max_bytes: int = 4096) -> str | None:
+    value = body.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str) or len(value.encode()) > max_bytes:
+        raise Unprocessable(f"{name} must be a string of at most {max_bytes} bytes", {"field": name})
+    return value

@@ -1,0 +1,85 @@
+"""Handlers for turns: paging a context and appending to it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from ..errors import BadRequest, Unprocessable
+from ..projection import CHOICES, RenderOptions
+from ..service import TypeHint
+from ..service.core import HINT_MODES, VIEWS
+from .keys import SERVICE, SETTINGS, json_response
+from .params import body_u64, choice, flag, optional_str, path_id, query_int, query_u64, read_object
+
+__all__ = ["routes"]
+
+routes = web.RouteTableDef()
+MAX_PAGE = 1000
+_U32_MAX = (1 << 32) - 1
+
+
+def _hint(query: Any) -> TypeHint:
+    mode = choice(query, "type_hint_mode", HINT_MODES)
+    version_text = query.get("as_type_version")
+    version = None
+    if version_text is not None:
+        if not version_text.isascii() or not version_text.isdigit() or int(version_text) > _U32_MAX:
+            raise BadRequest("as_type_version must be a non-negative integer",
+                             {"parameter": "as_type_version", "value": version_text})
+        version = int(version_text)
+    return TypeHint(mode, query.get("as_type_id") or None, version)
+
+
+@routes.get("/v1/contexts/{context_id}/turns")
+async def get_turns(request: web.Request) -> web.Response:
+    query = request.query
+    options = RenderOptions(**{name: choice(query, name, allowed) for name, allowed in CHOICES.items()},
+                            include_unknown=flag(query, "include_unknown", False))
+    result = request.app[SERVICE].get_turns(
+        path_id(request, "context_id"), limit=query_int(query, "limit", 64, MAX_PAGE),
+        before_turn_id=query_u64(query, "before_turn_id"), view=choice(query, "view", VIEWS),
+        hint=_hint(query), options=options)
+    return json_response(result)
+
+
+def _type_version(body: dict[str, Any]) -> int:
+    value = body.get("type_version")
+    if isinstance(value, str) and value.isascii() and value.isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= _U32_MAX:
+        raise Unprocessable("type_version must be a non-negative integer", {"field": "type_version"})
+    return value
+
+
+async def _append(request: web.Request) -> web.Response:
+    context_id = path_id(request, "context_id")
+    body = await read_object(request, request.app[SETTINGS].max_json_depth)
+    type_id = body.get("type_id")
+    if not isinstance(type_id, str) or not type_id or len(type_id.encode()) > 400:
+        raise Unprocessable("type_id must be a non-empty string", {"field": "type_id"})
+    field = "data" if "data" in body else "payload"
+    data = body.get(field)
+    if not isinstance(data, dict):
+        raise Unprocessable(f"{field} must be a JSON object", {"field": field})
+    key = optional_str(body, "idempotency_key", max_bytes=400)
+    if key == "":
+        raise Unprocessable("idempotency_key must not be empty", {"field": "idempotency_key"})
+    result, replayed = await request.app[SERVICE].append(
+        context_id, type_id, _type_version(body), data, parent_turn_id=body_u64(body, "parent_turn_id"),
+        idempotency_key=key)
+    headers = {"Location": f"/v1/contexts/{result['context_id']}/turns/{result['turn_id']}"}
+    if replayed:
+        headers["Idempotent-Replayed"] = "true"
+    return json_response(result, status=200 if replayed else 201, headers=headers)
+
+
+@routes.post("/v1/contexts/{context_id}/append")
+async def append(request: web.Request) -> web.Response:
+    return await _append(request)
+
+
+@routes.post("/v1/contexts/{context_id}/turns")
+async def append_alias(request: web.Request) -> web.Response:
+    return await _append(request)

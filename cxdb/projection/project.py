@@ -1,0 +1,51 @@
+"""One turn's payload projected for the typed view. Pure."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ..codec import unpack
+from ..descriptor import Descriptor
+from ..errors import Corrupt
+from .encode import Lookup
+from .options import RenderOptions
+from .render import TooDeep, render_generic, render_typed
+
+__all__ = ["Projection", "project"]
+
+
+@dataclass(frozen=True, slots=True)
+class Projection:
+    """What the typed view shows of one payload."""
+
+    decoded_as: Descriptor | None
+    data: Any
+    unknown: dict[str, Any] | None = None
+    error: dict[str, Any] | None = None
+
+
+def _failed(code: str, message: str) -> Projection:
+    return Projection(None, None, None, {"code": code, "message": message})
+
+
+def project(raw: bytes, descriptor: Descriptor | None, lookup: Lookup, options: RenderOptions) -> Projection:
+    """Decode ``raw`` (msgpack) and render it, typed when a descriptor is given.
+
+    Never raises for bad payloads: a payload that is not valid msgpack, not a
+    map, or nested too deeply comes back with ``data=None`` and an ``error``.
+    """
+    try:
+        value = unpack(raw)
+    except Corrupt as exc:
+        return _failed("UNDECODABLE_PAYLOAD", exc.message)
+    if not isinstance(value, dict):
+        return _failed("NOT_A_MAP", f"payload is a msgpack {type(value).__name__}, not a map")
+    try:
+        if descriptor is None:
+            return Projection(None, render_generic(value, options))
+        unknown: dict[str, Any] | None = {} if options.include_unknown else None
+        data = render_typed(value, descriptor, lookup, options, unknown)
+    except (TooDeep, RecursionError):
+        return _failed("TOO_DEEP", "payload nests too deeply to render")
+    return Projection(descriptor, data, unknown)

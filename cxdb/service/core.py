@@ -1,0 +1,265 @@
+"""The service: every operation of the API, over the store, registry and projection.
+
+HTTP handlers parse and validate a request, make one call here, and render
+what comes back: JSON-ready dicts, or bytes for blobs and bundles.
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import blake3
+import orjson
+
+from .. import __version__
+from ..codec import pack
+from ..config import Settings
+from ..descriptor import Descriptor, TypeRef
+from ..errors import FailedDependency, NotFound, PreconditionFailed, Unprocessable
+from ..model import ContextRecord, TurnRecord, iso_utc
+from ..projection import RenderOptions, encode_typed, project
+from ..registry import Catalog, parse_bundle
+from ..storage import Store, StoredBundle
+from .cache import ProjectionCache
+from .registry import CatalogCache
+from .views import context_view, turn_head
+
+__all__ = ["BundleBody", "Service", "TypeHint"]
+
+VIEWS = ("typed", "raw", "both")
+HINT_MODES = ("inherit", "latest", "explicit")
+
+
+@dataclass(frozen=True, slots=True)
+class TypeHint:
+    """How the typed view picks a descriptor for each turn."""
+
+    mode: str = "inherit"
+    type_id: str | None = None
+    type_version: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BundleBody:
+    """A stored bundle's JSON bytes and its strong ETag."""
+
+    body: bytes
+    etag: str
+
+
+def _etag(body: bytes) -> str:
+    return '"' + blake3.blake3(body).hexdigest()[:40] + '"'
+
+
+class Service:
+    """Every operation of the API. Owns the store it opens; use as a context manager or :meth:`close`."""
+
+    def __init__(self, settings: Settings, clock: Callable[[], float] = time.time) -> None:
+        self.settings = settings
+        self._clock = clock
+        self._started = clock()
+        self.store = Store(Path(settings.data_dir), map_size=settings.map_size, max_batch=settings.max_batch,
+                           clock=clock)
+        self._catalogs = CatalogCache(self.store)
+        self._projections = ProjectionCache()
+
+    def close(self) -> None:
+        self.store.close()
+
+    def __enter__(self) -> Service:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    # -- contexts -------------------------------------------------------
+
+    async def create_context(self, base_turn_id: int = 0, client_tag: str | None = None,
+                             provenance: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Create (or, with a base turn, fork) a context."""
+        context = await self.store.create_context(base_turn_id, client_tag, provenance)
+        return context_view(context, True, True, [])
+
+    def get_context(self, context_id: int, include_provenance: bool = True,
+                    include_lineage: bool = True) -> dict[str, Any]:
+        context = self.store.get_context(context_id)
+        return self._context(context, include_provenance, include_lineage)
+
+    def list_contexts(self, limit: int = 100, tag: str | None = None, include_provenance: bool = False,
+                      include_lineage: bool = False) -> dict[str, Any]:
+        found, total = self.store.list_contexts(limit, tag)
+        return {"contexts": [self._context(c, include_provenance, include_lineage) for c in found],
+                "total": total}
+
+    def children(self, context_id: int, recursive: bool = False, limit: int = 256,
+                 include_provenance: bool = True, include_lineage: bool = True) -> dict[str, Any]:
+        found, total = self.store.children(context_id, recursive, limit)
+        return {"context_id": str(context_id),
+                "children": [self._context(c, include_provenance, include_lineage) for c in found],
+                "total": total}
+
+    def _context(self, context: ContextRecord, include_provenance: bool, include_lineage: bool) -> dict[str, Any]:
+        kids = self.store.child_ids(context.context_id) if include_lineage else None
+        return context_view(context, include_provenance, include_lineage, kids)
+
+    # -- turns ----------------------------------------------------------
+
+    async def append(self, context_id: int, type_id: str, type_version: int, data: dict[str, Any],
+                     parent_turn_id: int | None = None,
+                     idempotency_key: str | None = None) -> tuple[dict[str, Any], bool]:
+        """Append a turn; returns its view and whether it was an idempotent replay."""
+        catalog = self._catalogs.current()
+        descriptor = catalog.descriptor(type_id, type_version)
+        if descriptor is not None:
+            payload = pack(encode_typed(data, descriptor, _lookup(catalog)))
+        elif self.settings.require_registry:
+            raise PreconditionFailed(f"type {type_id} v{type_version} is not registered",
+                                     {"type_id": type_id, "type_version": type_version})
+        else:
+            payload = pack(data)
+        result = await self.store.append(context_id, type_id, type_version, payload, parent_turn_id,
+                                         idempotency_key)
+        turn = result.turn
+        return {"context_id": str(turn.context_id), "turn_id": str(turn.turn_id),
+                "parent_turn_id": str(turn.parent_turn_id), "depth": turn.depth,
+                "content_hash": turn.content_hash.hex()}, result.replayed
+
+    def get_turns(self, context_id: int, limit: int = 64, before_turn_id: int | None = None,
+                  view: str = "typed", hint: TypeHint | None = None,
+                  options: RenderOptions | None = None) -> dict[str, Any]:
+        """A page of turns ending at the head (or before a cursor), oldest first."""
+        hint = hint or TypeHint()
+        options = options or RenderOptions()
+        catalog = self._catalogs.current()
+        forced = None
+        if hint.mode == "explicit":
+            if hint.type_id is None or hint.type_version is None:
+                raise Unprocessable("type_hint_mode=explicit needs as_type_id and as_type_version",
+                                    {"field": "as_type_id" if hint.type_id is None else "as_type_version"})
+            forced = catalog.descriptor(hint.type_id, hint.type_version)
+            if forced is None:
+                raise FailedDependency(f"type {hint.type_id} v{hint.type_version} is not registered",
+                                       {"type_id": hint.type_id, "type_version": hint.type_version})
+        page = self.store.page(context_id, limit, before_turn_id)
+        payloads = self.store.payloads(turn.content_hash for turn in page.turns) if page.turns else {}
+        lookup = _lookup(catalog)
+        turns = []
+        for turn in page.turns:
+            raw = payloads.get(turn.content_hash)
+            item = turn_head(turn)
+            if view != "raw":
+                descriptor = forced or self._descriptor_for(catalog, turn, hint.mode)
+                item.update(self._typed(turn, raw, descriptor, lookup, options))
+            if view != "typed":
+                item.update(_raw_fields(turn, raw))
+            turns.append(item)
+        context = page.context
+        return {
+            "meta": {"context_id": str(context.context_id), "head_turn_id": str(context.head_turn_id),
+                     "head_depth": context.head_depth, "registry_bundle_id": catalog.latest_bundle_id},
+            "turns": turns,
+            "next_before_turn_id": None if page.next_before_turn_id is None else str(page.next_before_turn_id),
+        }
+
+    @staticmethod
+    def _descriptor_for(catalog: Catalog, turn: TurnRecord, mode: str) -> Descriptor | None:
+        if mode == "latest":
+            return catalog.latest_descriptor(turn.type_id)
+        return catalog.descriptor(turn.type_id, turn.type_version)
+
+    def _typed(self, turn: TurnRecord, raw: bytes | None, descriptor: Descriptor | None,
+               lookup: Callable[[TypeRef], Descriptor | None], options: RenderOptions) -> dict[str, Any]:
+        if raw is None:
+            return {"decoded_as": None, "data": None,
+                    "error": {"code": "BLOB_MISSING", "message": "the turn's payload is missing"}}
+        projection = self._projections.get(turn.content_hash, descriptor, options)
+        if projection is None:
+            projection = project(raw, descriptor, lookup, options)
+            self._projections.put(turn.content_hash, descriptor, options, projection)
+        typed = projection.decoded_as
+        out: dict[str, Any] = {
+            "decoded_as": {"type_id": typed.type_id, "type_version": typed.version} if typed else None,
+            "data": projection.data,
+        }
+        if projection.unknown is not None:
+            out["unknown"] = projection.unknown
+        if projection.error is not None:
+            out["error"] = projection.error
+        return out
+
+    # -- registry -------------------------------------------------------
+
+    async def publish_bundle(self, bundle_id: str, value: Any) -> bool:
+        """Publish a bundle; True when it is new, False when an equal one was stored."""
+        bundle = parse_bundle(value)
+        if bundle.bundle_id != bundle_id:
+            raise Unprocessable("the body's bundle_id does not match the path",
+                                {"field": "bundle_id", "path_bundle_id": bundle_id,
+                                 "body_bundle_id": bundle.bundle_id})
+        stored, catalog = await self.store.publish_bundle(
+            bundle_id, bundle.body, lambda existing: self._catalogs.admit(existing, bundle))
+        if catalog is None:
+            return False
+        self._catalogs.install(stored.sequence, catalog)
+        return True
+
+    def get_bundle(self, bundle_id: str) -> BundleBody:
+        stored = self.store.get_bundle(bundle_id)
+        return BundleBody(stored.body, _etag(stored.body))
+
+    def list_bundles(self) -> dict[str, Any]:
+        return {"bundles": [_bundle_entry(item) for item in self.store.bundles()]}
+
+    def get_type_version(self, type_id: str, type_version: int) -> dict[str, Any]:
+        catalog = self._catalogs.current()
+        descriptor = catalog.descriptor(type_id, type_version)
+        if descriptor is None:
+            raise NotFound(f"type {type_id} v{type_version} not found",
+                           {"type_id": type_id, "type_version": type_version})
+        fields = orjson.loads(catalog.raw_versions[(type_id, type_version)])["fields"]
+        return {"type_id": type_id, "type_version": type_version, "fields": fields,
+                "bundle_id": descriptor.bundle_id}
+
+    def list_types(self) -> dict[str, Any]:
+        return {"types": [{"type_id": s.type_id, "latest_version": s.latest_version, "bundle_id": s.bundle_id}
+                          for s in self._catalogs.current().summaries()]}
+
+    # -- blobs, health, stats -------------------------------------------
+
+    def get_blob(self, digest: bytes) -> bytes:
+        return self.store.get_blob(digest)
+
+    def health(self) -> dict[str, Any]:
+        return {"status": "ok", "version": __version__, "uptime_seconds": int(self._clock() - self._started)}
+
+    def stats(self) -> dict[str, Any]:
+        stats = self.store.stats()
+        return {"contexts": stats.contexts, "turns": stats.turns, "blobs": stats.blobs,
+                "storage_bytes": stats.storage_bytes, "dedup_hit_rate": round(stats.dedup_hit_rate, 6),
+                "blob_stored_bytes": stats.blob_stored_bytes, "blob_raw_bytes": stats.blob_raw_bytes,
+                "dedup_hits": stats.dedup_hits}
+
+    def check(self) -> dict[str, Any]:
+        return self.store.check()
+
+
+def _lookup(catalog: Catalog) -> Callable[[TypeRef], Descriptor | None]:
+    return lambda ref: catalog.descriptor(ref.type_id, ref.version)
+
+
+def _raw_fields(turn: TurnRecord, raw: bytes | None) -> dict[str, Any]:
+    return {"content_hash_b3": turn.content_hash.hex(), "encoding": turn.encoding,
+            "compression": turn.compression, "uncompressed_len": turn.uncompressed_len,
+            "bytes_b64": base64.b64encode(raw).decode() if raw is not None else None}
+
+
+def _bundle_entry(stored: StoredBundle) -> dict[str, Any]:
+    return {"bundle_id": stored.bundle_id, "sequence": stored.sequence,
+            "published_at": iso_utc(stored.published_at_ms)}

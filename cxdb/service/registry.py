@@ -1,0 +1,53 @@
+"""The registry as the service sees it: a catalog cached per registry generation."""
+
+from __future__ import annotations
+
+import threading
+
+import orjson
+
+from ..registry import Catalog, ParsedBundle, parse_bundle
+from ..storage import Store, StoredBundle
+
+__all__ = ["CatalogCache"]
+
+
+def _parse_stored(stored: StoredBundle) -> ParsedBundle:
+    return parse_bundle(orjson.loads(stored.body))
+
+
+class CatalogCache:
+    """Holds the catalog of the newest registry generation seen.
+
+    The generation is the number of bundles published, read from the store on
+    each use, so a bundle published by another process is picked up too.
+    """
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._lock = threading.Lock()
+        self._generation = 0
+        self._catalog = Catalog()
+
+    def current(self) -> Catalog:
+        generation = self._store.registry_generation()
+        if generation != self._generation:
+            self._adopt_stored(self._store.bundles())
+        return self._catalog
+
+    def admit(self, stored: list[StoredBundle], bundle: ParsedBundle) -> Catalog:
+        """The catalog with ``bundle`` added to ``stored``; raises to reject it. Runs in the writer."""
+        with self._lock:
+            base = self._catalog if len(stored) == self._generation else None
+        if base is None:
+            base = Catalog.from_bundles(_parse_stored(item) for item in stored)
+        return base.with_bundle(bundle)
+
+    def install(self, generation: int, catalog: Catalog) -> None:
+        with self._lock:
+            if generation >= self._generation:
+                self._generation, self._catalog = generation, catalog
+
+    def _adopt_stored(self, stored: list[StoredBundle]) -> None:
+        catalog = Catalog.from_bundles(_parse_stored(item) for item in stored)
+        self.install(len(stored), catalog)

@@ -1,0 +1,49 @@
+"""JSON views of model records: ids as decimal strings, times as ISO 8601. Pure."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..model import ContextRecord, TurnRecord, iso_utc
+
+__all__ = ["context_view", "id_text", "turn_head"]
+
+
+def id_text(value: int | None) -> str | None:
+    return None if value is None else str(value)
+
+
+def context_view(context: ContextRecord, include_provenance: bool, include_lineage: bool,
+                 children: list[int] | None = None) -> dict[str, Any]:
+    """A context as the API shows it; ``children`` feeds the lineage block."""
+    view: dict[str, Any] = {
+        "context_id": str(context.context_id),
+        "head_turn_id": str(context.head_turn_id),
+        "head_depth": context.head_depth,
+        "created_at": iso_utc(context.created_at_ms),
+        "last_activity_at": iso_utc(context.last_activity_ms),
+        "client_tag": context.client_tag,
+    }
+    if include_provenance:
+        view["provenance"] = context.provenance
+    if include_lineage:
+        lineage = context.lineage
+        kids = children or []
+        view["lineage"] = {
+            "parent_context_id": id_text(lineage.parent_context_id),
+            "root_context_id": str(lineage.root_context_id),
+            "fork_turn_id": id_text(lineage.fork_turn_id),
+            "children": [str(child) for child in kids],
+            "child_count": len(kids),
+        }
+    return view
+
+
+def turn_head(turn: TurnRecord) -> dict[str, Any]:
+    """The fields every view of a turn starts with."""
+    return {
+        "turn_id": str(turn.turn_id),
+        "parent_turn_id": str(turn.parent_turn_id),
+        "depth": turn.depth,
+        "declared_type": {"type_id": turn.type_id, "type_version": turn.type_version},
+    }
