@@ -1,0 +1,174 @@
+"""Model-based test: random create, fork, append and page against a tiny in-memory model."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import msgpack
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+
+from cxdb.errors import Conflict, NotFound
+from cxdb.storage import Store
+
+
+@dataclass
+class ModelTurn:
+    parent: int
+    depth: int
+    context: int
+    payload: bytes
+
+
+@dataclass
+class ModelContext:
+    head: int
+    parent_context: int | None
+    root: int
+    fork_turn: int | None
+    keys: dict[str, tuple[int, tuple[Any, ...]]] = field(default_factory=dict)
+
+
+class StoreMachine(RuleBasedStateMachine):
+    def __init__(self) -> None:
+        super().__init__()
+        self.dir = Path(tempfile.mkdtemp(prefix="cxdb-sm-"))
+        self.loop = asyncio.new_event_loop()
+        self.store = Store(self.dir / "data")
+        self.turns: dict[int, ModelTurn] = {}
+        self.contexts: dict[int, ModelContext] = {}
+
+    def run(self, coro: Any) -> Any:
+        return self.loop.run_until_complete(coro)
+
+    def teardown(self) -> None:
+        try:
+            report = self.store.check()
+            assert report["ok"], report
+        finally:
+            self.store.close()
+        self.loop.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def chain(self, head: int) -> list[int]:
+        out = []
+        while head:
+            out.append(head)
+            head = self.turns[head].parent
+        return out[::-1]
+
+    def _register(self, record: Any, base: int) -> None:
+        if base:
+            origin = self.turns[base].context
+            lineage = (origin, self.contexts[origin].root, base)
+        else:
+            lineage = (None, record.context_id, None)
+        self.contexts[record.context_id] = ModelContext(base, *lineage)
+        assert record.head_turn_id == base
+        assert record.head_depth == (self.turns[base].depth if base else 0)
+        assert (record.lineage.parent_context_id, record.lineage.root_context_id,
+                record.lineage.fork_turn_id) == lineage
+
+    @rule()
+    def create_empty(self) -> None:
+        record = self.run(self.store.create_context())
+        self._register(record, 0)
+
+    @precondition(lambda self: self.turns)
+    @rule(data=st.data())
+    def fork(self, data: st.DataObject) -> None:
+        base = data.draw(st.sampled_from(sorted(self.turns)))
+        record = self.run(self.store.create_context(base_turn_id=base))
+        self._register(record, base)
+
+    @rule(base=st.integers(10**6, 10**7))
+    def fork_missing(self, base: int) -> None:
+        try:
+            self.run(self.store.create_context(base_turn_id=base))
+        except NotFound:
+            return
+        raise AssertionError("fork from a missing turn succeeded")
+
+    @precondition(lambda self: self.contexts)
+    @rule(data=st.data(), body=st.integers(0, 5), parent_mode=st.sampled_from(["head", "existing", "missing", "root"]),
+          key=st.sampled_from([None, None, "a", "b"]))
+    def append(self, data: st.DataObject, body: int, parent_mode: str, key: str | None) -> None:
+        context_id = data.draw(st.sampled_from(sorted(self.contexts)))
+        context = self.contexts[context_id]
+        parent_arg: int | None = None
+        if parent_mode == "existing" and self.turns:
+            parent_arg = data.draw(st.sampled_from(sorted(self.turns)))
+        elif parent_mode == "missing":
+            parent_arg = 10**9
+        elif parent_mode == "root":
+            parent_arg = 0
+        raw = msgpack.packb({"body": body})
+        signature = (raw, parent_arg)
+        expected_replay = context.keys.get(key) if key is not None else None
+        try:
+            result = self.run(self.store.append(context_id, "t", 1, raw, parent_turn_id=parent_arg,
+                                                idempotency_key=key))
+        except Conflict:
+            conflict_key = expected_replay is not None and expected_replay[1] != signature
+            assert parent_mode == "missing" or conflict_key
+            return
+        if expected_replay is not None:
+            assert expected_replay[1] == signature
+            assert result.replayed and result.turn.turn_id == expected_replay[0]
+            return
+        assert parent_mode != "missing"
+        assert not result.replayed
+        parent = context.head if parent_arg is None else parent_arg
+        turn = result.turn
+        assert turn.turn_id not in self.turns and all(turn.turn_id > t for t in self.turns)
+        assert turn.parent_turn_id == parent
+        assert turn.depth == (self.turns[parent].depth if parent else 0) + 1
+        self.turns[turn.turn_id] = ModelTurn(parent, turn.depth, context_id, raw)
+        context.head = turn.turn_id
+        if key is not None:
+            context.keys[key] = (turn.turn_id, signature)
+
+    @precondition(lambda self: self.contexts)
+    @rule(data=st.data(), limit=st.integers(0, 8), cursor_mode=st.sampled_from(["none", "chain", "any"]))
+    def page(self, data: st.DataObject, limit: int, cursor_mode: str) -> None:
+        context_id = data.draw(st.sampled_from(sorted(self.contexts)))
+        chain = self.chain(self.contexts[context_id].head)
+        cursor = None
+        if cursor_mode == "chain" and chain:
+            cursor = data.draw(st.sampled_from(chain))
+        elif cursor_mode == "any" and self.turns:
+            cursor = data.draw(st.sampled_from(sorted(self.turns)))
+        try:
+            page = self.store.page(context_id, limit, cursor)
+        except NotFound:
+            assert cursor is not None and cursor not in chain
+            return
+        assert cursor is None or cursor in chain
+        end = chain.index(cursor) if cursor is not None else len(chain)
+        expected = chain[max(0, end - limit):end] if limit else []
+        assert [t.turn_id for t in page.turns] == expected
+        more = bool(expected) and expected[0] != chain[0]
+        assert page.next_before_turn_id == (expected[0] if more else None)
+        for turn in page.turns:
+            assert self.store.get_blob(turn.content_hash) == self.turns[turn.turn_id].payload
+
+    @invariant()
+    def heads_and_depths_agree(self) -> None:
+        for context_id, model in self.contexts.items():
+            stored = self.store.get_context(context_id)
+            assert stored.head_turn_id == model.head
+            assert stored.head_depth == (self.turns[model.head].depth if model.head else 0)
+        stats = self.store.stats()
+        assert stats.turns == len(self.turns) and stats.contexts == len(self.contexts)
+
+
+StoreMachine.TestCase.settings = settings(max_examples=40, stateful_step_count=40, deadline=None,
+                                          suppress_health_check=[HealthCheck.too_slow])
+TestStoreMachine = StoreMachine.TestCase
+
