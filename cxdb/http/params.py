@@ -7,6 +7,7 @@ or JSON nested too deeply is Unprocessable (422), naming the field.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -14,7 +15,7 @@ import orjson
 from aiohttp import web
 
 from ..errors import BadRequest, CxdbError, Unprocessable
-from ..model import parse_u64
+from ..model import U64_MAX, parse_u64
 
 __all__ = [
     "body_u64",
@@ -29,6 +30,8 @@ __all__ = [
 ]
 
 _TRUE = ("1", "true", "yes")
+_WIDE = float(1 << 63)
+_I64_MIN = -(1 << 63)
 _FALSE = ("0", "false", "no")
 
 
@@ -83,8 +86,10 @@ def choice(query: Mapping[str, str], name: str, allowed: tuple[str, ...]) -> str
     return text
 
 
-def _too_deep(value: Any, limit: int) -> bool:
+def _scan(value: Any, limit: int) -> tuple[bool, bool]:
+    """(nests deeper than ``limit``, holds a float that may have been an integer too wide for 64 bits)."""
     stack = [(value, 1)]
+    wide = False
     while stack:
         item, depth = stack.pop()
         if isinstance(item, dict):
@@ -92,34 +97,53 @@ def _too_deep(value: Any, limit: int) -> bool:
         elif isinstance(item, list):
             children = item
         else:
+            if isinstance(item, float) and abs(item) >= _WIDE and item.is_integer():
+                wide = True
             continue
         if depth > limit:
-            return True
+            return True, wide
         stack.extend((child, depth + 1) for child in children)
+    return False, wide
+
+
+def _has_out_of_range_int(raw: bytes) -> bool:
+    """orjson reads integer literals past 64 bits as floats; the exact parser tells them apart."""
+    stack = [json.loads(raw)]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, int) and not isinstance(item, bool) and not _I64_MIN <= item <= U64_MAX:
+            return True
     return False
 
 
-async def read_json(request: web.Request, max_depth: int, malformed: type[CxdbError] = BadRequest) -> Any:
-    """The body as JSON; an empty body is None."""
+async def read_json(request: web.Request, max_depth: int, malformed: type[CxdbError] = BadRequest,
+                    empty: Any = None) -> Any:
+    """The body as JSON; an empty body is ``empty``."""
     raw = await request.read()
     if not raw.strip():
-        return None
+        return empty
     try:
         value = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         if "depth" in str(exc) or "recursion" in str(exc):
             raise Unprocessable("JSON nests too deeply", {"max_depth": max_depth}) from exc
         raise malformed("Malformed JSON body", {"reason": str(exc)}) from exc
-    if _too_deep(value, max_depth):
+    too_deep, wide = _scan(value, max_depth)
+    if too_deep:
         raise Unprocessable("JSON nests too deeply", {"max_depth": max_depth})
+    if wide and _has_out_of_range_int(raw):
+        raise Unprocessable("An integer in the body is outside the 64-bit range", {"min": str(_I64_MIN),
+                                                                                   "max": str(U64_MAX)})
     return value
 
 
 async def read_object(request: web.Request, max_depth: int, allow_empty: bool = False) -> dict[str, Any]:
     """The body as a JSON object; Unprocessable when it is another JSON value."""
-    value = await read_json(request, max_depth)
-    if value is None and allow_empty:
-        return {}
+    value = await read_json(request, max_depth, empty={} if allow_empty else None)
     if not isinstance(value, dict):
         raise Unprocessable("The request body must be a JSON object", {"field": "body"})
     return value
