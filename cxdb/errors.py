@@ -61,10 +61,15 @@ class CxdbError(Exception):
 
     code: str = "INTERNAL_ERROR"
 
-    def __init__(self, message: str, details: dict[str, Any] | None = None) -> None:
+    def __init__(self, message: str, details: dict[str, Any] | None = None, *, status: int | None = None,
+                 code: str | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.details: dict[str, Any] = dict(details or {})
+        self.status = status
+        """The HTTP status, when the error came back from a server."""
+        if code is not None:
+            self.code = code
 
     def to_dict(self) -> dict[str, Any]:
         """The contract's error envelope for this error."""

@@ -1,0 +1,14 @@
+"""HTTP clients for cxdb. They import nothing from the storage layer."""
+
+from ._common import Record
+from .sync import Client
+
+__all__ = ["AsyncClient", "Client", "Record"]
+
+
+def __getattr__(name: str) -> object:
+    if name == "AsyncClient":
+        from .aio import AsyncClient
+
+        return AsyncClient
+    raise AttributeError(name)

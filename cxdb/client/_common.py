@@ -1,0 +1,96 @@
+"""What the sync and async clients share: records, query building, error mapping."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+from urllib.parse import quote, urlencode
+
+import orjson
+
+from ..errors import (
+    BadRequest,
+    Conflict,
+    CxdbError,
+    FailedDependency,
+    MethodNotAllowed,
+    NotFound,
+    PayloadTooLarge,
+    PreconditionFailed,
+    Unauthorized,
+    Unprocessable,
+)
+
+__all__ = ["Record", "bundle_body", "error_from", "query", "quote_id", "to_record", "turn_body"]
+
+_BY_STATUS: dict[int, type[CxdbError]] = {
+    400: BadRequest, 401: Unauthorized, 404: NotFound, 405: MethodNotAllowed, 409: Conflict,
+    412: PreconditionFailed, 413: PayloadTooLarge, 422: Unprocessable, 424: FailedDependency,
+}
+
+
+class Record(dict[str, Any]):
+    """A JSON object that also allows attribute access: ``ctx.context_id``."""
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
+def to_record(value: Any) -> Any:
+    if isinstance(value, dict):
+        return Record({key: to_record(item) for key, item in value.items()})
+    if isinstance(value, list):
+        return [to_record(item) for item in value]
+    return value
+
+
+def error_from(status: int, body: bytes) -> CxdbError:
+    """The typed exception for an error response, from its envelope when it has one."""
+    klass = _BY_STATUS.get(status, CxdbError)
+    try:
+        envelope = orjson.loads(body)["error"]
+        return klass(str(envelope["message"]), dict(envelope.get("details") or {}), status=status,
+                     code=str(envelope["code"]))
+    except (orjson.JSONDecodeError, KeyError, TypeError):
+        text = body[:200].decode(errors="replace")
+        return klass(f"HTTP {status}: {text}", {}, status=status)
+
+
+def query(**params: Any) -> str:
+    """A query string of the parameters that are set; booleans as true/false."""
+    pairs = []
+    for key, value in params.items():
+        if value is None:
+            continue
+        if isinstance(value, bool):
+            value = "true" if value else "false"
+        pairs.append((key, str(value)))
+    return "?" + urlencode(pairs) if pairs else ""
+
+
+def quote_id(value: Any) -> str:
+    return quote(str(value), safe="")
+
+
+def turn_body(turn: dict[str, Any] | None, **fields: Any) -> dict[str, Any]:
+    body = dict(turn or {})
+    body.update({key: value for key, value in fields.items() if value is not None})
+    return body
+
+
+def bundle_body(bundle: dict[str, Any] | str | os.PathLike[str]) -> tuple[str, bytes]:
+    """(bundle_id, body) from a dict or the path of a JSON file."""
+    if isinstance(bundle, dict):
+        raw = orjson.dumps(bundle)
+        value = bundle
+    else:
+        with open(bundle, "rb") as handle:
+            raw = handle.read()
+        value = orjson.loads(raw)
+    bundle_id = value.get("bundle_id") if isinstance(value, dict) else None
+    if not isinstance(bundle_id, str):
+        raise Unprocessable("the bundle has no bundle_id", {"field": "bundle_id"})
+    return bundle_id, raw

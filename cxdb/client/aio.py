@@ -1,0 +1,70 @@
+"""The asynchronous client: the same API as :class:`cxdb.Client`, on aiohttp."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Mapping
+from types import TracebackType
+from typing import Any
+
+import aiohttp
+
+from ..errors import TransportError
+from ._common import error_from
+from .methods import Call, Methods, Response
+from .sync import DEFAULT_URL
+
+__all__ = ["AsyncClient"]
+
+
+class AsyncClient(Methods[Awaitable[Any]]):
+    """Like :class:`cxdb.Client`, but every method is awaited. Use ``async with`` or :meth:`close`."""
+
+    def __init__(self, base_url: str = DEFAULT_URL, timeout: float = 30.0,
+                 headers: Mapping[str, str] | None = None) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._headers = {"Accept": "application/json", **(headers or {})}
+        self._session: aiohttp.ClientSession | None = None
+
+    def _run(self, call: Call) -> Awaitable[Any]:
+        return self._send(call)
+
+    async def _send(self, call: Call) -> Any:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=self._timeout, headers=self._headers)
+        headers = dict(call.headers)
+        if call.body is not None:
+            headers["Content-Type"] = "application/json"
+        try:
+            async with self._session.request(call.method, self.base_url + call.path, data=call.body,
+                                             headers=headers) as reply:
+                body = await reply.read()
+                response = Response(reply.status, {k.lower(): v for k, v in reply.headers.items()}, body)
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            raise TransportError(f"cannot reach {self.base_url}", {"reason": str(exc)}) from exc
+        if response.status >= 400:
+            raise error_from(response.status, response.body)
+        return call.parse(response)
+
+    async def iter_turns(self, context_id: int | str, page_size: int = 64, **options: Any) -> AsyncIterator[Any]:
+        """Every turn from the head to the root, newest first, one page at a time."""
+        before = None
+        while True:
+            page = await self.get_turns(context_id, limit=page_size, before_turn_id=before, **options)
+            for turn in reversed(page["turns"]):
+                yield turn
+            before = page["next_before_turn_id"]
+            if before is None:
+                return
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self.close()
