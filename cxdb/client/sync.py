@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import http.client
-import socket
 from collections.abc import Iterator, Mapping
 from types import TracebackType
 from typing import Any
@@ -71,7 +70,7 @@ class Client(Methods[Any]):
             except (OSError, http.client.HTTPException) as again:
                 self._drop()
                 raise TransportError(f"cannot reach {self.base_url}", {"reason": str(again)}) from again
-        except (OSError, http.client.HTTPException, socket.timeout) as exc:
+        except (TimeoutError, OSError, http.client.HTTPException) as exc:
             self._drop()
             raise TransportError(f"cannot reach {self.base_url}", {"reason": str(exc)}) from exc
         if response.status >= 400:

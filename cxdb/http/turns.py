@@ -7,9 +7,7 @@ from typing import Any
 from aiohttp import web
 
 from ..errors import BadRequest, Unprocessable
-from ..projection import CHOICES, RenderOptions
-from ..service import TypeHint
-from ..service.core import HINT_MODES, VIEWS
+from ..service import HINT_MODES, RENDER_CHOICES, VIEWS, RenderOptions, TypeHint
 from .keys import SERVICE, SETTINGS, json_response
 from .params import body_u64, choice, flag, optional_str, path_id, query_int, query_u64, read_object
 
@@ -35,7 +33,7 @@ def _hint(query: Any) -> TypeHint:
 @routes.get("/v1/contexts/{context_id}/turns")
 async def get_turns(request: web.Request) -> web.Response:
     query = request.query
-    options = RenderOptions(**{name: choice(query, name, allowed) for name, allowed in CHOICES.items()},
+    options = RenderOptions(**{name: choice(query, name, allowed) for name, allowed in RENDER_CHOICES.items()},
                             include_unknown=flag(query, "include_unknown", False))
     result = request.app[SERVICE].get_turns(
         path_id(request, "context_id"), limit=query_int(query, "limit", 64, MAX_PAGE),

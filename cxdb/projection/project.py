@@ -10,7 +10,7 @@ from ..descriptor import Descriptor
 from ..errors import Corrupt
 from .encode import Lookup
 from .options import RenderOptions
-from .render import TooDeep, render_generic, render_typed
+from .render import TooDeep, render_generic, render_typed, tag_of
 
 __all__ = ["Projection", "project"]
 
@@ -30,7 +30,7 @@ def _failed(code: str, message: str) -> Projection:
 
 
 def project(raw: bytes, descriptor: Descriptor | None, lookup: Lookup, options: RenderOptions) -> Projection:
-    """Decode ``raw`` (msgpack) and render it, typed when a descriptor is given.
+    """Decode ``raw`` (msgpack) and render it, typed when a descriptor is given and every key is a tag.
 
     Never raises for bad payloads: a payload that is not valid msgpack, not a
     map, or nested too deeply comes back with ``data=None`` and an ``error``.
@@ -42,7 +42,8 @@ def project(raw: bytes, descriptor: Descriptor | None, lookup: Lookup, options: 
     if not isinstance(value, dict):
         return _failed("NOT_A_MAP", f"payload is a msgpack {type(value).__name__}, not a map")
     try:
-        if descriptor is None:
+        if descriptor is None or not all(tag_of(key) is not None for key in value):
+            # Keys that are not tags mean the payload was not written with a descriptor.
             return Projection(None, render_generic(value, options))
         unknown: dict[str, Any] | None = {} if options.include_unknown else None
         data = render_typed(value, descriptor, lookup, options, unknown)

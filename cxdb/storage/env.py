@@ -130,11 +130,14 @@ class Environment:
             raise
 
     def _check_format(self) -> None:
-        with self._env.begin(write=True) as txn:
+        with self._env.begin() as txn:
             stored = txn.get(b"format", db=self.dbs.meta)
-            if stored is None:
-                txn.put(b"format", orjson.dumps(FORMAT), db=self.dbs.meta)
-                return
+        if stored is None:
+            with self._env.begin(write=True) as txn:
+                stored = txn.get(b"format", db=self.dbs.meta)
+                if stored is None:
+                    txn.put(b"format", orjson.dumps(FORMAT), db=self.dbs.meta)
+                    return
         found = orjson.loads(stored)
         if found != FORMAT:
             raise FormatMismatch("the data directory was written in another format",

@@ -176,3 +176,20 @@ def test_generic_rendering_of_msgpack_oddities() -> None:
                                               "null": str(2**63), "t": True}
     assert render_generic(-(2**53), options) == str(-(2**53))
     assert render_generic(-(2**53) + 1, options) == -(2**53) + 1
+
+
+def test_payloads_with_name_keys_stay_generic_after_registration(settings: Settings) -> None:
+    with Service(settings) as service:
+        async def setup() -> int:
+            context_id = int((await service.create_context())["context_id"])
+            await service.append(context_id, "cxdb.chat.Message", 1, {"role": "user", "text": "before"})
+            await service.publish_bundle("conversation-v1",
+                                         json.loads((BUNDLES / "conversation-v1.json").read_text()))
+            await service.append(context_id, "cxdb.chat.Message", 1, {"role": "user", "text": "after"})
+            return context_id
+
+        context_id = asyncio.run(setup())
+        before, after = service.get_turns(context_id)["turns"]
+        assert before["decoded_as"] is None and before["data"] == {"role": "user", "text": "before"}
+        assert after["decoded_as"] == {"type_id": "cxdb.chat.Message", "type_version": 1}
+        assert after["data"] == {"role": "user", "text": "after"}

@@ -46,7 +46,8 @@ def field_specs(draw: st.DrawFn, earlier: list[str], enum_id: str) -> dict[str, 
     elif shape == "enum":
         spec = {"type": draw(st.sampled_from(["u8", "u32", "i64"])), "enum": enum_id}
     elif shape == "time":
-        spec = {"type": draw(st.sampled_from(["u64", "i64"])), "semantic": draw(st.sampled_from(["unix_ms", "unix_sec"]))}
+        semantic = draw(st.sampled_from(["unix_ms", "unix_sec"]))
+        spec = {"type": draw(st.sampled_from(["u64", "i64"])), "semantic": semantic}
     elif shape == "array":
         spec = {"type": "array", "items": draw(st.sampled_from(SCALAR_KINDS))}
     elif shape == "map":

@@ -1,0 +1,105 @@
+"""Settings and the cxdb command: serve, check, backup."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import lmdb
+import pytest
+
+from cxdb import Client
+from cxdb.config import SETTINGS, Settings, add_arguments, settings_from
+from cxdb.storage import Store
+from tests.conftest import LiveServer
+
+
+def parse(argv: list[str], env: dict[str, str]) -> Settings:
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    return settings_from(parser.parse_args(argv), env)
+
+
+def test_defaults_match_the_table() -> None:
+    defaults = Settings()
+    for setting in SETTINGS:
+        assert getattr(defaults, setting.name) == setting.default, setting.name
+        assert setting.help
+    assert (defaults.host, defaults.port, defaults.data_dir) == ("127.0.0.1", 9010, Path("cxdb-data"))
+
+
+def test_flag_beats_environment_beats_default() -> None:
+    env = {"CXDB_PORT": "7000", "CXDB_HOST": "0.0.0.0", "CXDB_REQUIRE_REGISTRY": "yes",
+           "CXDB_CORS_ORIGINS": "https://a.example, https://b.example"}
+    settings = parse(["--port", "8000"], env)
+    assert settings.port == 8000 and settings.host == "0.0.0.0" and settings.require_registry
+    assert settings.cors_origins == ("https://a.example", "https://b.example")
+    assert parse(["--require-registry"], {}).require_registry
+    assert parse([], {}).port == 9010
+
+
+@pytest.mark.parametrize("argv, env, name", [
+    (["--port", "70000"], {}, "--port"),
+    ([], {"CXDB_PORT": "abc"}, "CXDB_PORT"),
+    ([], {"CXDB_REQUIRE_REGISTRY": "perhaps"}, "CXDB_REQUIRE_REGISTRY"),
+    (["--max-body-bytes", "0"], {}, "--max-body-bytes"),
+])
+def test_bad_settings_name_themselves(argv: list[str], env: dict[str, str], name: str) -> None:
+    with pytest.raises(ValueError, match=name):
+        parse(argv, env)
+
+
+def test_bad_setting_exits_2(tmp_path: Path) -> None:
+    result = subprocess.run([sys.executable, "-m", "cxdb", "serve", "--port", "nope"], capture_output=True, text=True)
+    assert result.returncode == 2 and "--port" in result.stderr
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_serve_shuts_down_gracefully(tmp_path: Path, signum: int) -> None:
+    server = LiveServer(tmp_path / "data", env={"CXDB_MAX_BATCH": "8"})
+    with Client(server.url) as client:
+        ctx = client.create_context()
+        for i in range(20):
+            client.append_turn(ctx.context_id, {"type_id": "t", "type_version": 1, "data": {"i": i}})
+    server.proc.send_signal(signum)
+    assert server.proc.wait(timeout=20) == 0
+    server.stop()
+    with Store(tmp_path / "data") as store:
+        assert store.stats().turns == 20 and store.check()["ok"]
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "cxdb", *args], capture_output=True, text=True, timeout=60)
+
+
+def test_check_and_backup(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+
+    async def fill() -> bytes:
+        with Store(data) as store:
+            ctx = await store.create_context()
+            turn = (await store.append(ctx.context_id, "t", 1, b"\x81\xa1a\x01")).turn
+            return turn.content_hash
+
+    digest = asyncio.run(fill())
+    result = run_cli("check", "--data-dir", str(data))
+    assert result.returncode == 0 and json.loads(result.stdout)["ok"]
+    result = run_cli("backup", "--data-dir", str(data), str(tmp_path / "copy"))
+    assert result.returncode == 0
+    assert run_cli("check", "--data-dir", str(tmp_path / "copy")).returncode == 0
+    again = run_cli("backup", "--data-dir", str(data), str(tmp_path / "copy"))
+    assert again.returncode == 1 and "exists" in again.stderr
+    env = lmdb.open(str(data), max_dbs=16)
+    blobs = env.open_db(b"blobs")
+    with env.begin(write=True) as txn:
+        txn.delete(digest, db=blobs)
+    env.close()
+    result = run_cli("check", "--data-dir", str(data))
+    assert result.returncode == 1
+    report = json.loads(result.stdout)
+    assert {p["kind"] for p in report["problems"]} == {"turn_blob_missing", "counter_wrong"}
