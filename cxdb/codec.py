@@ -41,13 +41,12 @@ def content_hash(raw: bytes) -> BlobHash:
 class BlobCodec:
     """Frames blobs for storage: zstd level 3 when that pays, raw otherwise.
 
-    Compression uses one compressor and is meant for the single writer thread;
-    decompression keeps one decompressor per thread, since zstd contexts are
-    not thread-safe.
+    zstd contexts are not thread-safe, so each thread gets its own compressor
+    and decompressor.
     """
 
     def __init__(self, level: int = 3, min_compress: int = MIN_COMPRESS) -> None:
-        self._compressor = zstandard.ZstdCompressor(level=level)
+        self._level = level
         self._min_compress = min_compress
         self._local = threading.local()
 
@@ -56,7 +55,10 @@ class BlobCodec:
         if len(raw) > MAX_BLOB:
             raise Unprocessable("payload too large for one blob", {"bytes": len(raw)})
         if len(raw) >= self._min_compress:
-            packed = self._compressor.compress(raw)
+            compressor = getattr(self._local, "c", None)
+            if compressor is None:
+                compressor = self._local.c = zstandard.ZstdCompressor(level=self._level)
+            packed = compressor.compress(raw)
             if len(packed) < len(raw):
                 return _HEADER.pack(COMPRESSION_ZSTD, len(raw)) + packed, COMPRESSION_ZSTD
         return _HEADER.pack(COMPRESSION_NONE, len(raw)) + raw, COMPRESSION_NONE

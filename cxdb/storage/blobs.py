@@ -20,19 +20,22 @@ from .writer import WriteContext
 __all__ = ["get_stored", "put"]
 
 
-def put(w: WriteContext, digest: BlobHash, raw: bytes) -> int:
-    """Store ``raw`` under ``digest`` unless present; returns the compression used."""
+def put(w: WriteContext, digest: BlobHash, framed: bytes, raw_len: int) -> int:
+    """Store a framed blob (see :class:`~cxdb.codec.BlobCodec`) unless ``digest`` is present.
+
+    Returns the compression of the stored copy. Framing happens before the
+    writer thread, so the writer only decides whether to write.
+    """
     stored = w.txn.get(digest, db=w.dbs.blobs)
     if stored is not None:
         w.counters.add("dedup_hits")
         return BlobCodec.header(stored)[0]
-    framed, compression = w.codec.encode(raw)
     w.txn.put(digest, framed, db=w.dbs.blobs)
     w.counters.add("dedup_misses")
     w.counters.add("blobs")
     w.counters.add("blob_stored", len(framed))
-    w.counters.add("blob_raw", len(raw))
-    return compression
+    w.counters.add("blob_raw", raw_len)
+    return BlobCodec.header(framed)[0]
 
 
 def get_stored(txn: Any, blobs_db: Any, digest: bytes) -> bytes | None:

@@ -44,11 +44,13 @@ __all__ = [
     "create",
     "get",
     "ids_by_activity",
+    "head",
     "ids_by_tag",
     "move_head",
 ]
 
 _REC = struct.Struct(">QQQQQQQ")
+_HEAD = struct.Struct(">QQ")
 _U64 = struct.Struct(">Q")
 _U16 = struct.Struct(">H")
 
@@ -90,6 +92,14 @@ def require(txn: Any, dbs: Any, context_id: int, with_meta: bool = True) -> Cont
     return found
 
 
+def head(txn: Any, dbs: Any, context_id: int) -> tuple[int, int]:
+    """(head_turn_id, head_depth) of a context; NotFound if it does not exist."""
+    value = txn.get(_key(context_id), db=dbs.contexts)
+    if value is None:
+        raise NotFound(f"Context {context_id} not found", {"context_id": str(context_id)})
+    return _HEAD.unpack_from(value)
+
+
 def create(w: WriteContext, head_turn_id: int, head_depth: int, parent: int, root: int | None,
            fork_turn_id: int, tag: str | None, provenance: dict[str, Any] | None) -> ContextRecord:
     """Allocate an id and write a new context; ``root=None`` makes it its own root."""
@@ -109,16 +119,15 @@ def create(w: WriteContext, head_turn_id: int, head_depth: int, parent: int, roo
     return _record(context_id, head, meta)
 
 
-def move_head(w: WriteContext, context: ContextRecord, new_head: int, new_depth: int) -> None:
-    """Compare-and-set the head from ``context.head_turn_id`` to ``new_head``."""
-    key = _key(context.context_id)
+def move_head(w: WriteContext, context_id: int, expected: int, new_head: int, new_depth: int) -> None:
+    """Compare-and-set the head of a context from ``expected`` to ``new_head``."""
+    key = _key(context_id)
     value = w.txn.get(key, db=w.dbs.contexts)
     if value is None:
-        raise NotFound(f"Context {context.context_id} not found", {"context_id": str(context.context_id)})
+        raise NotFound(f"Context {context_id} not found", {"context_id": str(context_id)})
     head_id, _, created, activity, parent, root, fork = _REC.unpack(value)
-    if head_id != context.head_turn_id:
-        raise Conflict("the context head moved", {"context_id": str(context.context_id),
-                                                   "expected": str(context.head_turn_id),
+    if head_id != expected:
+        raise Conflict("the context head moved", {"context_id": str(context_id), "expected": str(expected),
                                                    "found": str(head_id)})
     w.txn.put(key, _REC.pack(new_head, new_depth, created, w.now_ms, parent, root, fork), db=w.dbs.contexts)
     if activity != w.now_ms:

@@ -60,7 +60,7 @@ class Store:
         self._codec = codec or BlobCodec()
         self._env = Environment(self.path, map_size=map_size)
         self._dbs = self._env.dbs
-        self._writer = Writer(self._env, self._codec, max_batch=max_batch, clock=clock)
+        self._writer = Writer(self._env, max_batch=max_batch, clock=clock)
 
     # -- lifetime -------------------------------------------------------
 
@@ -118,34 +118,31 @@ class Store:
             raise Unprocessable("idempotency_key too long",
                                 {"field": "idempotency_key", "max_bytes": idempotency.MAX_KEY_BYTES})
         digest = content_hash(payload)
+        framed, _ = self._codec.encode(payload)
         request = _request_digest(type_id, type_version, digest, parent_turn_id) if idempotency_key else b""
 
         def op(w: WriteContext) -> AppendResult:
-            context = contexts.require(w.txn, w.dbs, context_id, with_meta=False)
+            head_id, _ = contexts.head(w.txn, w.dbs, context_id)
             if idempotency_key is not None:
                 earlier = idempotency.lookup(w.txn, w.dbs.idem, context_id, idempotency_key, request)
                 if earlier is not None:
                     found = turns.get(w.txn, w.dbs.turns, earlier)
                     if found is not None:
                         return AppendResult(found[0], True)
-            parent_id = context.head_turn_id if parent_turn_id is None else parent_turn_id
-            parent: TurnRecord | None = None
-            parent_jump_depth = 0
-            if parent_id:
-                found = turns.get(w.txn, w.dbs.turns, parent_id)
-                if found is None:
-                    raise Conflict(f"Parent turn {parent_id} not found",
-                                   {"parent_turn_id": str(parent_id), "context_id": str(context_id)})
-                parent, parent_jump_depth = found
-            jump, jump_depth = turns.jump_for(w.txn, w.dbs.turns, parent, parent_jump_depth)
-            compression = blobs.put(w, digest, payload)
+            parent_id = head_id if parent_turn_id is None else parent_turn_id
+            parent = turns.links(w.txn, w.dbs.turns, parent_id) if parent_id else None
+            if parent_id and parent is None:
+                raise Conflict(f"Parent turn {parent_id} not found",
+                               {"parent_turn_id": str(parent_id), "context_id": str(context_id)})
+            jump, jump_depth = turns.jump_for(w.txn, w.dbs.turns, parent_id, parent)
+            stored_compression = blobs.put(w, digest, framed, len(payload))
             turn_id = w.counters.add("next_turn")
             w.counters.add("turns")
-            record = TurnRecord(TurnId(turn_id), TurnId(parent_id), (parent.depth if parent else 0) + 1,
-                                ContextId(context_id), type_id, type_version, ENCODING_MSGPACK, compression,
+            record = TurnRecord(TurnId(turn_id), TurnId(parent_id), (parent[0] if parent else 0) + 1,
+                                ContextId(context_id), type_id, type_version, ENCODING_MSGPACK, stored_compression,
                                 len(payload), digest, w.now_ms, TurnId(jump))
             w.txn.put(turns.key(turn_id), turns.encode(record, jump_depth), db=w.dbs.turns)
-            contexts.move_head(w, context, turn_id, record.depth)
+            contexts.move_head(w, context_id, head_id, turn_id, record.depth)
             if idempotency_key is not None:
                 idempotency.remember(w, context_id, idempotency_key, turn_id, request)
             return AppendResult(record, False)

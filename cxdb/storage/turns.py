@@ -30,10 +30,14 @@ from typing import Any
 from ..errors import Corrupt
 from ..model import BlobHash, ContextId, TurnId, TurnRecord
 
-__all__ = ["ancestor_at_depth", "decode", "encode", "get", "jump_for", "key", "walk"]
+__all__ = ["Links", "ancestor_at_depth", "decode", "encode", "get", "jump_for", "key", "links", "walk"]
 
 _REC = struct.Struct(">QQQQQQIBBI32s")
+_LINKS = struct.Struct(">8xQ16xQQ")
 _U64 = struct.Struct(">Q")
+
+Links = tuple[int, int, int]
+"""(depth, jump_turn_id, jump_depth): what extending a chain needs of a turn."""
 
 
 def key(turn_id: int) -> bytes:
@@ -65,6 +69,12 @@ def get(txn: Any, turns_db: Any, turn_id: int) -> tuple[TurnRecord, int] | None:
     return decode(turn_id, value) if value is not None else None
 
 
+def links(txn: Any, turns_db: Any, turn_id: int) -> Links | None:
+    """A turn's depth and jump pointer, without decoding the whole record; None if absent."""
+    value = txn.get(_U64.pack(turn_id), db=turns_db)
+    return _LINKS.unpack_from(value) if value is not None else None
+
+
 def _must(txn: Any, turns_db: Any, turn_id: int) -> tuple[TurnRecord, int]:
     found = get(txn, turns_db, turn_id)
     if found is None:
@@ -72,19 +82,21 @@ def _must(txn: Any, turns_db: Any, turn_id: int) -> tuple[TurnRecord, int]:
     return found
 
 
-def jump_for(txn: Any, turns_db: Any, parent: TurnRecord | None, parent_jump_depth: int) -> tuple[int, int]:
-    """The jump pointer and its depth for a new child of ``parent`` (None: the root)."""
+def jump_for(txn: Any, turns_db: Any, parent_id: int, parent: Links | None) -> tuple[int, int]:
+    """The jump pointer and its depth for a new child of ``parent_id`` (0: the root)."""
     if parent is None:
         return 0, 0
-    if parent.jump_turn_id == 0:
-        grand_jump_depth = 0
-        grand_jump = 0
+    depth, jump, jump_depth = parent
+    if jump == 0:
+        grand_jump, grand_jump_depth = 0, 0
     else:
-        jumped, grand_jump_depth = _must(txn, turns_db, parent.jump_turn_id)
-        grand_jump = jumped.jump_turn_id
-    if parent.depth - parent_jump_depth == parent_jump_depth - grand_jump_depth:
+        jumped = links(txn, turns_db, jump)
+        if jumped is None:
+            raise Corrupt("a turn's jump target is missing", {"turn_id": str(jump)})
+        _, grand_jump, grand_jump_depth = jumped
+    if depth - jump_depth == jump_depth - grand_jump_depth:
         return grand_jump, grand_jump_depth
-    return parent.turn_id, parent.depth
+    return parent_id, depth
 
 
 def ancestor_at_depth(txn: Any, turns_db: Any, turn: TurnRecord, jump_depth: int,

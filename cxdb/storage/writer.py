@@ -23,7 +23,6 @@ from typing import Any, Generic, TypeVar
 
 import lmdb
 
-from ..codec import BlobCodec
 from ..errors import CxdbError, StoreClosed, StoreError
 from .counters import Counters
 from .env import Dbs, Environment
@@ -36,12 +35,12 @@ log = logging.getLogger("cxdb.storage")
 
 @dataclass(slots=True)
 class WriteContext:
-    """What an operation sees: its nested transaction, counters and the clock reading."""
+    """What an operation sees: its nested transaction, its copy of the counters, the batch's clock reading,
+    and hooks to run once the batch is durable."""
 
     txn: Any
     dbs: Dbs
     counters: Counters
-    codec: BlobCodec
     now_ms: int
     after_commit: list[Callable[[], None]] = field(default_factory=list)
 
@@ -61,14 +60,15 @@ _STOP = object()
 class Writer:
     """Owns the write side of an :class:`Environment`."""
 
-    def __init__(self, env: Environment, codec: BlobCodec, max_batch: int = 512,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, env: Environment, max_batch: int = 512,
+                 clock: Callable[[], float] = time.time, linger: float = 0.0005) -> None:
         self._env = env
-        self._codec = codec
         self._max_batch = max_batch
+        self._linger = linger
         self._clock = clock
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._closed = False
+        self._stopping = False
         self._lock = threading.Lock()
         self.batches = 0
         self.ops = 0
@@ -104,33 +104,26 @@ class Writer:
         self._thread.join()
 
     def _run(self) -> None:
-        stopping = False
-        while not stopping:
-            batch: list[_Pending[Any]] = []
-            item = self._queue.get()
-            while True:
-                if item is _STOP:
-                    stopping = True
-                else:
-                    batch.append(item)
-                if len(batch) >= self._max_batch:
-                    break
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-            if batch:
-                self._commit(batch)
-                self._resolve(batch)
+        expected = 1
+        while not self._stopping:
+            first = self._queue.get()
+            if first is _STOP:
+                break
+            batch: list[_Pending[Any]] = [first]
+            self._commit(batch, expected)
+            self._resolve(batch)
+            expected = len(batch)
 
-    def _commit(self, batch: list[_Pending[Any]]) -> None:
+    def _commit(self, batch: list[_Pending[Any]], expected: int) -> None:
+        gather = True
         while True:
             try:
-                self._apply(batch)
+                self._apply(batch, expected if gather else 0)
                 self.batches += 1
                 self.ops += len(batch)
                 return
             except lmdb.MapFullError:
+                gather = False  # run the same batch again in a bigger map
                 try:
                     self._env.grow()
                 except CxdbError as exc:
@@ -144,16 +137,54 @@ class Writer:
                 self._fail_all(batch, StoreError("the write transaction failed", {"reason": type(exc).__name__}))
                 return
 
-    def _apply(self, batch: list[_Pending[Any]]) -> None:
+    def _next(self, batch: list[_Pending[Any]], expected: int, deadline: float) -> _Pending[Any] | None:
+        """The next queued operation for this batch, or None when the batch should commit.
+
+        The callers of the last batch tend to come straight back, so while fewer than
+        ``expected`` have arrived the batch waits for them, applying each as it comes, until
+        ``linger`` has passed: one fsync then covers them all instead of a sliver of them.
+        """
+        if len(batch) >= self._max_batch:
+            return None
+        try:
+            item = self._queue.get_nowait()
+        except queue.Empty:
+            remaining = deadline - time.monotonic()
+            if len(batch) >= expected or remaining <= 0:
+                return None
+            try:
+                item = self._queue.get(timeout=remaining)
+            except queue.Empty:
+                return None
+        if item is _STOP:
+            self._stopping = True
+            return None
+        batch.append(item)
+        return item  # type: ignore[no-any-return]
+
+    def _apply(self, batch: list[_Pending[Any]], expected: int) -> None:
+        """Run ``batch`` (and, while gathering, what arrives meanwhile) in one transaction, then commit."""
         env = self._env
         txn = env.begin_write()
         try:
             counters = Counters.load(txn, env.dbs.meta)
             now_ms = int(self._clock() * 1000)
+            deadline = time.monotonic() + self._linger
             hooks: list[Callable[[], None]] = []
-            for pending in batch:
+            index = 0
+            while True:
+                if index < len(batch):
+                    pending = batch[index]
+                elif expected and not self._stopping:
+                    found = self._next(batch, expected, deadline)
+                    if found is None:
+                        break
+                    pending = found
+                else:
+                    break
+                index += 1
                 child = env.begin_nested(txn)
-                ctx = WriteContext(child, env.dbs, counters.fork(), self._codec, now_ms)
+                ctx = WriteContext(child, env.dbs, counters.fork(), now_ms)
                 try:
                     pending.result = pending.fn(ctx)
                     pending.error = None
