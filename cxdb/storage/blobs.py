@@ -20,22 +20,23 @@ from .writer import WriteContext
 __all__ = ["get_stored", "put"]
 
 
-def put(w: WriteContext, digest: BlobHash, framed: bytes, raw_len: int) -> int:
-    """Store a framed blob (see :class:`~cxdb.codec.BlobCodec`) unless ``digest`` is present.
+def put(w: WriteContext, codec: BlobCodec, digest: BlobHash, raw: bytes) -> int:
+    """Store ``raw`` under ``digest`` unless present; returns the compression of the stored copy.
 
-    Returns the compression of the stored copy. Framing happens before the
-    writer thread, so the writer only decides whether to write.
+    Compression runs here, in the writer thread, and only for new blobs: zstd
+    releases the GIL, so it overlaps with the event loop serving requests.
     """
     stored = w.txn.get(digest, db=w.dbs.blobs)
     if stored is not None:
         w.counters.add("dedup_hits")
         return BlobCodec.header(stored)[0]
+    framed, compression = codec.encode(raw)
     w.txn.put(digest, framed, db=w.dbs.blobs)
     w.counters.add("dedup_misses")
     w.counters.add("blobs")
     w.counters.add("blob_stored", len(framed))
-    w.counters.add("blob_raw", raw_len)
-    return BlobCodec.header(framed)[0]
+    w.counters.add("blob_raw", len(raw))
+    return compression
 
 
 def get_stored(txn: Any, blobs_db: Any, digest: bytes) -> bytes | None:

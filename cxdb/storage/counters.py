@@ -12,7 +12,7 @@ from __future__ import annotations
 import struct
 from typing import Any
 
-__all__ = ["NAMES", "Counters", "read_all"]
+__all__ = ["NAMES", "Counters", "read_all", "read_one"]
 
 NAMES = (
     "next_turn", "next_context", "turns", "contexts", "blobs", "blob_stored", "blob_raw",
@@ -25,13 +25,15 @@ def _key(name: str) -> bytes:
     return b"c:" + name.encode()
 
 
+def read_one(txn: Any, meta_db: Any, name: str) -> int:
+    """One counter's committed value (0 when never written)."""
+    raw = txn.get(_key(name), db=meta_db)
+    return int(_U64.unpack(raw)[0]) if raw is not None else 0
+
+
 def read_all(txn: Any, meta_db: Any) -> dict[str, int]:
     """Every counter's committed value (0 when never written)."""
-    values = {}
-    for name in NAMES:
-        raw = txn.get(_key(name), db=meta_db)
-        values[name] = _U64.unpack(raw)[0] if raw is not None else 0
-    return values
+    return {name: read_one(txn, meta_db, name) for name in NAMES}
 
 
 class Counters:

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,40 +69,63 @@ class _Gate:
     """Shared/exclusive gate: read transactions share it, a map resize takes it alone.
 
     LMDB requires that no transaction of this process is active while the map
-    size changes.
+    size changes. Resizes are rare, so readers pay two uncontended lock
+    operations and the resizer waits for them to drain.
     """
 
     def __init__(self) -> None:
-        self._cond = threading.Condition(threading.Lock())
+        self._lock = threading.Lock()
         self._readers = 0
-        self._exclusive = False
+        self._resizing = False
 
     def enter_shared(self) -> None:
-        with self._cond:
-            while self._exclusive:
-                self._cond.wait()
-            self._readers += 1
+        while True:
+            with self._lock:
+                if not self._resizing:
+                    self._readers += 1
+                    return
+            time.sleep(0.0001)
 
     def exit_shared(self) -> None:
-        with self._cond:
+        with self._lock:
             self._readers -= 1
-            if not self._readers:
-                self._cond.notify_all()
 
     @contextlib.contextmanager
     def exclusive(self) -> Iterator[None]:
-        with self._cond:
-            while self._exclusive:
-                self._cond.wait()
-            self._exclusive = True
-            while self._readers:
-                self._cond.wait()
+        while True:
+            with self._lock:
+                if not self._resizing:
+                    self._resizing = True
+                    break
+            time.sleep(0.0001)
         try:
+            while True:
+                with self._lock:
+                    if not self._readers:
+                        break
+                time.sleep(0.0001)
             yield
         finally:
-            with self._cond:
-                self._exclusive = False
-                self._cond.notify_all()
+            with self._lock:
+                self._resizing = False
+
+
+class _Read:
+    """A read transaction as a context manager (cheaper than a generator-based one)."""
+
+    __slots__ = ("_env", "_txn")
+
+    def __init__(self, env: Environment) -> None:
+        self._env = env
+        self._txn: Any = None
+
+    def __enter__(self) -> Any:
+        self._txn = self._env._begin_read()
+        return self._txn
+
+    def __exit__(self, *exc: object) -> None:
+        self._txn.abort()
+        self._env._gate.exit_shared()
 
 
 class Environment:
@@ -143,24 +167,23 @@ class Environment:
             raise FormatMismatch("the data directory was written in another format",
                                  {"path": str(self.path), "expected": FORMAT, "found": found})
 
-    @contextlib.contextmanager
-    def read(self) -> Iterator[Any]:
-        """A short read transaction; never hold it across an ``await``."""
-        if self._closed:
-            raise StoreClosed("the store is closed")
+    def read(self) -> _Read:
+        """A short read transaction, as a context manager; never hold it across an ``await``."""
+        return _Read(self)
+
+    def _begin_read(self) -> Any:
         self._gate.enter_shared()
         try:
+            if self._closed:
+                raise StoreClosed("the store is closed")
             try:
-                txn = self._env.begin(write=False, buffers=False)
+                return self._env.begin(write=False, buffers=False)
             except lmdb.MapResizedError:
                 self._adopt_grown_map()
-                txn = self._env.begin(write=False, buffers=False)
-            try:
-                yield txn
-            finally:
-                txn.abort()
-        finally:
+                return self._env.begin(write=False, buffers=False)
+        except BaseException:
             self._gate.exit_shared()
+            raise
 
     def _adopt_grown_map(self) -> None:
         self._gate.exit_shared()

@@ -30,7 +30,7 @@ from ..model import (
 )
 from . import blobs, bundles, contexts, idempotency, turns
 from .bundles import StoredBundle
-from .counters import read_all
+from .counters import read_all, read_one
 from .env import Environment
 from .writer import WriteContext, Writer
 
@@ -118,7 +118,6 @@ class Store:
             raise Unprocessable("idempotency_key too long",
                                 {"field": "idempotency_key", "max_bytes": idempotency.MAX_KEY_BYTES})
         digest = content_hash(payload)
-        framed, _ = self._codec.encode(payload)
         request = _request_digest(type_id, type_version, digest, parent_turn_id) if idempotency_key else b""
 
         def op(w: WriteContext) -> AppendResult:
@@ -135,7 +134,7 @@ class Store:
                 raise Conflict(f"Parent turn {parent_id} not found",
                                {"parent_turn_id": str(parent_id), "context_id": str(context_id)})
             jump, jump_depth = turns.jump_for(w.txn, w.dbs.turns, parent_id, parent)
-            stored_compression = blobs.put(w, digest, framed, len(payload))
+            stored_compression = blobs.put(w, self._codec, digest, payload)
             turn_id = w.counters.add("next_turn")
             w.counters.add("turns")
             record = TurnRecord(TurnId(turn_id), TurnId(parent_id), (parent[0] if parent else 0) + 1,
@@ -285,7 +284,7 @@ class Store:
     def registry_generation(self) -> int:
         """How many bundles have been published; changes whenever the registry does."""
         with self._env.read() as txn:
-            return read_all(txn, self._dbs.meta)["bundles"]
+            return read_one(txn, self._dbs.meta, "bundles")
 
     def check(self) -> dict[str, Any]:
         """Verify the whole store; see :mod:`cxdb.storage.check`."""
