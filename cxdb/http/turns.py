@@ -35,11 +35,11 @@ async def get_turns(request: web.Request) -> web.Response:
     query = request.query
     options = RenderOptions(**{name: choice(query, name, allowed) for name, allowed in RENDER_CHOICES.items()},
                             include_unknown=flag(query, "include_unknown", False))
-    result = request.app[SERVICE].get_turns(
+    body = request.app[SERVICE].page_json(
         path_id(request, "context_id"), limit=query_int(query, "limit", 64, MAX_PAGE),
         before_turn_id=query_u64(query, "before_turn_id"), view=choice(query, "view", VIEWS),
         hint=_hint(query), options=options)
-    return json_response(result)
+    return web.Response(body=body, content_type="application/json")
 
 
 def _type_version(body: dict[str, Any]) -> int:

@@ -1,50 +1,55 @@
-"""A bounded cache of rendered projections.
+"""A bounded least-recently-used cache for values derived from immutable content.
 
-Blobs and descriptors are immutable, so a projection is fully determined by
-(content hash, descriptor identity, render options) and never goes stale.
+Blobs, turns and descriptors never change, so a projection keyed by (content
+hash, descriptor identity, render options), or a rendered page keyed by (its
+newest turn, limit, view, options, registry generation), never goes stale; it
+only has to be evicted when the cache is full.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable, Hashable
+from typing import Generic, TypeVar
 
-from ..descriptor import Descriptor
-from ..projection import Projection, RenderOptions
+__all__ = ["LruCache"]
 
-__all__ = ["ProjectionCache"]
-
-_Key = tuple[bytes, str | None, int, RenderOptions]
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
 
 
-class ProjectionCache:
-    """Least-recently-used projections, at most ``capacity`` of them."""
+class LruCache(Generic[K, V]):
+    """At most ``capacity`` units of values, where ``weigh`` says how many units a value takes."""
 
-    def __init__(self, capacity: int = 20_000) -> None:
+    def __init__(self, capacity: int, weigh: Callable[[V], int] = lambda value: 1) -> None:
         self._capacity = capacity
-        self._items: OrderedDict[_Key, Projection] = OrderedDict()
+        self._weigh = weigh
+        self._items: OrderedDict[K, tuple[V, int]] = OrderedDict()
+        self._size = 0
         self.hits = 0
         self.misses = 0
 
-    @staticmethod
-    def _key(digest: bytes, descriptor: Descriptor | None, options: RenderOptions) -> _Key:
-        if descriptor is None:
-            return (digest, None, 0, options)
-        return (digest, descriptor.type_id, descriptor.version, options)
-
-    def get(self, digest: bytes, descriptor: Descriptor | None, options: RenderOptions) -> Projection | None:
-        key = self._key(digest, descriptor, options)
+    def get(self, key: K) -> V | None:
         found = self._items.get(key)
         if found is None:
             self.misses += 1
             return None
         self.hits += 1
         self._items.move_to_end(key)
-        return found
+        return found[0]
 
-    def put(self, digest: bytes, descriptor: Descriptor | None, options: RenderOptions,
-            projection: Projection) -> None:
-        if self._capacity <= 0:
+    def put(self, key: K, value: V) -> None:
+        weight = self._weigh(value)
+        if weight > self._capacity:
             return
-        self._items[self._key(digest, descriptor, options)] = projection
-        if len(self._items) > self._capacity:
-            self._items.popitem(last=False)
+        old = self._items.pop(key, None)
+        if old is not None:
+            self._size -= old[1]
+        self._items[key] = (value, weight)
+        self._size += weight
+        while self._size > self._capacity:
+            _, (_, dropped) = self._items.popitem(last=False)
+            self._size -= dropped
+
+    def __len__(self) -> int:
+        return len(self._items)

@@ -23,16 +23,17 @@ from ..config import Settings
 from ..descriptor import Descriptor, TypeRef
 from ..errors import FailedDependency, NotFound, PreconditionFailed, Unprocessable
 from ..model import ContextRecord, TurnRecord, iso_utc
-from ..projection import RenderOptions, encode_typed, project
+from ..projection import Projection, RenderOptions, encode_typed, project
 from ..registry import Catalog, parse_bundle
 from ..storage import Store, StoredBundle
-from .cache import ProjectionCache
+from .cache import LruCache
 from .registry import CatalogCache
 from .views import context_view, turn_head
 
 __all__ = ["BundleBody", "Service", "TypeHint"]
 
 VIEWS = ("typed", "raw", "both")
+PAGE_CACHE_BYTES = 64 * 1024 * 1024
 HINT_MODES = ("inherit", "latest", "explicit")
 
 
@@ -67,7 +68,8 @@ class Service:
         self.store = Store(Path(settings.data_dir), map_size=settings.map_size, max_batch=settings.max_batch,
                            clock=clock)
         self._catalogs = CatalogCache(self.store)
-        self._projections = ProjectionCache()
+        self._projections: LruCache[tuple[bytes, TypeRef | None, RenderOptions], Projection] = LruCache(20_000)
+        self._pages: LruCache[tuple[Any, ...], bytes] = LruCache(PAGE_CACHE_BYTES, len)
 
     def close(self) -> None:
         self.store.close()
@@ -134,7 +136,18 @@ class Service:
     def get_turns(self, context_id: int, limit: int = 64, before_turn_id: int | None = None,
                   view: str = "typed", hint: TypeHint | None = None,
                   options: RenderOptions | None = None) -> dict[str, Any]:
-        """A page of turns ending at the head (or before a cursor), oldest first."""
+        """A page of turns ending at the head (or before a cursor), oldest first, as a dict."""
+        return orjson.loads(self.page_json(context_id, limit, before_turn_id, view, hint, options))  # type: ignore[no-any-return]
+
+    def page_json(self, context_id: int, limit: int = 64, before_turn_id: int | None = None,
+                  view: str = "typed", hint: TypeHint | None = None,
+                  options: RenderOptions | None = None) -> bytes:
+        """A page of turns as JSON bytes.
+
+        The turns below a page's newest turn never change, so their rendering is
+        cached by (newest turn, limit, view, hint, options, registry generation);
+        only ``meta`` is rendered per request.
+        """
         hint = hint or TypeHint()
         options = options or RenderOptions()
         catalog = self._catalogs.current()
@@ -147,26 +160,29 @@ class Service:
             if forced is None:
                 raise FailedDependency(f"type {hint.type_id} v{hint.type_version} is not registered",
                                        {"type_id": hint.type_id, "type_version": hint.type_version})
-        page = self.store.page(context_id, limit, before_turn_id)
-        payloads = self.store.payloads(turn.content_hash for turn in page.turns) if page.turns else {}
-        lookup = _lookup(catalog)
-        turns = []
-        for turn in page.turns:
-            raw = payloads.get(turn.content_hash)
-            item = turn_head(turn)
-            if view != "raw":
-                descriptor = forced or self._descriptor_for(catalog, turn, hint.mode)
-                item.update(self._typed(turn, raw, descriptor, lookup, options))
-            if view != "typed":
-                item.update(_raw_fields(turn, raw))
-            turns.append(item)
-        context = page.context
-        return {
-            "meta": {"context_id": str(context.context_id), "head_turn_id": str(context.head_turn_id),
-                     "head_depth": context.head_depth, "registry_bundle_id": catalog.latest_bundle_id},
-            "turns": turns,
-            "next_before_turn_id": None if page.next_before_turn_id is None else str(page.next_before_turn_id),
-        }
+        context, start = self.store.page_start(context_id, before_turn_id)
+        key = (start, limit, view, hint, options, len(catalog.bundle_ids))
+        rendered = self._pages.get(key)
+        if rendered is None:
+            chain, next_before = self.store.chain(start, limit)
+            payloads = self.store.payloads(turn.content_hash for turn in chain) if chain else {}
+            lookup = _lookup(catalog)
+            turns = []
+            for turn in chain:
+                raw = payloads.get(turn.content_hash)
+                item = turn_head(turn)
+                if view != "raw":
+                    descriptor = forced or self._descriptor_for(catalog, turn, hint.mode)
+                    item.update(self._typed(turn, raw, descriptor, lookup, options))
+                if view != "typed":
+                    item.update(_raw_fields(turn, raw))
+                turns.append(item)
+            rendered = (b',"turns":' + orjson.dumps(turns) + b',"next_before_turn_id":'
+                        + orjson.dumps(None if next_before is None else str(next_before)) + b"}")
+            self._pages.put(key, rendered)
+        meta = orjson.dumps({"context_id": str(context.context_id), "head_turn_id": str(context.head_turn_id),
+                             "head_depth": context.head_depth, "registry_bundle_id": catalog.latest_bundle_id})
+        return b'{"meta":' + meta + rendered
 
     @staticmethod
     def _descriptor_for(catalog: Catalog, turn: TurnRecord, mode: str) -> Descriptor | None:
@@ -179,10 +195,11 @@ class Service:
         if raw is None:
             return {"decoded_as": None, "data": None,
                     "error": {"code": "BLOB_MISSING", "message": "the turn's payload is missing"}}
-        projection = self._projections.get(turn.content_hash, descriptor, options)
+        projection_key = (turn.content_hash, descriptor.ref if descriptor else None, options)
+        projection = self._projections.get(projection_key)
         if projection is None:
             projection = project(raw, descriptor, lookup, options)
-            self._projections.put(turn.content_hash, descriptor, options, projection)
+            self._projections.put(projection_key, projection)
         typed = projection.decoded_as
         out: dict[str, Any] = {
             "decoded_as": {"type_id": typed.type_id, "type_version": typed.version} if typed else None,

@@ -220,15 +220,28 @@ class Store:
         """Up to ``limit`` turns of the context's chain ending at its head, or just before
         ``before_turn_id``, oldest first. NotFound when the cursor is not on the chain.
         """
+        context, start = self.page_start(context_id, before_turn_id)
+        chain, next_before = self.chain(start, limit)
+        return Page(context, chain, next_before)
+
+    def page_start(self, context_id: int, before_turn_id: int | None = None) -> tuple[ContextRecord, int]:
+        """The context and the newest turn of its page: the head, or the parent of a cursor on its chain."""
         with self._env.read() as txn:
             context = contexts.require(txn, self._dbs, context_id, with_meta=False)
-            start: int = context.head_turn_id
             if before_turn_id:
-                start = self._cursor_start(txn, context, before_turn_id)
-            chain = list(turns.walk(txn, self._dbs.turns, start, limit))
-        chain.reverse()
-        more = bool(chain) and chain[0].parent_turn_id != 0
-        return Page(context, chain, chain[0].turn_id if more else None)
+                return context, self._cursor_start(txn, context, before_turn_id)
+            return context, context.head_turn_id
+
+    def chain(self, start: int, limit: int) -> tuple[list[TurnRecord], TurnId | None]:
+        """Up to ``limit`` turns ending at ``start``, oldest first, and the cursor to older ones.
+
+        The chain below a turn never changes, so the answer for (start, limit) is final.
+        """
+        with self._env.read() as txn:
+            found = list(turns.walk(txn, self._dbs.turns, start, limit))
+        found.reverse()
+        more = bool(found) and found[0].parent_turn_id != 0
+        return found, found[0].turn_id if more else None
 
     def _cursor_start(self, txn: Any, context: ContextRecord, before_turn_id: int) -> int:
         missing = NotFound(f"Turn {before_turn_id} is not on context {context.context_id}",

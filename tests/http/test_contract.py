@@ -313,3 +313,23 @@ async def test_require_registry(make_client: Any) -> None:
     response = await client.post("/v1/contexts/1/append", json={"type_id": "cxdb.chat.Message", "type_version": 1,
                                                                 "data": {"role": "user"}})
     assert response.status == 201
+
+
+async def test_cached_pages_follow_the_registry(client: Client) -> None:
+    await create(client)
+    response = await client.post("/v1/contexts/1/append", json={"type_id": "x.Tagged", "type_version": 1,
+                                                                "data": {"1": "user"}})
+    assert response.status == 201
+    for _ in range(2):
+        page = await (await client.get("/v1/contexts/1/turns")).json()
+        assert page["turns"][0]["decoded_as"] is None and page["turns"][0]["data"] == {"1": "user"}
+    bundle = {"registry_version": 1, "bundle_id": "tagged", "types": {"x.Tagged": {"versions": {"1": {"fields": {
+        "1": {"name": "role", "type": "string"}}}}}}}
+    assert (await client.put("/v1/registry/bundles/tagged", json=bundle)).status == 201
+    page = await (await client.get("/v1/contexts/1/turns")).json()
+    assert page["meta"]["registry_bundle_id"] == "tagged"
+    assert page["turns"][0]["decoded_as"] == {"type_id": "x.Tagged", "type_version": 1}
+    assert page["turns"][0]["data"] == {"role": "user"}
+    await append(client, "1", {"after": 1})
+    page = await (await client.get("/v1/contexts/1/turns")).json()
+    assert [t["depth"] for t in page["turns"]] == [1, 2] and page["meta"]["head_depth"] == 2
