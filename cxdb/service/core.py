@@ -25,7 +25,7 @@ from ..errors import FailedDependency, NotFound, PreconditionFailed, Unprocessab
 from ..model import ContextRecord, TurnRecord, iso_utc
 from ..projection import Projection, RenderOptions, encode_typed, project
 from ..registry import Catalog, parse_bundle
-from ..storage import Store, StoredBundle
+from ..storage import RegistryMoved, Store, StoredBundle
 from .cache import LruCache
 from .registry import CatalogCache
 from .views import context_view, turn_head
@@ -68,6 +68,7 @@ class Service:
         self.store = Store(Path(settings.data_dir), map_size=settings.map_size, max_batch=settings.max_batch,
                            clock=clock)
         self._catalogs = CatalogCache(self.store)
+        self._catalogs.current()
         self._projections: LruCache[tuple[bytes, TypeRef | None, RenderOptions], Projection] = LruCache(20_000)
         self._pages: LruCache[tuple[Any, ...], bytes] = LruCache(PAGE_CACHE_BYTES, len)
 
@@ -117,21 +118,35 @@ class Service:
                      parent_turn_id: int | None = None,
                      idempotency_key: str | None = None) -> tuple[dict[str, Any], bool]:
         """Append a turn; returns its view and whether it was an idempotent replay."""
-        catalog = self._catalogs.current()
-        descriptor = catalog.descriptor(type_id, type_version)
-        if descriptor is not None:
-            payload = pack(encode_typed(data, descriptor, _lookup(catalog)))
-        elif self.settings.require_registry:
-            raise PreconditionFailed(f"type {type_id} v{type_version} is not registered",
-                                     {"type_id": type_id, "type_version": type_version})
-        else:
-            payload = pack(data)
-        result = await self.store.append(context_id, type_id, type_version, payload, parent_turn_id,
-                                         idempotency_key)
+        catalog = self._catalogs.cached
+        # A retry is the same request when its JSON is the same, whatever the registry did in between.
+        fingerprint = None
+        if idempotency_key is not None:
+            fingerprint = blake3.blake3(orjson.dumps([type_id, type_version, parent_turn_id, data],
+                                                     option=orjson.OPT_SORT_KEYS)).digest()
+        while True:
+            payload = self._encode(catalog, type_id, type_version, data)
+            try:
+                result = await self.store.append(context_id, type_id, type_version, payload, parent_turn_id,
+                                                 idempotency_key, registry_generation=len(catalog.bundle_ids),
+                                                 fingerprint=fingerprint)
+                break
+            except RegistryMoved:
+                # Another process published a bundle: encode against the registry as it is now.
+                catalog = self._catalogs.current()
         turn = result.turn
         return {"context_id": str(turn.context_id), "turn_id": str(turn.turn_id),
                 "parent_turn_id": str(turn.parent_turn_id), "depth": turn.depth,
                 "content_hash": turn.content_hash.hex()}, result.replayed
+
+    def _encode(self, catalog: Catalog, type_id: str, type_version: int, data: dict[str, Any]) -> bytes:
+        descriptor = catalog.descriptor(type_id, type_version)
+        if descriptor is not None:
+            return pack(encode_typed(data, descriptor, _lookup(catalog)))
+        if self.settings.require_registry:
+            raise PreconditionFailed(f"type {type_id} v{type_version} is not registered",
+                                     {"type_id": type_id, "type_version": type_version})
+        return pack(data)
 
     def get_turns(self, context_id: int, limit: int = 64, before_turn_id: int | None = None,
                   view: str = "typed", hint: TypeHint | None = None,

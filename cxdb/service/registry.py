@@ -29,6 +29,11 @@ class CatalogCache:
         self._generation = 0
         self._catalog = Catalog()
 
+    @property
+    def cached(self) -> Catalog:
+        """The newest catalog seen, without asking the store; the writer verifies it is still current."""
+        return self._catalog
+
     def current(self) -> Catalog:
         generation = self._store.registry_generation()
         if generation != self._generation:

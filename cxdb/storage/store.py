@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 import blake3
 
 from ..codec import BlobCodec, content_hash
-from ..errors import Conflict, NotFound, Unprocessable
+from ..errors import Conflict, CxdbError, NotFound, Unprocessable
 from ..model import (
     ENCODING_MSGPACK,
     BlobHash,
@@ -34,10 +34,14 @@ from .counters import read_all, read_one
 from .env import Environment
 from .writer import WriteContext, Writer
 
-__all__ = ["AppendResult", "Store"]
+__all__ = ["AppendResult", "RegistryMoved", "Store"]
 
 T = TypeVar("T")
 _U32_MAX = (1 << 32) - 1
+
+
+class RegistryMoved(CxdbError):
+    """The registry changed since the caller encoded its payload; encode again and retry."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,11 +110,18 @@ class Store:
         return await self._writer.run(op)
 
     async def append(self, context_id: int, type_id: str, type_version: int, payload: bytes,
-                     parent_turn_id: int | None = None, idempotency_key: str | None = None) -> AppendResult:
+                     parent_turn_id: int | None = None, idempotency_key: str | None = None,
+                     registry_generation: int | None = None, fingerprint: bytes | None = None) -> AppendResult:
         """Append a turn; the context's head moves to it.
 
         NotFound for a missing context, Conflict for a missing parent or an
-        idempotency key reused with another request.
+        idempotency key reused with another request. With ``registry_generation``,
+        RegistryMoved when bundles were published since (by any process): the
+        payload was encoded against a registry that is no longer current.
+
+        ``fingerprint`` identifies the request for its idempotency key (by default
+        the type, version, payload and parent): a repeat of the key with another
+        fingerprint is a Conflict.
         """
         if not 0 <= type_version <= _U32_MAX:
             raise Unprocessable("type_version out of range", {"field": "type_version"})
@@ -118,9 +129,13 @@ class Store:
             raise Unprocessable("idempotency_key too long",
                                 {"field": "idempotency_key", "max_bytes": idempotency.MAX_KEY_BYTES})
         digest = content_hash(payload)
-        request = _request_digest(type_id, type_version, digest, parent_turn_id) if idempotency_key else b""
+        request = b""
+        if idempotency_key is not None:
+            request = fingerprint or _request_digest(type_id, type_version, digest, parent_turn_id)
 
         def op(w: WriteContext) -> AppendResult:
+            if registry_generation is not None and w.counters.get("bundles") != registry_generation:
+                raise RegistryMoved("the registry changed", {"generation": w.counters.get("bundles")})
             head_id, _ = contexts.head(w.txn, w.dbs, context_id)
             if idempotency_key is not None:
                 earlier = idempotency.lookup(w.txn, w.dbs.idem, context_id, idempotency_key, request)

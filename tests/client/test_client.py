@@ -190,3 +190,28 @@ def test_http_concurrency_from_threads(live_server: LiveServer) -> None:
         assert len(turns) == 48 and [t.depth for t in turns] == list(range(1, 49))
         assert all(b.parent_turn_id == a.turn_id for a, b in zip(turns, turns[1:], strict=False))
         assert len({(t.data.k, t.data.i) for t in turns}) == 48
+
+
+def test_bundle_published_by_another_process_is_used_on_next_append(live_server: LiveServer) -> None:
+    import asyncio
+    import json
+
+    from cxdb.config import Settings
+    from cxdb.service import Service
+
+    with Client(live_server.url) as client:
+        ctx = client.create_context()
+        client.append_turn(ctx.context_id, {"type_id": "cxdb.chat.Message", "type_version": 1,
+                                            "data": {"role": "user", "text": "before"}}, idempotency_key="k1")
+        with Service(Settings(data_dir=live_server.data_dir)) as other:  # a second process would do the same
+            bundle = json.loads((BUNDLES / "conversation-v1.json").read_text())
+            assert asyncio.run(other.publish_bundle("conversation-v1", bundle))
+        after = client.append_turn(ctx.context_id, {"type_id": "cxdb.chat.Message", "type_version": 1,
+                                                    "data": {"role": "user", "text": "after"}})
+        assert msgpack.unpackb(client.get_blob(after.content_hash), strict_map_key=False) == {1: 2, 2: "after"}
+        turns = client.get_turns(ctx.context_id).turns
+        assert turns[0].decoded_as is None and turns[1].decoded_as.type_version == 1
+        replay = client.append_turn(ctx.context_id, {"type_id": "cxdb.chat.Message", "type_version": 1,
+                                                     "data": {"role": "user", "text": "before"}},
+                                    idempotency_key="k1")
+        assert replay.turn_id == turns[0].turn_id
