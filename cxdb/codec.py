@@ -6,9 +6,15 @@ kept apart from the store's index, so the framing can be tested on its own.
 Stored blob layout (the value under a blob's hash)::
 
     offset  size  field
-    0       1     compression: 0 = raw, 1 = zstd
+    0       1     compression: 0 = raw, 1 = zstd, 2 = zstd with a trained dictionary
     1       4     uncompressed length, u32 big-endian
-    5       ...   the payload, raw or a zstd frame
+    5       4     dictionary id, u32 big-endian (compression 2 only)
+    5 or 9  ...   the payload, raw or a zstd frame
+
+Small payloads compress poorly on their own; a dictionary trained on earlier
+payloads of the same store (see :mod:`cxdb.storage.dictionaries`) roughly
+halves them again. Frames made with a dictionary omit zstd's own content
+size, checksum and dictionary id, which the header already carries.
 """
 
 from __future__ import annotations
@@ -22,15 +28,24 @@ import msgpack
 import zstandard
 
 from .errors import Corrupt, Unprocessable
-from .model import COMPRESSION_NONE, COMPRESSION_ZSTD, BlobHash
+from .model import COMPRESSION_DICT, COMPRESSION_NONE, COMPRESSION_ZSTD, BlobHash
 
-__all__ = ["HASH_NAME", "BlobCodec", "content_hash", "pack", "unpack"]
+__all__ = ["HASH_NAME", "BlobCodec", "UnknownDictionary", "content_hash", "pack", "unpack"]
 
 HASH_NAME = "blake3-256"
 CODEC_NAME = "zstd-3"
 _HEADER = struct.Struct(">BI")
+_DICT_ID = struct.Struct(">I")
 MIN_COMPRESS = 128
 MAX_BLOB = (1 << 32) - 1
+
+
+class UnknownDictionary(Corrupt):
+    """A blob names a dictionary this codec has not been given."""
+
+    def __init__(self, dict_id: int) -> None:
+        super().__init__("blob uses an unknown compression dictionary", {"dictionary_id": dict_id})
+        self.dict_id = dict_id
 
 
 def content_hash(raw: bytes) -> BlobHash:
@@ -39,42 +54,93 @@ def content_hash(raw: bytes) -> BlobHash:
 
 
 class BlobCodec:
-    """Frames blobs for storage: zstd level 3 when that pays, raw otherwise.
+    """Frames blobs for storage: zstd level 3 (with the current dictionary, if any) when that pays,
+    raw otherwise.
 
-    zstd contexts are not thread-safe, so each thread gets its own compressor
-    and decompressor.
+    zstd contexts are not thread-safe, so each thread keeps its own compressors
+    and decompressors, one per dictionary.
     """
 
     def __init__(self, level: int = 3, min_compress: int = MIN_COMPRESS) -> None:
         self._level = level
         self._min_compress = min_compress
         self._local = threading.local()
+        self._dicts: dict[int, zstandard.ZstdCompressionDict] = {}
+        self._current = 0
+
+    # -- dictionaries ------------------------------------------------------
+
+    def add_dictionary(self, dict_id: int, data: bytes, use: bool = False) -> None:
+        """Make a dictionary known for decoding, and with ``use`` the one new blobs are compressed with."""
+        self._dicts[dict_id] = zstandard.ZstdCompressionDict(data)
+        if use:
+            self._current = dict_id
+
+    @property
+    def current_dictionary(self) -> int:
+        """The id of the dictionary new blobs use; 0 for none."""
+        return self._current
+
+    def _tools(self) -> tuple[dict[int, Any], dict[int, Any]]:
+        local = self._local
+        if not hasattr(local, "c"):
+            local.c, local.d = {}, {}
+        return local.c, local.d
+
+    def _compressor(self, dict_id: int) -> Any:
+        compressors, _ = self._tools()
+        found = compressors.get(dict_id)
+        if found is None:
+            if dict_id:
+                found = zstandard.ZstdCompressor(level=self._level, dict_data=self._dicts[dict_id],
+                                                 write_content_size=False, write_checksum=False,
+                                                 write_dict_id=False)
+            else:
+                found = zstandard.ZstdCompressor(level=self._level)
+            compressors[dict_id] = found
+        return found
+
+    def _decompressor(self, dict_id: int) -> Any:
+        _, decompressors = self._tools()
+        found = decompressors.get(dict_id)
+        if found is None:
+            if dict_id and dict_id not in self._dicts:
+                raise UnknownDictionary(dict_id)
+            found = zstandard.ZstdDecompressor(dict_data=self._dicts[dict_id]) if dict_id else \
+                zstandard.ZstdDecompressor()
+            decompressors[dict_id] = found
+        return found
+
+    # -- framing -----------------------------------------------------------
 
     def encode(self, raw: bytes) -> tuple[bytes, int]:
         """Frame ``raw`` for storage; returns the stored bytes and the compression used."""
         if len(raw) > MAX_BLOB:
             raise Unprocessable("payload too large for one blob", {"bytes": len(raw)})
         if len(raw) >= self._min_compress:
-            compressor = getattr(self._local, "c", None)
-            if compressor is None:
-                compressor = self._local.c = zstandard.ZstdCompressor(level=self._level)
-            packed = compressor.compress(raw)
-            if len(packed) < len(raw):
+            dict_id = self._current
+            packed = self._compressor(dict_id).compress(raw)
+            if dict_id and len(packed) + _DICT_ID.size < len(raw):
+                return _HEADER.pack(COMPRESSION_DICT, len(raw)) + _DICT_ID.pack(dict_id) + packed, COMPRESSION_DICT
+            if not dict_id and len(packed) < len(raw):
                 return _HEADER.pack(COMPRESSION_ZSTD, len(raw)) + packed, COMPRESSION_ZSTD
         return _HEADER.pack(COMPRESSION_NONE, len(raw)) + raw, COMPRESSION_NONE
 
     def decode(self, stored: bytes | memoryview) -> bytes:
         """The uncompressed bytes of a stored blob; Corrupt when they do not decode."""
         compression, length = self.header(stored)
-        body = bytes(stored[_HEADER.size:])
         if compression == COMPRESSION_NONE:
-            raw = body
+            raw = bytes(stored[_HEADER.size:])
         else:
-            decompressor = getattr(self._local, "d", None)
-            if decompressor is None:
-                decompressor = self._local.d = zstandard.ZstdDecompressor()
+            dict_id = 0
+            start = _HEADER.size
+            if compression == COMPRESSION_DICT:
+                if len(stored) < start + _DICT_ID.size:
+                    raise Corrupt("blob shorter than its header", {"bytes": len(stored)})
+                dict_id = _DICT_ID.unpack_from(stored, start)[0]
+                start += _DICT_ID.size
             try:
-                raw = decompressor.decompress(body, max_output_size=length)
+                raw = self._decompressor(dict_id).decompress(bytes(stored[start:]), max_output_size=length)
             except zstandard.ZstdError as exc:
                 raise Corrupt("blob does not decompress", {"reason": str(exc)}) from exc
         if len(raw) != length:
@@ -87,7 +153,7 @@ class BlobCodec:
         if len(stored) < _HEADER.size:
             raise Corrupt("blob shorter than its header", {"bytes": len(stored)})
         compression, length = _HEADER.unpack_from(stored)
-        if compression not in (COMPRESSION_NONE, COMPRESSION_ZSTD):
+        if compression not in (COMPRESSION_NONE, COMPRESSION_ZSTD, COMPRESSION_DICT):
             raise Corrupt("unknown blob compression", {"compression": compression})
         return int(compression), int(length)
 

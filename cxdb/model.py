@@ -37,6 +37,7 @@ BlobHash = NewType("BlobHash", bytes)
 ENCODING_MSGPACK = 1
 COMPRESSION_NONE = 0
 COMPRESSION_ZSTD = 1
+COMPRESSION_DICT = 2
 
 
 _EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)

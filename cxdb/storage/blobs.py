@@ -11,6 +11,7 @@ and ``dedup_misses`` track them.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from ..codec import BlobCodec
@@ -20,7 +21,8 @@ from .writer import WriteContext
 __all__ = ["get_stored", "put"]
 
 
-def put(w: WriteContext, codec: BlobCodec, digest: BlobHash, raw: bytes) -> int:
+def put(w: WriteContext, codec: BlobCodec, digest: BlobHash, raw: bytes,
+        observe: Callable[[bytes], None] | None = None) -> int:
     """Store ``raw`` under ``digest`` unless present; returns the compression of the stored copy.
 
     Compression runs here, in the writer thread, and only for new blobs: zstd
@@ -32,6 +34,8 @@ def put(w: WriteContext, codec: BlobCodec, digest: BlobHash, raw: bytes) -> int:
         return BlobCodec.header(stored)[0]
     framed, compression = codec.encode(raw)
     w.txn.put(digest, framed, db=w.dbs.blobs)
+    if observe is not None:
+        observe(raw)
     w.counters.add("dedup_misses")
     w.counters.add("blobs")
     w.counters.add("blob_stored", len(framed))

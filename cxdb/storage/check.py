@@ -8,9 +8,10 @@ problems into a report instead of raising on the first one.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-from ..codec import BlobCodec, content_hash
+from ..codec import content_hash
 from ..errors import CxdbError
 from . import contexts, turns
 from .counters import read_all
@@ -21,7 +22,7 @@ __all__ = ["check_store"]
 MAX_PROBLEMS = 100
 
 
-def check_store(txn: Any, dbs: Dbs, codec: BlobCodec) -> dict[str, Any]:
+def check_store(txn: Any, dbs: Dbs, decode: Callable[[bytes], bytes]) -> dict[str, Any]:
     """A report: ``ok``, ``problems`` (at most 100 listed), ``problem_count`` and ``counts``."""
     problems: list[dict[str, Any]] = []
     count = 0
@@ -36,7 +37,7 @@ def check_store(txn: Any, dbs: Dbs, codec: BlobCodec) -> dict[str, Any]:
     for digest, stored in txn.cursor(db=dbs.blobs):
         blob_count += 1
         try:
-            raw = codec.decode(stored)
+            raw = decode(stored)
         except CxdbError as exc:
             problem("blob_undecodable", content_hash=bytes(digest).hex(), reason=exc.message)
             continue

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 import blake3
 
-from ..codec import BlobCodec, content_hash
+from ..codec import BlobCodec, UnknownDictionary, content_hash
 from ..errors import Conflict, CxdbError, NotFound, Unprocessable
 from ..model import (
     ENCODING_MSGPACK,
@@ -28,9 +28,10 @@ from ..model import (
     TurnId,
     TurnRecord,
 )
-from . import blobs, bundles, contexts, idempotency, turns
+from . import blobs, bundles, contexts, dictionaries, idempotency, turns
 from .bundles import StoredBundle
 from .counters import read_all, read_one
+from .dictionaries import DictionaryTrainer
 from .env import Environment
 from .writer import WriteContext, Writer
 
@@ -59,17 +60,25 @@ class Store:
     """
 
     def __init__(self, path: Path | str, *, map_size: int = 1 << 33, max_batch: int = 512,
-                 clock: Callable[[], float] = time.time, codec: BlobCodec | None = None) -> None:
+                 clock: Callable[[], float] = time.time, codec: BlobCodec | None = None,
+                 dictionary_after: int = 2000, dictionary_size: int = 64 * 1024) -> None:
         self.path = Path(path)
         self._codec = codec or BlobCodec()
         self._env = Environment(self.path, map_size=map_size)
         self._dbs = self._env.dbs
+        with self._env.read() as txn:
+            current = read_one(txn, self._dbs.meta, "dict_current")
+            for dict_id, data in dictionaries.load_all(txn, self._dbs.meta):
+                self._codec.add_dictionary(dict_id, data, use=dict_id == current)
         self._writer = Writer(self._env, max_batch=max_batch, clock=clock)
+        self._trainer = DictionaryTrainer(self._codec, self._writer.submit, threshold=dictionary_after,
+                                          size=dictionary_size)
 
     # -- lifetime -------------------------------------------------------
 
     def close(self) -> None:
         """Drain the writer, then close the environment. Safe to call twice."""
+        self._trainer.close()
         self._writer.close()
         self._env.close()
 
@@ -83,6 +92,11 @@ class Store:
     async def run_write(self, fn: Callable[[WriteContext], T]) -> T:
         """Run a write operation in the next group-commit batch."""
         return await self._writer.run(fn)
+
+    @property
+    def current_dictionary(self) -> int:
+        """The id of the compression dictionary new blobs use; 0 until one has been trained."""
+        return self._codec.current_dictionary
 
     @property
     def writer_stats(self) -> tuple[int, int]:
@@ -149,7 +163,7 @@ class Store:
                 raise Conflict(f"Parent turn {parent_id} not found",
                                {"parent_turn_id": str(parent_id), "context_id": str(context_id)})
             jump, jump_depth = turns.jump_for(w.txn, w.dbs.turns, parent_id, parent)
-            stored_compression = blobs.put(w, self._codec, digest, payload)
+            stored_compression = blobs.put(w, self._codec, digest, payload, self._trainer.observe)
             turn_id = w.counters.add("next_turn")
             w.counters.add("turns")
             record = TurnRecord(TurnId(turn_id), TurnId(parent_id), (parent[0] if parent else 0) + 1,
@@ -273,14 +287,32 @@ class Store:
 
     def payloads(self, hashes: Iterable[bytes]) -> dict[bytes, bytes]:
         """The uncompressed bytes of each blob named, in one read transaction."""
-        wanted = set(hashes)
-        stored: dict[bytes, bytes] = {}
+        found: dict[bytes, bytes] = {}
         with self._env.read() as txn:
-            for digest in wanted:
+            for digest in set(hashes):
                 value = blobs.get_stored(txn, self._dbs.blobs, digest)
                 if value is not None:
-                    stored[digest] = value
-        return {digest: self._codec.decode(value) for digest, value in stored.items()}
+                    found[digest] = self._decode(txn, value)
+        return found
+
+    def _decode(self, txn: Any, stored: bytes) -> bytes:
+        try:
+            return self._codec.decode(stored)
+        except UnknownDictionary as exc:  # trained by another process sharing this store
+            data = dictionaries.load_one(txn, self._dbs.meta, exc.dict_id)
+            if data is None:
+                raise
+            self._codec.add_dictionary(exc.dict_id, data)
+            return self._codec.decode(stored)
+
+    def blob_info(self, digest: bytes) -> tuple[int, int, int]:
+        """(compression, uncompressed length, stored length) of a blob; NotFound if absent."""
+        with self._env.read() as txn:
+            value = blobs.get_stored(txn, self._dbs.blobs, digest)
+        if value is None:
+            raise NotFound("Blob not found", {"content_hash": digest.hex()})
+        compression, length = BlobCodec.header(value)
+        return compression, length, len(value)
 
     def get_blob(self, digest: bytes) -> bytes:
         """A blob's uncompressed bytes; NotFound if absent."""
@@ -319,7 +351,7 @@ class Store:
         from .check import check_store
 
         with self._env.read() as txn:
-            return check_store(txn, self._dbs, self._codec)
+            return check_store(txn, self._dbs, lambda stored: self._decode(txn, stored))
 
     def backup(self, dest: Path | str) -> None:
         """Write a consistent, compacted copy of the live store into a new directory."""
