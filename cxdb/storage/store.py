@@ -166,7 +166,7 @@ class Store:
             stored_compression = blobs.put(w, self._codec, digest, payload, self._trainer.observe)
             turn_id = w.counters.add("next_turn")
             w.counters.add("turns")
-            record = TurnRecord(TurnId(turn_id), TurnId(parent_id), (parent[0] if parent else 0) + 1,
+            record = TurnRecord(TurnId(turn_id), TurnId(parent_id), (parent[1] if parent else 0) + 1,
                                 ContextId(context_id), type_id, type_version, ENCODING_MSGPACK, stored_compression,
                                 len(payload), digest, w.now_ms, TurnId(jump))
             w.txn.put(turns.key(turn_id), turns.encode(record, jump_depth), db=w.dbs.turns)
@@ -275,15 +275,13 @@ class Store:
     def _cursor_start(self, txn: Any, context: ContextRecord, before_turn_id: int) -> int:
         missing = NotFound(f"Turn {before_turn_id} is not on context {context.context_id}",
                            {"before_turn_id": str(before_turn_id), "context_id": str(context.context_id)})
-        found = turns.get(txn, self._dbs.turns, before_turn_id)
-        head = turns.get(txn, self._dbs.turns, context.head_turn_id) if context.head_turn_id else None
-        if found is None or head is None:
+        cursor = turns.links(txn, self._dbs.turns, before_turn_id)
+        if cursor is None or not context.head_turn_id:
             raise missing
-        cursor = found[0]
-        ancestor = turns.ancestor_at_depth(txn, self._dbs.turns, head[0], head[1], cursor.depth)
-        if ancestor is None or ancestor.turn_id != cursor.turn_id:
+        parent, depth, _, _ = cursor
+        if turns.ancestor_at_depth(txn, self._dbs.turns, context.head_turn_id, depth) != before_turn_id:
             raise missing
-        return cursor.parent_turn_id
+        return parent
 
     def payloads(self, hashes: Iterable[bytes]) -> dict[bytes, bytes]:
         """The uncompressed bytes of each blob named, in one read transaction."""

@@ -33,11 +33,11 @@ from ..model import BlobHash, ContextId, TurnId, TurnRecord
 __all__ = ["Links", "ancestor_at_depth", "decode", "encode", "get", "jump_for", "key", "links", "walk"]
 
 _REC = struct.Struct(">QQQQQQIBBI32s")
-_LINKS = struct.Struct(">8xQ16xQQ")
+_LINKS = struct.Struct(">QQ16xQQ")
 _U64 = struct.Struct(">Q")
 
-Links = tuple[int, int, int]
-"""(depth, jump_turn_id, jump_depth): what extending a chain needs of a turn."""
+Links = tuple[int, int, int, int]
+"""(parent_turn_id, depth, jump_turn_id, jump_depth): what walking or extending a chain needs of a turn."""
 
 
 def key(turn_id: int) -> bytes:
@@ -70,7 +70,7 @@ def get(txn: Any, turns_db: Any, turn_id: int) -> tuple[TurnRecord, int] | None:
 
 
 def links(txn: Any, turns_db: Any, turn_id: int) -> Links | None:
-    """A turn's depth and jump pointer, without decoding the whole record; None if absent."""
+    """A turn's parent, depth and jump pointer, without decoding the whole record; None if absent."""
     value = txn.get(_U64.pack(turn_id), db=turns_db)
     return _LINKS.unpack_from(value) if value is not None else None
 
@@ -86,30 +86,37 @@ def jump_for(txn: Any, turns_db: Any, parent_id: int, parent: Links | None) -> t
     """The jump pointer and its depth for a new child of ``parent_id`` (0: the root)."""
     if parent is None:
         return 0, 0
-    depth, jump, jump_depth = parent
+    _, depth, jump, jump_depth = parent
     if jump == 0:
         grand_jump, grand_jump_depth = 0, 0
     else:
         jumped = links(txn, turns_db, jump)
         if jumped is None:
             raise Corrupt("a turn's jump target is missing", {"turn_id": str(jump)})
-        _, grand_jump, grand_jump_depth = jumped
+        _, _, grand_jump, grand_jump_depth = jumped
     if depth - jump_depth == jump_depth - grand_jump_depth:
         return grand_jump, grand_jump_depth
     return parent_id, depth
 
 
-def ancestor_at_depth(txn: Any, turns_db: Any, turn: TurnRecord, jump_depth: int,
-                      depth: int) -> TurnRecord | None:
-    """The ancestor of ``turn`` (itself included) at ``depth``; None for depth 0."""
-    if depth <= 0 or depth > turn.depth:
-        return None
-    while turn.depth > depth:
-        if jump_depth >= depth and turn.jump_turn_id:
-            turn, jump_depth = _must(txn, turns_db, turn.jump_turn_id)
-        else:
-            turn, jump_depth = _must(txn, turns_db, turn.parent_turn_id)
-    return turn
+def ancestor_at_depth(txn: Any, turns_db: Any, turn_id: int, depth: int) -> int:
+    """The id of the ancestor of ``turn_id`` (itself included) at ``depth``; 0 if there is none.
+
+    Follows jump pointers where they do not overshoot, so it takes O(log depth) reads.
+    """
+    found = links(txn, turns_db, turn_id)
+    if found is None:
+        return 0
+    parent, current, jump, jump_depth = found
+    if depth <= 0 or depth > current:
+        return 0
+    while current > depth:
+        turn_id = jump if jump and jump_depth >= depth else parent
+        found = links(txn, turns_db, turn_id)
+        if found is None:
+            raise Corrupt("a turn's ancestor is missing", {"turn_id": str(turn_id)})
+        parent, current, jump, jump_depth = found
+    return turn_id
 
 
 def walk(txn: Any, turns_db: Any, start: int, limit: int) -> Iterator[TurnRecord]:

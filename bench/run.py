@@ -1,0 +1,94 @@
+"""Run every benchmark and print one table: absolute figures, ratios against the bare aiohttp
+baseline measured in the same run, and the DESIGN targets.
+
+    python -m bench            # the full run (about 8 minutes on 2 cores)
+    python -m bench --quick    # smaller sizes, for a smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import sys
+from typing import Any
+
+from . import depth, http_load, latency, projection, storage_ratio, store_appends
+from .common import HERE, have_wrk, table
+
+
+def _fmt(value: float, unit: str = "") -> str:
+    return f"{value:,.0f}{unit}" if abs(value) >= 100 else f"{value:,.2f}{unit}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="smaller sizes and shorter runs")
+    parser.add_argument("--workers", type=int, default=1, help="cxdb serve --workers for the HTTP scenarios")
+    args = parser.parse_args(argv)
+    quick = args.quick
+    results: dict[str, Any] = {"date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+                               "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python "
+                                          f"{platform.python_version()}", "quick": quick}
+    rows: list[list[str]] = []
+
+    print("in-process appends ...", file=sys.stderr)
+    appends = results["store_appends"] = store_appends.run(quick)
+    rows.append(["durable appends in process, 32 producers", _fmt(appends["group_commit_per_s"], "/s"),
+                 f"{appends['group_commit_per_s'] / appends['one_txn_per_s']:.1f}x one txn per append",
+                 ">= 20,000/s"])
+
+    if have_wrk():
+        print("HTTP load (wrk) ...", file=sys.stderr)
+        http = results["http"] = http_load.run(seconds=3 if quick else 5, rounds=2 if quick else 3,
+                                               workers=args.workers)
+        rows.append(["durable appends over HTTP, 64 contexts, 32 conns", _fmt(http["cxdb_post"], "/s"),
+                     f"{http['post_ratio']:.2f}x bare POST ({_fmt(http['base_post'], '/s')})",
+                     ">= 10,000/s and >= 0.6x"])
+        rows.append(["typed page of 64 turns over HTTP", _fmt(http["cxdb_get"], "/s"),
+                     f"{http['get_ratio']:.2f}x bare GET of the same bytes ({_fmt(http['base_get'], '/s')})",
+                     ">= 0.5x"])
+    else:
+        print("wrk is not installed: skipping the HTTP scenarios (apt-get install -y wrk)", file=sys.stderr)
+
+    print("latency at a fixed rate ...", file=sys.stderr)
+    lat = results["latency"] = latency.run(rate=1000, seconds=5 if quick else 10)
+    rows.append(["append latency at 1,000/s (open loop)", f"p50 {lat['p50_ms']:.1f} ms, p99 {lat['p99_ms']:.1f} ms",
+                 f"p99.9 {lat['p999_ms']:.1f} ms, {lat['errors']:.0f} errors", "p99 <= 10 ms"])
+
+    print("paging depth and memory ...", file=sys.stderr)
+    deep = results["depth"] = depth.run(depth=100_000 if quick else 1_000_000, small=10_000)
+    rows.append([f"paging at depth {deep['depth']:,.0f} vs depth 10",
+                 f"{deep['cursor_page_deep_us']:.0f} us vs {deep['cursor_page_depth_10_us']:.0f} us",
+                 f"{deep['cursor_deep_vs_10']:.2f}x (cursor pages); head pages {deep['head_deep_vs_10']:.2f}x",
+                 "<= 2x"])
+    rows.append([f"server RssAnon, {deep['depth']:,.0f} vs 10,000 turns",
+                 f"{deep['rss_anon_kib_big'] / 1024:.1f} vs {deep['rss_anon_kib_small'] / 1024:.1f} MiB",
+                 f"{deep['rss_anon_ratio']:.2f}x (file-backed: {deep['rss_file_kib_big'] / 1024:.0f} vs "
+                 f"{deep['rss_file_kib_small'] / 1024:.0f} MiB)", "flat"])
+
+    print("storage ...", file=sys.stderr)
+    size = results["storage"] = storage_ratio.run(200 if quick else 800)
+    rows.append(["stored bytes / JSON bytes, realistic turns",
+                 f"{size['ratio_before_dedup_with_dictionary']:.2f} with dictionary",
+                 f"{size['ratio_before_dedup']:.2f} overall before dedup, {size['ratio_after_dedup']:.2f} after; "
+                 f"dedup hit rate {size['dedup_hit_rate']:.1%}", "<= 0.35x"])
+
+    print("projection ...", file=sys.stderr)
+    proj = results["projection"] = projection.run(5_000 if quick else 20_000)
+    rows.append(["typed projections in process", f"{_fmt(proj['cold_turns_per_s'], '/s')} cold",
+                 f"{_fmt(proj['cached_turns_per_s'], '/s')} cached", "-"])
+
+    print(f"\n{results['machine']}, {results['date']}\n")
+    print(table(rows, ["scenario", "measured", "relative", "target"]))
+    out = HERE / "results"
+    out.mkdir(exist_ok=True)
+    (out / "latest.json").write_text(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
