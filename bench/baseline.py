@@ -32,7 +32,12 @@ def main() -> None:
     app = web.Application()
     app.router.add_post("/v1/contexts/{context_id}/append", post)
     app.router.add_get("/v1/contexts/{context_id}/turns", get)
-    web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None)
+    try:  # the same event loop cxdb serve picks, so that ratios compare like with like
+        import uvloop
+    except ImportError:
+        uvloop = None
+    web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None,
+                loop=uvloop.new_event_loop() if uvloop is not None else None)
 
 
 if __name__ == "__main__":

@@ -7,9 +7,9 @@ import time
 
 import msgpack
 
+from cxdb.cache import LruCache
 from cxdb.projection import RenderOptions, encode_typed, project
 from cxdb.registry import Catalog, parse_bundle
-from cxdb.service.cache import LruCache
 
 from .common import REPO
 from .corpus import conversation

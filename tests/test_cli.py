@@ -103,3 +103,21 @@ def test_check_and_backup(tmp_path: Path) -> None:
     assert result.returncode == 1
     report = json.loads(result.stdout)
     assert {p["kind"] for p in report["problems"]} == {"turn_blob_missing", "counter_wrong"}
+
+
+def test_workers_share_one_store(tmp_path: Path) -> None:
+    server = LiveServer(tmp_path / "data", "--workers", "2")
+    try:
+        clients = [Client(server.url) for _ in range(4)]
+        ctx = clients[0].create_context()
+        for i in range(40):
+            clients[i % 4].append_turn(ctx.context_id, {"type_id": "t", "type_version": 1, "data": {"i": i}})
+        turns = clients[1].get_turns(ctx.context_id, limit=100).turns
+        assert [t.data.i for t in turns] == list(range(40))
+        assert [t.depth for t in turns] == list(range(1, 41))
+        for client in clients:
+            client.close()
+    finally:
+        assert server.stop() == 0
+    with Store(tmp_path / "data") as store:
+        assert store.stats().turns == 40 and store.check()["ok"]

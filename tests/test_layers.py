@@ -14,8 +14,8 @@ PACKAGE = REPO / "cxdb"
 BYTE_LIBS = {"lmdb", "msgpack", "zstandard", "blake3"}
 UPPER = {"cxdb.http", "cxdb.service", "cxdb.cli", "cxdb.client"}
 CORE = {"cxdb.storage", "cxdb.registry", "cxdb.projection"}
-BASE = {"cxdb.codec", "cxdb.model", "cxdb.descriptor", "cxdb.errors", "cxdb.config"}
-PURE = {"cxdb.codec", "cxdb.model", "cxdb.descriptor", "cxdb.projection", "cxdb.registry"}
+BASE = {"cxdb.codec", "cxdb.model", "cxdb.descriptor", "cxdb.errors", "cxdb.config", "cxdb.cache"}
+PURE = {"cxdb.codec", "cxdb.model", "cxdb.descriptor", "cxdb.projection", "cxdb.registry", "cxdb.cache"}
 IMPURE = {"time", "os", "socket", "random", "lmdb", "aiohttp", "subprocess", "pathlib"}
 
 

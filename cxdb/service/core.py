@@ -18,6 +18,7 @@ import blake3
 import orjson
 
 from .. import __version__
+from ..cache import LruCache
 from ..codec import pack
 from ..config import Settings
 from ..descriptor import Descriptor, TypeRef
@@ -26,7 +27,6 @@ from ..model import ContextRecord, TurnRecord, iso_utc
 from ..projection import Projection, RenderOptions, encode_typed, project
 from ..registry import Catalog, parse_bundle
 from ..storage import RegistryMoved, Store, StoredBundle
-from .cache import LruCache
 from .registry import CatalogCache
 from .views import context_view, turn_head
 
@@ -70,7 +70,8 @@ class Service:
         self._catalogs = CatalogCache(self.store)
         self._catalogs.current()
         self._projections: LruCache[tuple[bytes, TypeRef | None, RenderOptions], Projection] = LruCache(20_000)
-        self._pages: LruCache[tuple[Any, ...], bytes] = LruCache(PAGE_CACHE_BYTES, len)
+        self._pages: LruCache[tuple[Any, ...], tuple[bytes, tuple[int, int] | None]] = LruCache(
+            PAGE_CACHE_BYTES, lambda entry: len(entry[0]))
 
     def close(self) -> None:
         self.store.close()
@@ -177,8 +178,8 @@ class Service:
                                        {"type_id": hint.type_id, "type_version": hint.type_version})
         context, start = self.store.page_start(context_id, before_turn_id)
         key = (start, limit, view, hint, options, len(catalog.bundle_ids))
-        rendered = self._pages.get(key)
-        if rendered is None:
+        cached = self._pages.get(key)
+        if cached is None:
             chain, next_before = self.store.chain(start, limit)
             payloads = self.store.payloads(turn.content_hash for turn in chain) if chain else {}
             lookup = _lookup(catalog)
@@ -194,7 +195,14 @@ class Service:
                 turns.append(item)
             rendered = (b',"turns":' + orjson.dumps(turns) + b',"next_before_turn_id":'
                         + orjson.dumps(None if next_before is None else str(next_before)) + b"}")
-            self._pages.put(key, rendered)
+            cursor: tuple[int, int] | None = None
+            if next_before is not None:
+                cursor = (next_before, chain[0].parent_turn_id)
+            cached = (rendered, cursor)
+            self._pages.put(key, cached)
+        rendered, cursor = cached
+        if cursor is not None:
+            self.store.note_cursor(context, *cursor)
         meta = orjson.dumps({"context_id": str(context.context_id), "head_turn_id": str(context.head_turn_id),
                              "head_depth": context.head_depth, "registry_bundle_id": catalog.latest_bundle_id})
         return b'{"meta":' + meta + rendered

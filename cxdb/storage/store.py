@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 import blake3
 
+from ..cache import LruCache
 from ..codec import BlobCodec, UnknownDictionary, content_hash
 from ..errors import Conflict, CxdbError, NotFound, Unprocessable
 from ..model import (
@@ -71,6 +72,8 @@ class Store:
             for dict_id, data in dictionaries.load_all(txn, self._dbs.meta):
                 self._codec.add_dictionary(dict_id, data, use=dict_id == current)
         self._writer = Writer(self._env, max_batch=max_batch, clock=clock)
+        # Cursors known to be on a context's chain: (context, head, cursor) -> the cursor's parent.
+        self._cursors: LruCache[tuple[int, int, int], int] = LruCache(65_536)
         self._trainer = DictionaryTrainer(self._codec, self._writer.submit, threshold=dictionary_after,
                                           size=dictionary_size)
 
@@ -251,15 +254,30 @@ class Store:
         """
         context, start = self.page_start(context_id, before_turn_id)
         chain, next_before = self.chain(start, limit)
+        if next_before is not None:
+            self.note_cursor(context, next_before, chain[0].parent_turn_id)
         return Page(context, chain, next_before)
+
+    def note_cursor(self, context: ContextRecord, cursor: int, parent: int) -> None:
+        """Remember that ``cursor`` (whose parent is ``parent``) is on the chain of the context's head.
+
+        The next page's cursor is usually the one the last page handed out, so
+        checking it then costs a lookup instead of a walk down the chain.
+        """
+        self._cursors.put((context.context_id, context.head_turn_id, cursor), parent)
 
     def page_start(self, context_id: int, before_turn_id: int | None = None) -> tuple[ContextRecord, int]:
         """The context and the newest turn of its page: the head, or the parent of a cursor on its chain."""
         with self._env.read() as txn:
             context = contexts.require(txn, self._dbs, context_id, with_meta=False)
-            if before_turn_id:
-                return context, self._cursor_start(txn, context, before_turn_id)
-            return context, context.head_turn_id
+            if not before_turn_id:
+                return context, context.head_turn_id
+            key = (context_id, context.head_turn_id, before_turn_id)
+            start = self._cursors.get(key)
+            if start is None:
+                start = self._cursor_start(txn, context, before_turn_id)
+                self._cursors.put(key, start)
+            return context, start
 
     def chain(self, start: int, limit: int) -> tuple[list[TurnRecord], TurnId | None]:
         """Up to ``limit`` turns ending at ``start``, oldest first, and the cursor to older ones.

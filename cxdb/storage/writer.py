@@ -224,6 +224,8 @@ class Writer:
         by_loop: dict[asyncio.AbstractEventLoop, list[_Pending[Any]]] = {}
         for pending in batch:
             if pending.loop is None:
+                if pending.future.done():  # cancelled by its caller; the write stands all the same
+                    continue
                 if pending.error is not None:
                     pending.future.set_exception(pending.error)
                 else:
