@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -50,33 +51,28 @@ def wait_for_port(port: int, timeout: float = 20.0) -> None:
 
 
 @contextmanager
-def cxdb_server(data_dir: Path, *extra: str) -> Iterator[str]:
-    """``cxdb serve`` on a free port; yields its base URL."""
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "cxdb", "serve", "--data-dir", str(data_dir), "--port", str(port),
-                             "--log-level", "warning", *extra], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+def serving(args: Sequence[str], port: int) -> Iterator[str]:
+    """Run a server process that listens on ``port``; yields its base URL, stops it afterwards."""
+    proc = subprocess.Popen([sys.executable, *args], stdout=subprocess.DEVNULL)
     try:
         wait_for_port(port)
         yield f"http://127.0.0.1:{port}"
     finally:
         proc.terminate()
         proc.wait(timeout=60)
-        if proc.stderr is not None:
-            proc.stderr.close()
 
 
-@contextmanager
-def baseline_server(page_file: Path) -> Iterator[str]:
+def cxdb_server(data_dir: Path, *extra: str) -> contextlib.AbstractContextManager[str]:
+    """``cxdb serve`` on a free port."""
+    port = free_port()
+    return serving(["-m", "cxdb", "serve", "--data-dir", str(data_dir), "--port", str(port),
+                    "--log-level", "warning", *extra], port)
+
+
+def baseline_server(page_file: Path) -> contextlib.AbstractContextManager[str]:
     """The bare aiohttp baseline (bench/baseline.py) on a free port."""
     port = free_port()
-    proc = subprocess.Popen([sys.executable, str(HERE / "baseline.py"), str(port), str(page_file)],
-                            stdout=subprocess.DEVNULL)
-    try:
-        wait_for_port(port)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+    return serving([str(HERE / "baseline.py"), str(port), str(page_file)], port)
 
 
 def have_wrk() -> bool:

@@ -24,8 +24,9 @@ this tree where they arise, with ``raise ... from exc``.
     │   └── StoreClosed            STORE_CLOSED
     └── TransportError             TRANSPORT_ERROR   (client side only)
 
-HTTP statuses are not known here: one table in ``cxdb.http.errors`` maps
-these classes to statuses, and the client maps statuses back to classes.
+:data:`HTTP_STATUS` is the one table of statuses: the server resolves an
+exception's status along its MRO, and the client maps a status back to its
+class.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = [
+    "HTTP_STATUS",
     "BadRequest",
     "Conflict",
     "Corrupt",
@@ -164,3 +166,20 @@ class TransportError(CxdbError):
     """The client could not reach the server or read its answer."""
 
     code = "TRANSPORT_ERROR"
+
+
+HTTP_STATUS: dict[type[CxdbError], int] = {
+    CxdbError: 500,
+    BadRequest: 400,
+    Unauthorized: 401,
+    NotFound: 404,
+    MethodNotAllowed: 405,
+    Conflict: 409,
+    PreconditionFailed: 412,
+    PayloadTooLarge: 413,
+    Unprocessable: 422,
+    FailedDependency: 424,
+    StoreClosed: 503,
+    StoreFull: 507,
+}
+"""The HTTP status of each error class; a subclass without a row takes its nearest ancestor's."""

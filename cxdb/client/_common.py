@@ -8,25 +8,14 @@ from urllib.parse import quote, urlencode
 
 import orjson
 
-from ..errors import (
-    BadRequest,
-    Conflict,
-    CxdbError,
-    FailedDependency,
-    MethodNotAllowed,
-    NotFound,
-    PayloadTooLarge,
-    PreconditionFailed,
-    Unauthorized,
-    Unprocessable,
-)
+from ..errors import HTTP_STATUS, CxdbError, Unprocessable
 
 __all__ = ["Record", "bundle_body", "error_from", "query", "quote_id", "to_record", "turn_body"]
 
-_BY_STATUS: dict[int, type[CxdbError]] = {
-    400: BadRequest, 401: Unauthorized, 404: NotFound, 405: MethodNotAllowed, 409: Conflict,
-    412: PreconditionFailed, 413: PayloadTooLarge, 422: Unprocessable, 424: FailedDependency,
-}
+# The server's table read backwards: the first class listed for a status is the one raised.
+_BY_STATUS: dict[int, type[CxdbError]] = {}
+for _klass, _status in HTTP_STATUS.items():
+    _BY_STATUS.setdefault(_status, _klass)
 
 
 class Record(dict[str, Any]):

@@ -16,35 +16,30 @@ routes = web.RouteTableDef()
 MAX_LIST = 10_000
 
 
+def _blocks(query: Any, default: bool) -> dict[str, bool]:
+    """The include_provenance and include_lineage flags, both defaulting to ``default``."""
+    return {name: flag(query, name, default) for name in ("include_provenance", "include_lineage")}
+
+
 @routes.get("/v1/contexts")
 async def list_contexts(request: web.Request) -> web.Response:
     query = request.query
-    tag = query.get("tag")
-    result = request.app[SERVICE].list_contexts(
-        limit=query_int(query, "limit", 100, MAX_LIST), tag=tag,
-        include_provenance=flag(query, "include_provenance", False),
-        include_lineage=flag(query, "include_lineage", False))
-    return json_response(result)
+    return json_response(request.app[SERVICE].list_contexts(
+        limit=query_int(query, "limit", 100, MAX_LIST), tag=query.get("tag"), **_blocks(query, False)))
 
 
 @routes.get("/v1/contexts/{context_id}")
 async def get_context(request: web.Request) -> web.Response:
-    query = request.query
-    result = request.app[SERVICE].get_context(
-        path_id(request, "context_id"), include_provenance=flag(query, "include_provenance", True),
-        include_lineage=flag(query, "include_lineage", True))
-    return json_response(result)
+    return json_response(request.app[SERVICE].get_context(path_id(request, "context_id"),
+                                                          **_blocks(request.query, True)))
 
 
 @routes.get("/v1/contexts/{context_id}/children")
 async def children(request: web.Request) -> web.Response:
     query = request.query
-    result = request.app[SERVICE].children(
+    return json_response(request.app[SERVICE].children(
         path_id(request, "context_id"), recursive=flag(query, "recursive", False),
-        limit=query_int(query, "limit", 256, MAX_LIST),
-        include_provenance=flag(query, "include_provenance", True),
-        include_lineage=flag(query, "include_lineage", True))
-    return json_response(result)
+        limit=query_int(query, "limit", 256, MAX_LIST), **_blocks(query, True)))
 
 
 async def _create(request: web.Request, require_base: bool) -> web.Response:

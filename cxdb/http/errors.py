@@ -1,7 +1,8 @@
 """The one place that turns exceptions into HTTP error responses.
 
-:data:`STATUS` maps exception classes to statuses and is resolved along the
-MRO, so a subclass inherits its parent's status unless it has its own row.
+:data:`cxdb.errors.HTTP_STATUS` maps exception classes to statuses and is
+resolved along the MRO, so a subclass inherits its parent's status unless it
+has its own row.
 Every error body is the contract's envelope. A 500 is logged with its
 traceback and answers a generic message, never internals.
 """
@@ -16,38 +17,18 @@ import orjson
 from aiohttp import web
 
 from ..errors import (
+    HTTP_STATUS,
     BadRequest,
-    Conflict,
     CxdbError,
-    FailedDependency,
     MethodNotAllowed,
     NotFound,
     PayloadTooLarge,
-    PreconditionFailed,
-    StoreClosed,
-    StoreFull,
     Unauthorized,
-    Unprocessable,
 )
 
-__all__ = ["STATUS", "error_middleware", "error_response", "status_for"]
+__all__ = ["error_middleware", "error_response", "status_for"]
 
 log = logging.getLogger("cxdb.http")
-
-STATUS: dict[type[CxdbError], int] = {
-    CxdbError: 500,
-    BadRequest: 400,
-    Unauthorized: 401,
-    NotFound: 404,
-    MethodNotAllowed: 405,
-    Conflict: 409,
-    PreconditionFailed: 412,
-    PayloadTooLarge: 413,
-    Unprocessable: 422,
-    FailedDependency: 424,
-    StoreClosed: 503,
-    StoreFull: 507,
-}
 
 _FROM_HTTP: dict[int, type[CxdbError]] = {
     400: BadRequest, 401: Unauthorized, 404: NotFound, 405: MethodNotAllowed, 413: PayloadTooLarge,
@@ -56,8 +37,8 @@ _FROM_HTTP: dict[int, type[CxdbError]] = {
 
 def status_for(exc: CxdbError) -> int:
     for klass in type(exc).__mro__:
-        if klass in STATUS:
-            return STATUS[klass]
+        if klass in HTTP_STATUS:
+            return HTTP_STATUS[klass]
     return 500
 
 

@@ -153,7 +153,8 @@ class Service:
                   view: str = "typed", hint: TypeHint | None = None,
                   options: RenderOptions | None = None) -> dict[str, Any]:
         """A page of turns ending at the head (or before a cursor), oldest first, as a dict."""
-        return orjson.loads(self.page_json(context_id, limit, before_turn_id, view, hint, options))  # type: ignore[no-any-return]
+        page: dict[str, Any] = orjson.loads(self.page_json(context_id, limit, before_turn_id, view, hint, options))
+        return page
 
     def page_json(self, context_id: int, limit: int = 64, before_turn_id: int | None = None,
                   view: str = "typed", hint: TypeHint | None = None,
@@ -180,25 +181,7 @@ class Service:
         key = (start, limit, view, hint, options, len(catalog.bundle_ids))
         cached = self._pages.get(key)
         if cached is None:
-            chain, next_before = self.store.chain(start, limit)
-            payloads = self.store.payloads(turn.content_hash for turn in chain) if chain else {}
-            lookup = _lookup(catalog)
-            turns = []
-            for turn in chain:
-                raw = payloads.get(turn.content_hash)
-                item = turn_head(turn)
-                if view != "raw":
-                    descriptor = forced or self._descriptor_for(catalog, turn, hint.mode)
-                    item.update(self._typed(turn, raw, descriptor, lookup, options))
-                if view != "typed":
-                    item.update(_raw_fields(turn, raw))
-                turns.append(item)
-            rendered = (b',"turns":' + orjson.dumps(turns) + b',"next_before_turn_id":'
-                        + orjson.dumps(None if next_before is None else str(next_before)) + b"}")
-            cursor: tuple[int, int] | None = None
-            if next_before is not None:
-                cursor = (next_before, chain[0].parent_turn_id)
-            cached = (rendered, cursor)
+            cached = self._render_chain(start, limit, view, hint, options, catalog, forced)
             self._pages.put(key, cached)
         rendered, cursor = cached
         if cursor is not None:
@@ -206,6 +189,28 @@ class Service:
         meta = orjson.dumps({"context_id": str(context.context_id), "head_turn_id": str(context.head_turn_id),
                              "head_depth": context.head_depth, "registry_bundle_id": catalog.latest_bundle_id})
         return b'{"meta":' + meta + rendered
+
+    def _render_chain(self, start: int, limit: int, view: str, hint: TypeHint, options: RenderOptions,
+                      catalog: Catalog, forced: Descriptor | None) -> tuple[bytes, tuple[int, int] | None]:
+        """The page's JSON after ``meta``, and (next cursor, its parent) when there are older turns."""
+        chain, next_before = self.store.chain(start, limit)
+        payloads = self.store.payloads(turn.content_hash for turn in chain) if chain else {}
+        lookup = _lookup(catalog)
+        turns = []
+        for turn in chain:
+            raw = payloads.get(turn.content_hash)
+            item = turn_head(turn)
+            if view != "raw":
+                descriptor = forced or self._descriptor_for(catalog, turn, hint.mode)
+                item.update(self._typed(turn, raw, descriptor, lookup, options))
+            if view != "typed":
+                item.update(_raw_fields(turn, raw))
+            turns.append(item)
+        rendered = (b',"turns":' + orjson.dumps(turns) + b',"next_before_turn_id":'
+                    + orjson.dumps(None if next_before is None else str(next_before)) + b"}")
+        if next_before is None:
+            return rendered, None
+        return rendered, (next_before, chain[0].parent_turn_id)
 
     @staticmethod
     def _descriptor_for(catalog: Catalog, turn: TurnRecord, mode: str) -> Descriptor | None:
