@@ -38,6 +38,12 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _announce(host: str, port: int) -> None:
+    shown = f"[{host}]" if ":" in host else host
+    # One write, so that lines from several processes never interleave.
+    os.write(sys.stdout.fileno(), f"cxdb {os.getpid()} listening on http://{shown}:{port}\n".encode())
+
+
 async def _serve(settings: Settings, sock: object | None = None) -> None:
     from aiohttp import web
 
@@ -51,10 +57,10 @@ async def _serve(settings: Settings, sock: object | None = None) -> None:
     else:
         site = web.TCPSite(runner, settings.host, settings.port, backlog=1024)
     await site.start()
-    server: Any = site._server
-    bound = server.sockets[0].getsockname() if server is not None and server.sockets else (settings.host, 0)
-    host = f"[{bound[0]}]" if ":" in bound[0] else bound[0]
-    print(f"cxdb {os.getpid()} listening on http://{host}:{bound[1]}", flush=True)
+    if sock is None:  # with workers, the parent announces the shared socket once
+        server: Any = site._server
+        bound = server.sockets[0].getsockname() if server is not None and server.sockets else (settings.host, 0)
+        _announce(bound[0], bound[1])
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -77,14 +83,31 @@ def _run(settings: Settings, sock: object | None = None) -> None:
 
 
 def _serve_workers(settings: Settings) -> int:
+    """Fork ``settings.workers`` servers sharing one listening socket; forward SIGTERM/SIGINT to them."""
     import socket
 
     sock = socket.create_server((settings.host, settings.port), backlog=1024, reuse_port=True)
     sock.set_inheritable(True)
-    children = []
+    children: list[int] = []
+    stopping = False
+
+    def forward(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+        for child in children:
+            try:
+                os.kill(child, signum)
+            except ProcessLookupError:
+                pass
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    _announce(*sock.getsockname()[:2])
     for _ in range(settings.workers):
         pid = os.fork()
         if pid == 0:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
             code = 0
             try:
                 _run(settings, sock)
@@ -94,20 +117,14 @@ def _serve_workers(settings: Settings) -> int:
             os._exit(code)
         children.append(pid)
     sock.close()
-
-    def forward(signum: int, _frame: object) -> None:
-        for child in children:
-            try:
-                os.kill(child, signum)
-            except ProcessLookupError:
-                pass
-
-    signal.signal(signal.SIGTERM, forward)
-    signal.signal(signal.SIGINT, forward)
+    if stopping:  # a signal came while we were still forking
+        forward(signal.SIGTERM, None)
     status = 0
     for child in children:
         _, code = os.waitpid(child, 0)
-        status = status or (1 if code else 0)
+        stopped = stopping and os.WIFSIGNALED(code) and os.WTERMSIG(code) in (signal.SIGTERM, signal.SIGINT)
+        if code and not stopped:
+            status = 1
     return status
 
 
