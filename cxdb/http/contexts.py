@@ -14,6 +14,7 @@ __all__ = ["routes"]
 
 routes = web.RouteTableDef()
 MAX_LIST = 10_000
+MAX_TAG_BYTES = 400
 
 
 def _blocks(query: Any, default: bool) -> dict[str, bool]:
@@ -50,7 +51,7 @@ async def _create(request: web.Request, require_base: bool) -> web.Response:
     if provenance is not None and not isinstance(provenance, dict):
         raise Unprocessable("provenance must be a JSON object", {"field": "provenance"})
     result = await request.app[SERVICE].create_context(
-        base_turn_id=body_u64(body, "base_turn_id", 0) or 0, client_tag=optional_str(body, "client_tag"),
+        base_turn_id=body_u64(body, "base_turn_id", 0) or 0, client_tag=optional_str(body, "client_tag", MAX_TAG_BYTES),
         provenance=provenance)
     return json_response(result, status=201, headers={"Location": f"/v1/contexts/{result['context_id']}"})
 

@@ -6,7 +6,10 @@ from typing import Any
 
 from ..model import ContextRecord, TurnRecord, iso_utc
 
-__all__ = ["context_view", "id_text", "turn_head"]
+__all__ = ["MAX_LINEAGE_CHILDREN", "context_view", "id_text", "turn_head"]
+
+MAX_LINEAGE_CHILDREN = 256
+"""A lineage block lists at most this many children, oldest first; ``child_count`` counts them all."""
 
 
 def id_text(value: int | None) -> str | None:
@@ -33,7 +36,7 @@ def context_view(context: ContextRecord, include_provenance: bool, include_linea
             "parent_context_id": id_text(lineage.parent_context_id),
             "root_context_id": str(lineage.root_context_id),
             "fork_turn_id": id_text(lineage.fork_turn_id),
-            "children": [str(child) for child in kids],
+            "children": [str(child) for child in kids[:MAX_LINEAGE_CHILDREN]],
             "child_count": len(kids),
         }
     return view

@@ -111,6 +111,8 @@ class Store:
     async def create_context(self, base_turn_id: int = 0, client_tag: str | None = None,
                              provenance: dict[str, Any] | None = None) -> ContextRecord:
         """A new context whose head is ``base_turn_id`` (0: empty). NotFound for a missing base."""
+        if client_tag is not None and len(client_tag.encode()) > contexts.MAX_TAG_BYTES:
+            raise Unprocessable("client_tag too long", {"field": "client_tag", "max_bytes": contexts.MAX_TAG_BYTES})
 
         def op(w: WriteContext) -> ContextRecord:
             if not base_turn_id:

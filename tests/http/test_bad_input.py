@@ -51,6 +51,7 @@ async def test_non_object_body_is_422(client: Client, path: str, raw: bytes) -> 
     ({"base_turn_id": 1.5}, "base_turn_id"),
     ({"base_turn_id": []}, "base_turn_id"),
     ({"client_tag": 5}, "client_tag"),
+    ({"client_tag": "t" * 401}, "client_tag"),
     ({"provenance": [1]}, "provenance"),
     ({"provenance": "x"}, "provenance"),
 ])

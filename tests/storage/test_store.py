@@ -341,3 +341,12 @@ async def test_trained_dictionary_compresses_and_survives_reopen(tmp_path: Path)
         for turn, raw in zip(first + later, samples, strict=True):
             assert reopened.get_blob(turn.content_hash) == raw
         assert reopened.check()["ok"] and reopened.current_dictionary == 1
+
+
+async def test_tag_length_is_bounded_by_the_index(store: Store) -> None:
+    longest = "t" * 400
+    context = await store.create_context(client_tag=longest)
+    assert store.list_contexts(10, tag=longest)[0][0].context_id == context.context_id
+    with pytest.raises(Unprocessable):
+        await store.create_context(client_tag="t" * 401)
+    assert store.stats().contexts == 1
