@@ -333,3 +333,20 @@ async def test_cached_pages_follow_the_registry(client: Client) -> None:
     await append(client, "1", {"after": 1})
     page = await (await client.get("/v1/contexts/1/turns")).json()
     assert [t["depth"] for t in page["turns"]] == [1, 2] and page["meta"]["head_depth"] == 2
+
+
+async def test_internal_errors_are_generic_and_logged(client: Client, caplog: Any) -> None:
+    from cxdb.http.keys import SERVICE
+
+    service = client.app[SERVICE]
+
+    def broken() -> dict[str, Any]:
+        raise ValueError("secret internals: /srv/cxdb/data.mdb")
+
+    service.stats = broken  # type: ignore[method-assign]
+    response = await client.get("/v1/stats")
+    error = await expect_error(response, 500, "INTERNAL_ERROR")
+    assert error == {"code": "INTERNAL_ERROR", "message": "Internal server error", "details": {}}
+    assert "secret" not in await response.text()
+    assert any("secret internals" in (record.exc_text or "") or record.exc_info for record in caplog.records)
+    assert (await client.get("/health")).status == 200
