@@ -21,7 +21,7 @@ from typing import Any
 from ..errors import Corrupt
 from .writer import WriteContext
 
-__all__ = ["StoredBundle", "all_in_order", "get", "latest", "put"]
+__all__ = ["StoredBundle", "all_in_order", "get", "put"]
 
 _HEAD = struct.Struct(">QQ")
 _U64 = struct.Struct(">Q")
@@ -68,10 +68,3 @@ def all_in_order(txn: Any, dbs: Any) -> list[StoredBundle]:
         found.append(stored)
     return found
 
-
-def latest(txn: Any, dbs: Any) -> str | None:
-    """The id of the most recently published bundle."""
-    cursor = txn.cursor(db=dbs.bundleseq)
-    if not cursor.last():
-        return None
-    return bytes(cursor.value()).decode()

@@ -92,10 +92,6 @@ class Store:
                  tb: TracebackType | None) -> None:
         self.close()
 
-    async def run_write(self, fn: Callable[[WriteContext], T]) -> T:
-        """Run a write operation in the next group-commit batch."""
-        return await self._writer.run(fn)
-
     @property
     def current_dictionary(self) -> int:
         """The id of the compression dictionary new blobs use; 0 until one has been trained."""
