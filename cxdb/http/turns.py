@@ -23,7 +23,8 @@ def _hint(query: Any) -> TypeHint:
     version_text = query.get("as_type_version")
     version = None
     if version_text is not None:
-        if not version_text.isascii() or not version_text.isdigit() or int(version_text) > _U32_MAX:
+        if (not version_text.isascii() or not version_text.isdigit() or len(version_text) > 10
+                or int(version_text) > _U32_MAX):
             raise BadRequest("as_type_version must be a non-negative integer",
                              {"parameter": "as_type_version", "value": version_text})
         version = int(version_text)
@@ -44,7 +45,7 @@ async def get_turns(request: web.Request) -> web.Response:
 
 def _type_version(body: dict[str, Any]) -> int:
     value = body.get("type_version")
-    if isinstance(value, str) and value.isascii() and value.isdigit():
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 10:
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= _U32_MAX:
         raise Unprocessable("type_version must be a non-negative integer", {"field": "type_version"})

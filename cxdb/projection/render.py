@@ -73,7 +73,7 @@ def tag_of(key: Any) -> int | None:
     """A map key as a field tag: an integer, or a decimal string as Go writers produce."""
     if isinstance(key, int) and not isinstance(key, bool):
         return key
-    if isinstance(key, str) and key.isascii() and key.isdigit():
+    if isinstance(key, str) and key.isascii() and key.isdigit() and len(key) <= 10:
         return int(key)
     return None
 

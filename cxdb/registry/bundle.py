@@ -58,8 +58,9 @@ def _fail(message: str, **where: Any) -> Unprocessable:
 
 
 def _number_key(text: Any, what: str, low: int, high: int, **where: Any) -> int:
-    if not isinstance(text, str) or not text.lstrip("-").isdigit() or not text.isascii():
-        raise _fail(f"{what} must be a decimal string", **where, key=text)
+    if (not isinstance(text, str) or not text.lstrip("-").isdigit() or not text.isascii()
+            or len(text) > 21):
+        raise _fail(f"{what} must be a decimal string", **where, key=text[:40] if isinstance(text, str) else text)
     value = int(text)
     if not low <= value <= high:
         raise _fail(f"{what} out of range", **where, key=text)

@@ -207,3 +207,19 @@ async def test_concurrent_appends_form_one_chain(client: Client) -> None:
     turns = page["turns"]
     assert len(turns) == 49 and [t["depth"] for t in turns] == list(range(1, 50))
     assert all(b["parent_turn_id"] == a["turn_id"] for a, b in zip(turns, turns[1:], strict=False))
+
+
+async def test_huge_digit_strings_never_reach_int(client: Client) -> None:
+    await setup(client)
+    digits = "9" * 5000
+    await expect_error(await client.get(f"/v1/contexts/1/turns?as_type_version={digits}"), 400, "BAD_REQUEST")
+    await expect_error(await client.post("/v1/contexts/1/append", json={
+        "type_id": "t", "type_version": digits, "data": {}}), 422, "UNPROCESSABLE_ENTITY")
+    bundle = {"registry_version": 1, "bundle_id": "b", "types": {"T": {"versions": {digits: {"fields": {}}}}}}
+    await expect_error(await client.put("/v1/registry/bundles/b", json=bundle), 422, "UNPROCESSABLE_ENTITY")
+    response = await client.post("/v1/contexts/1/append", json={"type_id": "t", "type_version": 1,
+                                                                "data": {digits: 1, "1": 2}})
+    assert response.status == 201
+    page = await (await client.get("/v1/contexts/1/turns?limit=1&include_unknown=1")).json()
+    assert page["turns"][0]["data"] == {digits: 1, "1": 2}
+    await assert_still_healthy(client)
