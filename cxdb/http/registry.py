@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 from aiohttp import web
 
 from ..errors import BadRequest, Unprocessable
@@ -18,13 +20,12 @@ CACHE_CONTROL = "public, max-age=31536000, immutable"
 async def publish_bundle(request: web.Request) -> web.Response:
     bundle_id = request.match_info["bundle_id"]
     value = await read_json(request, request.app[SETTINGS].max_json_depth, malformed=Unprocessable)
-    service = request.app[SERVICE]
-    created = await service.publish_bundle(bundle_id, value)
-    etag = service.get_bundle(bundle_id).etag
-    if not created:
-        return web.Response(status=204, headers={"ETag": etag})
+    published = await request.app[SERVICE].publish_bundle(bundle_id, value)
+    if not published.created:
+        return web.Response(status=204, headers={"ETag": published.etag})
+    location = f"/v1/registry/bundles/{quote(bundle_id, safe='')}"
     return json_response({"bundle_id": bundle_id, "created": True}, status=201,
-                         headers={"ETag": etag, "Location": f"/v1/registry/bundles/{request.match_info['bundle_id']}"})
+                         headers={"ETag": published.etag, "Location": location})
 
 
 def _matches(header: str, etag: str) -> bool:

@@ -30,7 +30,7 @@ from ..storage import RegistryMoved, Store, StoredBundle
 from .registry import CatalogCache
 from .views import context_view, turn_head
 
-__all__ = ["BundleBody", "Service", "TypeHint"]
+__all__ = ["BundleBody", "Published", "Service", "TypeHint"]
 
 VIEWS = ("typed", "raw", "both")
 PAGE_CACHE_BYTES = 64 * 1024 * 1024
@@ -44,6 +44,14 @@ class TypeHint:
     mode: str = "inherit"
     type_id: str | None = None
     type_version: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Published:
+    """The outcome of publishing a bundle."""
+
+    created: bool
+    etag: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,8 +249,8 @@ class Service:
 
     # -- registry -------------------------------------------------------
 
-    async def publish_bundle(self, bundle_id: str, value: Any) -> bool:
-        """Publish a bundle; True when it is new, False when an equal one was stored."""
+    async def publish_bundle(self, bundle_id: str, value: Any) -> Published:
+        """Publish a bundle; ``created`` is False when an equal one was already stored."""
         bundle = parse_bundle(value)
         if bundle.bundle_id != bundle_id:
             raise Unprocessable("the body's bundle_id does not match the path",
@@ -250,10 +258,9 @@ class Service:
                                  "body_bundle_id": bundle.bundle_id})
         stored, catalog = await self.store.publish_bundle(
             bundle_id, bundle.body, lambda existing: self._catalogs.admit(existing, bundle))
-        if catalog is None:
-            return False
-        self._catalogs.install(stored.sequence, catalog)
-        return True
+        if catalog is not None:
+            self._catalogs.install(stored.sequence, catalog)
+        return Published(catalog is not None, _etag(stored.body))
 
     def get_bundle(self, bundle_id: str) -> BundleBody:
         stored = self.store.get_bundle(bundle_id)

@@ -166,7 +166,7 @@ async def test_registry_routes(client: Client) -> None:
     assert response.status == 201
     etag = response.headers["ETag"]
     response = await client.put("/v1/registry/bundles/conversation-v1", data=body)
-    assert response.status == 204
+    assert response.status == 204 and response.headers["ETag"] == etag
     reformatted = json.dumps(json.loads(body), indent=None, sort_keys=True)
     assert (await client.put("/v1/registry/bundles/conversation-v1", data=reformatted)).status == 204
     response = await client.get("/v1/registry/bundles/conversation-v1")

@@ -155,7 +155,7 @@ def test_typed_round_trip(shared: tuple[Service, asyncio.AbstractEventLoop],
                           case: tuple[dict[str, Any], str, dict[str, Any]]) -> None:
     service, loop = shared
     bundle, type_id, value = case
-    assert loop.run_until_complete(service.publish_bundle(bundle["bundle_id"], bundle))
+    assert loop.run_until_complete(service.publish_bundle(bundle["bundle_id"], bundle)).created
     context_id = int(loop.run_until_complete(service.create_context())["context_id"])
     appended, _ = loop.run_until_complete(service.append(context_id, type_id, 1, value))
     page = service.get_turns(context_id, options=RenderOptions(u64_format="number", time_render="unix_ms"))
