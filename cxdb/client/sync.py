@@ -15,6 +15,7 @@ from .methods import Call, Methods, Response
 __all__ = ["Client"]
 
 DEFAULT_URL = "http://127.0.0.1:9010"
+_RETRYABLE = frozenset({"GET", "PUT"})
 
 
 class Client(Methods[Any]):
@@ -62,9 +63,10 @@ class Client(Methods[Any]):
             response = self._exchange(call)
         except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError) as exc:
             self._drop()
-            if not reused:
+            if not reused or call.method not in _RETRYABLE:
                 raise TransportError(f"cannot reach {self.base_url}", {"reason": str(exc)}) from exc
-            # The server closed an idle keep-alive connection before reading this request.
+            # The server closed an idle keep-alive connection, most likely before reading this
+            # request; only requests that are safe to repeat are sent again.
             try:
                 response = self._exchange(call)
             except (OSError, http.client.HTTPException) as again:
