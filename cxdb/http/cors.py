@@ -12,7 +12,7 @@ from .errors import Handler
 __all__ = ["cors_middleware"]
 
 ALLOW_METHODS = "GET, POST, PUT, OPTIONS"
-EXPOSE_HEADERS = "ETag, Location, Idempotent-Replayed"
+EXPOSE_HEADERS = "ETag, Location, Idempotent-Replayed"  # Location: created contexts and bundles
 
 
 def cors_middleware(origins: Sequence[str]) -> Middleware:

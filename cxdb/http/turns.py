@@ -68,10 +68,10 @@ async def _append(request: web.Request) -> web.Response:
     result, replayed = await request.app[SERVICE].append(
         context_id, type_id, _type_version(body), data, parent_turn_id=body_u64(body, "parent_turn_id"),
         idempotency_key=key)
-    headers = {"Location": f"/v1/contexts/{result['context_id']}/turns/{result['turn_id']}"}
+    # No Location: a turn has no URL of its own; it is read through its context's pages.
     if replayed:
-        headers["Idempotent-Replayed"] = "true"
-    return json_response(result, status=200 if replayed else 201, headers=headers)
+        return json_response(result, headers={"Idempotent-Replayed": "true"})
+    return json_response(result, status=201)
 
 
 @routes.post("/v1/contexts/{context_id}/append")
