@@ -35,6 +35,7 @@ from typing import Any
 
 __all__ = [
     "HTTP_STATUS",
+    "error_class",
     "BadRequest",
     "Conflict",
     "Corrupt",
@@ -183,3 +184,12 @@ HTTP_STATUS: dict[type[CxdbError], int] = {
     StoreFull: 507,
 }
 """The HTTP status of each error class; a subclass without a row takes its nearest ancestor's."""
+
+_BY_STATUS: dict[int, type[CxdbError]] = {}
+for _klass, _status in HTTP_STATUS.items():
+    _BY_STATUS.setdefault(_status, _klass)  # the first class listed for a status is the one it means
+
+
+def error_class(status: int, default: type[CxdbError]) -> type[CxdbError]:
+    """The error class :data:`HTTP_STATUS` gives ``status``, or ``default`` when none has it."""
+    return _BY_STATUS.get(status, default)

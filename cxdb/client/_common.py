@@ -8,15 +8,9 @@ from urllib.parse import quote, urlencode
 
 import orjson
 
-from ..errors import HTTP_STATUS, CxdbError, Unprocessable
+from ..errors import CxdbError, Unprocessable, error_class
 
 __all__ = ["Record", "bundle_body", "error_from", "query", "quote_id", "to_record", "turn_body"]
-
-# The server's table read backwards: the first class listed for a status is the one raised.
-_BY_STATUS: dict[int, type[CxdbError]] = {}
-for _klass, _status in HTTP_STATUS.items():
-    _BY_STATUS.setdefault(_status, _klass)
-
 
 class Record(dict[str, Any]):
     """A JSON object that also allows attribute access: ``ctx.context_id``."""
@@ -38,7 +32,7 @@ def to_record(value: Any) -> Any:
 
 def error_from(status: int, body: bytes) -> CxdbError:
     """The typed exception for an error response, from its envelope when it has one."""
-    klass = _BY_STATUS.get(status, CxdbError)
+    klass = error_class(status, CxdbError)
     try:
         envelope = orjson.loads(body)["error"]
         return klass(str(envelope["message"]), dict(envelope.get("details") or {}), status=status,

@@ -23,17 +23,12 @@ from ..errors import (
     MethodNotAllowed,
     NotFound,
     PayloadTooLarge,
-    Unauthorized,
+    error_class,
 )
 
 __all__ = ["error_middleware", "error_response", "status_for"]
 
 log = logging.getLogger("cxdb.http")
-
-_FROM_HTTP: dict[int, type[CxdbError]] = {
-    400: BadRequest, 401: Unauthorized, 404: NotFound, 405: MethodNotAllowed, 413: PayloadTooLarge,
-}
-
 
 def status_for(exc: CxdbError) -> int:
     for klass in type(exc).__mro__:
@@ -54,7 +49,7 @@ def error_response(exc: CxdbError, headers: dict[str, str] | None = None) -> web
 
 
 def _from_http(exc: web.HTTPException) -> CxdbError:
-    klass = _FROM_HTTP.get(exc.status, BadRequest if exc.status < 500 else CxdbError)
+    klass = error_class(exc.status, BadRequest if exc.status < 500 else CxdbError)
     if exc.status == 404:
         return NotFound("No such route", {})
     if exc.status == 405:

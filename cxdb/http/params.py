@@ -31,27 +31,25 @@ __all__ = [
 ]
 
 _TRUE = ("1", "true", "yes")
+_FALSE = ("0", "false", "no")
 _LONG_DIGITS = re.compile(rb"[0-9]{19}")
 _I64_MIN = -(1 << 63)
-_FALSE = ("0", "false", "no")
 
 
-def path_id(request: web.Request, name: str) -> int:
-    text = request.match_info[name]
+def _u64(text: str, name: str) -> int:
     try:
         return parse_u64(text)
     except ValueError as exc:
         raise BadRequest(f"{name} must be a u64 decimal string", {"parameter": name, "value": text}) from exc
+
+
+def path_id(request: web.Request, name: str) -> int:
+    return _u64(request.match_info[name], name)
 
 
 def query_u64(query: Mapping[str, str], name: str) -> int | None:
     text = query.get(name)
-    if text is None or text == "":
-        return None
-    try:
-        return parse_u64(text)
-    except ValueError as exc:
-        raise BadRequest(f"{name} must be a u64 decimal string", {"parameter": name, "value": text}) from exc
+    return None if text is None or text == "" else _u64(text, name)
 
 
 def query_int(query: Mapping[str, str], name: str, default: int, cap: int) -> int:

@@ -259,7 +259,7 @@ class Service:
         stored, catalog = await self.store.publish_bundle(
             bundle_id, bundle.body, lambda existing: self._catalogs.admit(existing, bundle))
         if catalog is not None:
-            self._catalogs.install(stored.sequence, catalog)
+            self._catalogs.install(catalog)
         return Published(catalog is not None, _etag(stored.body))
 
     def get_bundle(self, bundle_id: str) -> BundleBody:

@@ -19,14 +19,14 @@ def _parse_stored(stored: StoredBundle) -> ParsedBundle:
 class CatalogCache:
     """Holds the catalog of the newest registry generation seen.
 
-    The generation is the number of bundles published, read from the store on
-    each use, so a bundle published by another process is picked up too.
+    The generation is the number of bundles published (a catalog's
+    ``len(bundle_ids)``), read from the store on each use, so a bundle
+    published by another process is picked up too.
     """
 
     def __init__(self, store: Store) -> None:
         self._store = store
         self._lock = threading.Lock()
-        self._generation = 0
         self._catalog = Catalog()
 
     @property
@@ -35,24 +35,19 @@ class CatalogCache:
         return self._catalog
 
     def current(self) -> Catalog:
-        generation = self._store.registry_generation()
-        if generation != self._generation:
-            self._adopt_stored(self._store.bundles())
+        if self._store.registry_generation() != len(self._catalog.bundle_ids):
+            self.install(Catalog.from_bundles(_parse_stored(item) for item in self._store.bundles()))
         return self._catalog
 
     def admit(self, stored: list[StoredBundle], bundle: ParsedBundle) -> Catalog:
         """The catalog with ``bundle`` added to ``stored``; raises to reject it. Runs in the writer."""
-        with self._lock:
-            base = self._catalog if len(stored) == self._generation else None
-        if base is None:
+        base = self._catalog
+        if len(stored) != len(base.bundle_ids):
             base = Catalog.from_bundles(_parse_stored(item) for item in stored)
         return base.with_bundle(bundle)
 
-    def install(self, generation: int, catalog: Catalog) -> None:
+    def install(self, catalog: Catalog) -> None:
+        """Make ``catalog`` current unless a newer one already is."""
         with self._lock:
-            if generation >= self._generation:
-                self._generation, self._catalog = generation, catalog
-
-    def _adopt_stored(self, stored: list[StoredBundle]) -> None:
-        catalog = Catalog.from_bundles(_parse_stored(item) for item in stored)
-        self.install(len(stored), catalog)
+            if len(catalog.bundle_ids) >= len(self._catalog.bundle_ids):
+                self._catalog = catalog

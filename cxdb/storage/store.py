@@ -210,7 +210,7 @@ class Store:
         """Up to ``limit`` contexts, newest activity first, and how many match in all."""
         with self._env.read() as txn:
             if tag is None:
-                total = read_all(txn, self._dbs.meta)["contexts"]
+                total = read_one(txn, self._dbs.meta, "contexts")
                 found: list[ContextRecord] = []
                 for context_id in contexts.ids_by_activity(txn, self._dbs):
                     if len(found) >= limit:
