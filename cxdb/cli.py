@@ -11,6 +11,7 @@ import gc
 import logging
 import os
 import signal
+import socket
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -62,7 +63,7 @@ async def _serve(settings: Settings, sock: object | None = None) -> None:
     # and collect young objects less often. Measured: +15% appends/s, and p99 from ~20 ms to ~9 ms.
     gc.freeze()
     gc.set_threshold(20_000, 50, 100)
-    if sock is None:  # with workers, the parent announces the shared socket once
+    if sock is None:  # with workers, the parent announces the port once every worker listens
         server: Any = site._server
         bound = server.sockets[0].getsockname() if server is not None and server.sockets else (settings.host, 0)
         _announce(bound[0], bound[1])
@@ -87,12 +88,28 @@ def _run(settings: Settings, sock: object | None = None) -> None:
         uvloop.run(_serve(settings, sock))
 
 
-def _serve_workers(settings: Settings) -> int:
-    """Fork ``settings.workers`` servers sharing one listening socket; forward SIGTERM/SIGINT to them."""
-    import socket
+def _reserve_port(host: str, port: int) -> tuple[socket.socket, int]:
+    """Bind (without listening) a SO_REUSEPORT socket: it fixes the port, port 0 included, and takes
+    no connections itself."""
+    family, _, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                                  flags=socket.AI_PASSIVE)[0]
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    if family == socket.AF_INET6:
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+    sock.bind(address)
+    return sock, int(sock.getsockname()[1])
 
-    sock = socket.create_server((settings.host, settings.port), backlog=1024, reuse_port=True)
-    sock.set_inheritable(True)
+
+def _serve_workers(settings: Settings) -> int:
+    """Fork ``settings.workers`` servers; forward SIGTERM/SIGINT to them.
+
+    Each worker listens on a socket of its own bound with SO_REUSEPORT to the one port, so the
+    kernel spreads connections evenly over the workers. (One shared listening socket would let
+    whichever worker wakes first accept a whole burst of connections.)
+    """
+    reserved, port = _reserve_port(settings.host, settings.port)
     children: list[int] = []
     stopping = False
 
@@ -107,21 +124,37 @@ def _serve_workers(settings: Settings) -> int:
 
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
-    _announce(*sock.getsockname()[:2])
+    ready_r, ready_w = os.pipe()
     for _ in range(settings.workers):
         pid = os.fork()
         if pid == 0:
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             signal.signal(signal.SIGINT, signal.SIG_DFL)
+            os.close(ready_r)
+            reserved.close()
             code = 0
             try:
+                sock = socket.create_server((settings.host, port), family=reserved.family, backlog=1024,
+                                            reuse_port=True)
+                os.write(ready_w, b"1")
+                os.close(ready_w)
                 _run(settings, sock)
             except BaseException:
                 log.exception("worker failed")
                 code = 1
             os._exit(code)
         children.append(pid)
-    sock.close()
+    os.close(ready_w)
+    listening = 0
+    while listening < settings.workers:
+        got = os.read(ready_r, settings.workers)  # empty once every worker has written or exited
+        if not got:
+            break
+        listening += len(got)
+    os.close(ready_r)
+    reserved.close()
+    if listening:
+        _announce(settings.host, port)
     if stopping:  # a signal came while we were still forking
         forward(signal.SIGTERM, None)
     status = 0

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import http.client
 import json
+import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import lmdb
@@ -121,3 +124,60 @@ def test_workers_share_one_store(tmp_path: Path) -> None:
         assert server.stop() == 0
     with Store(tmp_path / "data") as store:
         assert store.stats().turns == 40 and store.check()["ok"]
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rpartition(")")[2].split()[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def _accepted(pid: int, port: int) -> int:
+    """How many established connections to ``port`` process ``pid`` holds."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            local_port = int(fields[1].rpartition(":")[2], 16)
+            if local_port == port and fields[3] == "01" and fields[9] in inodes:
+                count += 1
+    return count
+
+
+@pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="needs Linux /proc")
+def test_workers_share_connections_evenly(tmp_path: Path) -> None:
+    """Each worker listens with SO_REUSEPORT, so the kernel spreads a burst of connections
+    over all of them (32 connections leave a worker fewer than 4 with odds of about 1e-6)."""
+    server = LiveServer(tmp_path / "data", "--workers", "2")
+    port = int(server.url.rpartition(":")[2])
+    connections = [http.client.HTTPConnection("127.0.0.1", port, timeout=10) for _ in range(32)]
+    try:
+        for connection in connections:  # all connected before any is served: a burst
+            connection.connect()
+        time.sleep(0.2)
+        for connection in connections:
+            connection.request("GET", "/health")
+            assert connection.getresponse().read()
+        workers = _children(server.proc.pid)
+        assert len(workers) == 2
+        counts = [_accepted(pid, port) for pid in workers]
+        assert sum(counts) == 32 and min(counts) >= 4, counts
+    finally:
+        for connection in connections:
+            connection.close()
+        assert server.stop() == 0
