@@ -23,7 +23,8 @@ def create_app(settings: Settings, service: Service | None = None) -> web.Applic
     app = web.Application(client_max_size=settings.max_body_bytes,
                           middlewares=[cors_middleware(settings.cors_origins), error_middleware])
     app[SETTINGS] = settings
-    for table in (contexts.routes, turns.routes, registry.routes, system.routes):
+    # Registration order is match order among paths that share a prefix: the hot routes first.
+    for table in (turns.routes, contexts.routes, registry.routes, system.routes):
         app.router.add_routes(table)
 
     if service is not None:

@@ -119,7 +119,7 @@ async def read_json(request: web.Request, max_depth: int, malformed: type[CxdbEr
                     empty: Any = None) -> Any:
     """The body as JSON; an empty body is ``empty``."""
     raw = await request.read()
-    if not raw.strip():
+    if not raw or raw.isspace():
         return empty
     try:
         value = orjson.loads(raw)

@@ -81,12 +81,15 @@ class Writer:
         self._put(_Pending(fn, None, future))
         return future
 
-    async def run(self, fn: Callable[[WriteContext], T]) -> T:
-        """Queue ``fn`` and wait, without blocking the event loop, until it is durable."""
+    def run(self, fn: Callable[[WriteContext], T]) -> asyncio.Future[T]:
+        """Queue ``fn``; await the returned future, without blocking the event loop, until it is durable.
+
+        A plain function returning the future, not a coroutine: one frame fewer on every write.
+        """
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
         self._put(_Pending(fn, loop, future))
-        return await future
+        return future
 
     def _put(self, pending: _Pending[Any]) -> None:
         with self._lock:
