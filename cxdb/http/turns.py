@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 
+from ..cache import LruCache
 from ..errors import BadRequest, Unprocessable
 from ..service import HINT_MODES, RENDER_CHOICES, VIEWS, RenderOptions, TypeHint
 from .keys import SERVICE, SETTINGS, json_response
@@ -31,15 +33,38 @@ def _hint(query: Any) -> TypeHint:
     return TypeHint(mode, query.get("as_type_id") or None, version)
 
 
-@routes.get("/v1/contexts/{context_id}/turns")
-async def get_turns(request: web.Request) -> web.Response:
-    query = request.query
+@dataclass(frozen=True, slots=True)
+class _PageQuery:
+    limit: int
+    before_turn_id: int | None
+    view: str
+    hint: TypeHint
+    options: RenderOptions
+
+
+def _parse_page_query(query: Any) -> _PageQuery:
     options = RenderOptions(**{name: choice(query, name, allowed) for name, allowed in RENDER_CHOICES.items()},
                             include_unknown=flag(query, "include_unknown", False))
+    return _PageQuery(query_int(query, "limit", 64, MAX_PAGE), query_u64(query, "before_turn_id"),
+                      choice(query, "view", VIEWS), _hint(query), options)
+
+
+# What a query string asks for is a pure function of its text, and clients page with a few
+# query strings over and over: parse each once. Bad ones raise and are never kept. At most
+# 1,024 strings of at most 8 KiB (aiohttp's longest request line) are kept.
+_page_queries: LruCache[str, _PageQuery] = LruCache(1024)
+
+
+@routes.get("/v1/contexts/{context_id}/turns")
+async def get_turns(request: web.Request) -> web.Response:
+    text = request.query_string
+    parsed = _page_queries.get(text)
+    if parsed is None:
+        parsed = _parse_page_query(request.query)
+        _page_queries.put(text, parsed)
     body = request.app[SERVICE].page_json(
-        path_id(request, "context_id"), limit=query_int(query, "limit", 64, MAX_PAGE),
-        before_turn_id=query_u64(query, "before_turn_id"), view=choice(query, "view", VIEWS),
-        hint=_hint(query), options=options)
+        path_id(request, "context_id"), limit=parsed.limit, before_turn_id=parsed.before_turn_id,
+        view=parsed.view, hint=parsed.hint, options=parsed.options)
     return web.Response(body=body, content_type="application/json")
 
 

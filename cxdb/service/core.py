@@ -175,7 +175,8 @@ class Service:
         """
         hint = hint or TypeHint()
         options = options or RenderOptions()
-        catalog = self._catalogs.current()
+        context, start, generation = self.store.page_start(context_id, before_turn_id)
+        catalog = self._catalogs.at(generation)
         forced = None
         if hint.mode == "explicit":
             if hint.type_id is None or hint.type_version is None:
@@ -185,7 +186,6 @@ class Service:
             if forced is None:
                 raise FailedDependency(f"type {hint.type_id} v{hint.type_version} is not registered",
                                        {"type_id": hint.type_id, "type_version": hint.type_version})
-        context, start = self.store.page_start(context_id, before_turn_id)
         key = (start, limit, view, hint, options, len(catalog.bundle_ids))
         cached = self._pages.get(key)
         if cached is None:

@@ -35,7 +35,12 @@ class CatalogCache:
         return self._catalog
 
     def current(self) -> Catalog:
-        if self._store.registry_generation() != len(self._catalog.bundle_ids):
+        return self.at(self._store.registry_generation())
+
+    def at(self, generation: int) -> Catalog:
+        """The catalog, reloaded first when the store's registry generation (read by the caller,
+        in a snapshot of its own) differs from the one cached."""
+        if generation != len(self._catalog.bundle_ids):
             self.install(Catalog.from_bundles(_parse_stored(item) for item in self._store.bundles()))
         return self._catalog
 

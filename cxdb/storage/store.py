@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import blake3
 
@@ -36,7 +36,7 @@ from .dictionaries import DictionaryTrainer
 from .env import Environment
 from .writer import WriteContext, Writer
 
-__all__ = ["AppendResult", "RegistryMoved", "Store"]
+__all__ = ["AppendResult", "PageStart", "RegistryMoved", "Store"]
 
 T = TypeVar("T")
 _U32_MAX = (1 << 32) - 1
@@ -52,6 +52,14 @@ class AppendResult:
 
     turn: TurnRecord
     replayed: bool
+
+
+class PageStart(NamedTuple):
+    """Where a page starts, and the registry generation, read in one snapshot."""
+
+    context: ContextRecord
+    start: int
+    registry_generation: int
 
 
 class Store:
@@ -250,7 +258,7 @@ class Store:
         """Up to ``limit`` turns of the context's chain ending at its head, or just before
         ``before_turn_id``, oldest first. NotFound when the cursor is not on the chain.
         """
-        context, start = self.page_start(context_id, before_turn_id)
+        context, start, _ = self.page_start(context_id, before_turn_id)
         chain, next_before = self.chain(start, limit)
         if next_before is not None:
             self.note_cursor(context, next_before, chain[0].parent_turn_id)
@@ -264,18 +272,20 @@ class Store:
         """
         self._cursors.put((context.context_id, context.head_turn_id, cursor), parent)
 
-    def page_start(self, context_id: int, before_turn_id: int | None = None) -> tuple[ContextRecord, int]:
-        """The context and the newest turn of its page: the head, or the parent of a cursor on its chain."""
+    def page_start(self, context_id: int, before_turn_id: int | None = None) -> PageStart:
+        """The context and the newest turn of its page (the head, or the parent of a cursor on its
+        chain), and the registry generation, all read in one snapshot."""
         with self._env.read() as txn:
             context = contexts.require(txn, self._dbs, context_id, with_meta=False)
+            generation = read_one(txn, self._dbs.meta, "bundles")
             if not before_turn_id:
-                return context, context.head_turn_id
+                return PageStart(context, context.head_turn_id, generation)
             key = (context_id, context.head_turn_id, before_turn_id)
             start = self._cursors.get(key)
             if start is None:
                 start = self._cursor_start(txn, context, before_turn_id)
                 self._cursors.put(key, start)
-            return context, start
+            return PageStart(context, start, generation)
 
     def chain(self, start: int, limit: int) -> tuple[list[TurnRecord], TurnId | None]:
         """Up to ``limit`` turns ending at ``start``, oldest first, and the cursor to older ones.

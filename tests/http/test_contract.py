@@ -102,6 +102,22 @@ async def test_paging_limits_and_cursor(client: Client) -> None:
     await expect_error(await client.get("/v1/contexts/1/turns?before_turn_id=999"), 404, "NOT_FOUND")
 
 
+async def test_a_repeated_query_string_means_the_same_on_every_context(client: Client) -> None:
+    """Parsed query strings are remembered: the same text must still page each context on its own,
+    and a bad one must fail every time, not only the first."""
+    for context_id in ("1", "2"):
+        await create(client)
+        for i in range(3):
+            await append(client, context_id, {"context": context_id, "i": i})
+    for _ in range(2):
+        for context_id in ("1", "2"):
+            page = await (await client.get(f"/v1/contexts/{context_id}/turns?limit=2&u64_format=number")).json()
+            assert [t["data"]["context"] for t in page["turns"]] == [context_id, context_id]
+            assert [t["data"]["i"] for t in page["turns"]] == [1, 2]
+        error = await expect_error(await client.get("/v1/contexts/1/turns?limit=2&view=pretty"), 400, "BAD_REQUEST")
+        assert error["details"]["parameter"] == "view"
+
+
 async def test_views_raw_and_both(client: Client) -> None:
     await create(client)
     appended = await append(client, "1", {"role": "user", "text": "hi"})
