@@ -1,7 +1,7 @@
 """Run every benchmark and print one table: absolute figures, ratios against the bare aiohttp
 baseline measured in the same run, and the DESIGN targets.
 
-    python -m bench            # the full run (about 8 minutes on 2 cores)
+    python -m bench            # the full run (5 to 8 minutes on 2 cores)
     python -m bench --quick    # smaller sizes, for a smoke run
 """
 
