@@ -181,3 +181,22 @@ def test_workers_share_connections_evenly(tmp_path: Path) -> None:
         for connection in connections:
             connection.close()
         assert server.stop() == 0
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_port_in_use_is_refused_cleanly(tmp_path: Path, workers: int) -> None:
+    """A second server on a taken port exits 1 with one line, whether or not either uses workers:
+    workers must not join another server's SO_REUSEPORT group and split its traffic."""
+    extra = ("--workers", str(workers)) if workers > 1 else ()
+    first = LiveServer(tmp_path / "first", *extra)
+    port = first.url.rpartition(":")[2]
+    try:
+        result = subprocess.run([sys.executable, "-m", "cxdb", "serve", "--data-dir", str(tmp_path / "second"),
+                                 "--port", port, *extra], capture_output=True, text=True, timeout=60)
+        assert result.returncode == 1, result.stderr
+        assert "cannot listen on" in result.stderr and "in use" in result.stderr
+        assert "Traceback" not in result.stderr
+        with Client(first.url) as client:  # the first server still answers every request
+            assert all(client.health()["status"] == "ok" for _ in range(8))
+    finally:
+        assert first.stop() == 0
