@@ -184,6 +184,19 @@ def _serve_workers(settings: Settings) -> int:
     return status
 
 
+def _serve_command(settings: Settings) -> int:
+    try:
+        if settings.workers > 1:
+            return _serve_workers(settings)
+        _run(settings)
+        return 0
+    except OSError as exc:
+        if exc.errno not in _LISTEN_ERRORS:
+            raise
+        print(f"cxdb: cannot listen on {settings.host}:{settings.port}: {exc.strerror}", file=sys.stderr)
+        return 1
+
+
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
     """Entry point of the ``cxdb`` console script."""
     args = _parser().parse_args(argv)
@@ -196,10 +209,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
     try:
         if args.command == "serve":
-            if settings.workers > 1:
-                return _serve_workers(settings)
-            _run(settings)
-            return 0
+            return _serve_command(settings)
         from .storage import Store
 
         with Store(settings.data_dir, map_size=settings.map_size) as store:
@@ -212,11 +222,6 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
             return 0
     except CxdbError as exc:
         print(f"cxdb: {exc.message} {orjson.dumps(exc.details).decode()}", file=sys.stderr)
-        return 1
-    except OSError as exc:
-        if exc.errno not in _LISTEN_ERRORS:
-            raise
-        print(f"cxdb: cannot listen on {settings.host}:{settings.port}: {exc.strerror}", file=sys.stderr)
         return 1
     except FileExistsError as exc:
         print(f"cxdb: {exc}", file=sys.stderr)
