@@ -91,6 +91,7 @@ def _run(settings: Settings, sock: object | None = None) -> None:
 
 
 def _bound(family: int, address: Any, reuse_port: bool) -> socket.socket:
+    """A TCP socket bound to ``address``, not yet listening, with the options every cxdb listener shares."""
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -105,7 +106,7 @@ def _bound(family: int, address: Any, reuse_port: bool) -> socket.socket:
     return sock
 
 
-def _reserve_port(host: str, port: int) -> tuple[socket.socket, int]:
+def _reserve_port(host: str, port: int) -> tuple[socket.socket, Any]:
     """Bind (without listening) a SO_REUSEPORT socket: it fixes the port, port 0 included, and takes
     no connections itself.
 
@@ -115,9 +116,8 @@ def _reserve_port(host: str, port: int) -> tuple[socket.socket, int]:
     family, _, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
                                                   flags=socket.AI_PASSIVE)[0]
     with _bound(family, address, reuse_port=False) as probe:
-        port = int(probe.getsockname()[1])
-    sock = _bound(family, (address[0], port, *address[2:]), reuse_port=True)
-    return sock, port
+        address = (address[0], probe.getsockname()[1], *address[2:])
+    return _bound(family, address, reuse_port=True), address
 
 
 def _serve_workers(settings: Settings) -> int:
@@ -127,7 +127,7 @@ def _serve_workers(settings: Settings) -> int:
     kernel spreads connections evenly over the workers. (One shared listening socket would let
     whichever worker wakes first accept a whole burst of connections.)
     """
-    reserved, port = _reserve_port(settings.host, settings.port)
+    reserved, address = _reserve_port(settings.host, settings.port)
     children: list[int] = []
     stopping = False
 
@@ -149,11 +149,12 @@ def _serve_workers(settings: Settings) -> int:
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             signal.signal(signal.SIGINT, signal.SIG_DFL)
             os.close(ready_r)
+            family = reserved.family
             reserved.close()
             code = 0
             try:
-                sock = socket.create_server((settings.host, port), family=reserved.family, backlog=1024,
-                                            reuse_port=True)
+                sock = _bound(family, address, reuse_port=True)
+                sock.listen(1024)
                 os.write(ready_w, b"1")
                 os.close(ready_w)
                 _run(settings, sock)
@@ -172,7 +173,7 @@ def _serve_workers(settings: Settings) -> int:
     os.close(ready_r)
     reserved.close()
     if listening:
-        _announce(settings.host, port)
+        _announce(settings.host, address[1])
     if stopping:  # a signal came while we were still forking
         forward(signal.SIGTERM, None)
     status = 0
