@@ -102,6 +102,15 @@ async def test_paging_limits_and_cursor(client: Client) -> None:
     await expect_error(await client.get("/v1/contexts/1/turns?before_turn_id=999"), 404, "NOT_FOUND")
 
 
+async def test_a_missing_context_is_reported_before_a_bad_type_hint(client: Client) -> None:
+    for query in ("type_hint_mode=explicit", "type_hint_mode=explicit&as_type_id=nope&as_type_version=1"):
+        await expect_error(await client.get(f"/v1/contexts/99/turns?{query}"), 404, "NOT_FOUND")
+    await create(client)
+    await expect_error(await client.get("/v1/contexts/1/turns?type_hint_mode=explicit"), 422, "UNPROCESSABLE_ENTITY")
+    unregistered = "/v1/contexts/1/turns?type_hint_mode=explicit&as_type_id=nope&as_type_version=1"
+    await expect_error(await client.get(unregistered), 424, "FAILED_DEPENDENCY")
+
+
 async def test_a_repeated_query_string_means_the_same_on_every_context(client: Client) -> None:
     """Parsed query strings are remembered: the same text must still page each context on its own,
     and a bad one must fail every time, not only the first."""
