@@ -23,19 +23,24 @@ def _fmt(value: float, unit: str = "") -> str:
     return f"{value:,.0f}{unit}" if abs(value) >= 100 else f"{value:,.2f}{unit}"
 
 
+def _worker_counts(text: str) -> list[int]:
+    try:
+        counts = [int(part) for part in text.split(",")]
+    except ValueError:
+        counts = []
+    if not counts or min(counts) < 1:
+        raise argparse.ArgumentTypeError("takes comma-separated positive integers, e.g. 1,2")
+    return counts
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="smaller sizes and shorter runs")
-    parser.add_argument("--workers", default="1,2",
+    parser.add_argument("--workers", type=_worker_counts, default=[1, 2],
                         help="comma-separated cxdb serve --workers counts for the HTTP scenarios (default 1,2)")
     args = parser.parse_args(argv)
-    try:
-        worker_counts = [int(part) for part in args.workers.split(",")]
-    except ValueError:
-        parser.error("--workers takes comma-separated positive integers, e.g. 1,2")
-    if not worker_counts or min(worker_counts) < 1:
-        parser.error("--workers takes comma-separated positive integers, e.g. 1,2")
+    worker_counts: list[int] = args.workers
     quick = args.quick
     results: dict[str, Any] = {"date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
                                "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python "

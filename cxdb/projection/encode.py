@@ -42,14 +42,11 @@ def encode_typed(value: Any, descriptor: Descriptor, lookup: Lookup, path: str =
                          type_version=descriptor.version)
         if item is None:
             continue
-        out[spec.tag] = _field(item, spec, lookup, f"{path}.{name}" if path else name)
+        out[spec.tag] = _field(item, spec, lookup, _join(path, name))
     for tag, spec in descriptor.fields.items():
         if not spec.optional and tag not in out:
             raise _wrong(_join(path, spec.name), "required field is missing", type_id=descriptor.type_id)
-    tags = list(out)
-    if tags != sorted(tags):  # most clients send fields in tag order
-        out = dict(sorted(out.items()))
-    return out
+    return dict(sorted(out.items()))
 
 
 def _field(value: Any, spec: FieldSpec, lookup: Lookup, path: str) -> Any:
