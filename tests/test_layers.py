@@ -110,3 +110,19 @@ def test_every_error_derives_from_the_root() -> None:
 def test_modules_stay_small() -> None:
     big = {module_name(p): n for p in MODULES if (n := len(p.read_text().splitlines())) > 600}
     assert not big
+
+
+STATEFUL = {"LruCache", "Lock", "RLock", "OrderedDict", "Counter", "defaultdict", "Queue", "SimpleQueue",
+            "ThreadPoolExecutor"}
+
+
+@pytest.mark.parametrize("path", MODULES, ids=module_name)
+def test_no_module_level_state(path: Path) -> None:
+    """Caches, locks and queues belong to an object with a lifetime (an app, a store, a service), never to a
+    module: two apps or two stores in one process must not share them."""
+    for node in ast.parse(path.read_text()).body:
+        value = node.value if isinstance(node, ast.Assign | ast.AnnAssign) else None
+        if isinstance(value, ast.Call):
+            func = value.func
+            name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+            assert name not in STATEFUL, f"{module_name(path)} line {node.lineno}: module-level {name}"

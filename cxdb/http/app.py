@@ -23,6 +23,7 @@ def create_app(settings: Settings, service: Service | None = None) -> web.Applic
     app = web.Application(client_max_size=settings.max_body_bytes,
                           middlewares=[cors_middleware(settings.cors_origins), error_middleware])
     app[SETTINGS] = settings
+    app[turns.PAGE_QUERIES] = turns.page_query_cache()
     # Registration order is match order among paths that share a prefix: the hot routes first.
     for table in (turns.routes, contexts.routes, registry.routes, system.routes):
         app.router.add_routes(table)

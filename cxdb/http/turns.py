@@ -13,7 +13,7 @@ from ..service import HINT_MODES, RENDER_CHOICES, VIEWS, RenderOptions, TypeHint
 from .keys import SERVICE, SETTINGS, json_response
 from .params import body_u64, choice, flag, optional_str, path_id, query_int, query_u64, read_object
 
-__all__ = ["routes"]
+__all__ = ["PAGE_QUERIES", "page_query_cache", "routes"]
 
 routes = web.RouteTableDef()
 MAX_PAGE = 1000
@@ -50,18 +50,23 @@ def _parse_page_query(query: Any) -> _PageQuery:
 
 
 # What a query string asks for is a pure function of its text, and clients page with a few
-# query strings over and over: parse each once. Bad ones raise and are never kept. At most
-# 1,024 strings of at most 8 KiB (aiohttp's longest request line) are kept.
-_page_queries: LruCache[str, _PageQuery] = LruCache(1024)
+# query strings over and over: each app parses each once. Bad ones raise and are never kept.
+PAGE_QUERIES: web.AppKey[LruCache[str, _PageQuery]] = web.AppKey("page_queries")
+
+
+def page_query_cache() -> LruCache[str, _PageQuery]:
+    """A fresh cache for one app: at most 1,024 strings of at most 8 KiB (aiohttp's longest request line)."""
+    return LruCache(1024)
 
 
 @routes.get("/v1/contexts/{context_id}/turns")
 async def get_turns(request: web.Request) -> web.Response:
     text = request.query_string
-    parsed = _page_queries.get(text)
+    cache = request.app[PAGE_QUERIES]
+    parsed = cache.get(text)
     if parsed is None:
         parsed = _parse_page_query(request.query)
-        _page_queries.put(text, parsed)
+        cache.put(text, parsed)
     body = request.app[SERVICE].page_json(
         path_id(request, "context_id"), limit=parsed.limit, before_turn_id=parsed.before_turn_id,
         view=parsed.view, hint=parsed.hint, options=parsed.options)
