@@ -32,8 +32,9 @@ async def open_loop(url: str, rate: int, seconds: float, contexts: int = 64) -> 
 
         total = int(rate * seconds)
         start = time.perf_counter() + 0.05
-        in_flight: set[asyncio.Task[None]] = set()  # only the unfinished: a final gather over every
-        for i in range(total):                      # request ever sent would delay the last ones
+        # Only the unfinished: a final gather over every request ever sent would delay the last ones.
+        in_flight: set[asyncio.Task[None]] = set()
+        for i in range(total):
             scheduled = start + i / rate
             delay = scheduled - time.perf_counter()
             if delay > 0:
