@@ -90,6 +90,8 @@ def main(argv: list[str] | None = None) -> int:
                  f"{size['ratio_before_dedup_with_dictionary']:.2f} with dictionary",
                  f"{size['ratio_before_dedup']:.2f} overall before dedup, {size['ratio_after_dedup']:.2f} after; "
                  f"dedup hit rate {size['dedup_hit_rate']:.1%}", "<= 0.35x"])
+    rows.append(["whole store on disk / JSON bytes, the same turns", f"{size['ratio_whole_store']:.2f}",
+                 "blobs, turn records, indexes and B-tree pages", "-"])
 
     print("projection ...", file=sys.stderr)
     proj = results["projection"] = projection.run(5_000 if quick else 20_000)
