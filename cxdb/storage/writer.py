@@ -1,12 +1,19 @@
 """The single writer thread and its group commit.
 
 Every write goes through one thread that owns every write transaction. It
-drains the queued operations into one transaction, runs each in a nested
-transaction of its own, commits the batch (the one fsync) and only then
-resolves each caller's future. An operation that fails (NotFound, Conflict)
-has its nested transaction aborted and fails alone; the rest of its batch
-commits. When the map is full, the whole batch is rolled back, the map grows,
-and the batch runs again.
+drains the queued operations into one transaction, commits the batch (the one
+fsync) and only then resolves each caller's future.
+
+An operation that fails (NotFound, Conflict, a bug) fails alone; the rest of its
+batch commits. Operations run straight in the batch's transaction, which is
+cheapest when none fails. When one does fail, the attempt is rolled back whole,
+and the batch runs again with each operation in a nested transaction of its own,
+so the failed one is aborted alone, whatever it wrote before it raised. The next
+``careful`` batches run that way too, so a stream of failing requests costs one
+extra attempt per ``careful`` batches, not one per failure.
+
+When the map is full, the whole batch is rolled back, the map grows, and the
+batch runs again.
 """
 
 from __future__ import annotations
@@ -35,8 +42,11 @@ log = logging.getLogger("cxdb.storage")
 
 @dataclass(slots=True)
 class WriteContext:
-    """What an operation sees: its nested transaction, its copy of the counters, the batch's clock reading,
-    and hooks to run once the batch is durable."""
+    """What an operation sees: its transaction (the batch's, or a nested one when the batch runs
+    carefully), the counters, the batch's clock reading, and hooks to run once the batch is durable.
+
+    An operation that raises keeps none of its writes, whichever transaction it was given.
+    """
 
     txn: Any
     dbs: Dbs
@@ -57,14 +67,20 @@ class _Pending(Generic[T]):
 _STOP = object()
 
 
+class _Rerun(Exception):
+    """An operation failed in a batch run without nested transactions: run the batch again with them."""
+
+
 class Writer:
     """Owns the write side of an :class:`Environment`."""
 
     def __init__(self, env: Environment, max_batch: int = 512,
-                 clock: Callable[[], float] = time.time, linger: float = 0.0005) -> None:
+                 clock: Callable[[], float] = time.time, linger: float = 0.0005, careful: int = 64) -> None:
         self._env = env
         self._max_batch = max_batch
         self._linger = linger
+        self._careful = careful
+        self._careful_left = 0  # batches still to run with a nested transaction per operation
         self._clock = clock
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._closed = False
@@ -119,12 +135,19 @@ class Writer:
 
     def _commit(self, batch: list[_Pending[Any]], expected: int) -> None:
         gather = True
+        nested = self._careful_left > 0
+        if nested:
+            self._careful_left -= 1
         while True:
             try:
-                self._apply(batch, expected if gather else 0)
+                self._apply(batch, expected if gather else 0, nested)
                 self.batches += 1
                 self.ops += len(batch)
                 return
+            except _Rerun:
+                gather = False  # the same batch again, each operation on its own
+                nested = True
+                self._careful_left = self._careful
             except lmdb.MapFullError:
                 gather = False  # run the same batch again in a bigger map
                 try:
@@ -165,8 +188,12 @@ class Writer:
         batch.append(item)
         return item  # type: ignore[no-any-return]
 
-    def _apply(self, batch: list[_Pending[Any]], expected: int) -> None:
-        """Run ``batch`` (and, while gathering, what arrives meanwhile) in one transaction, then commit."""
+    def _apply(self, batch: list[_Pending[Any]], expected: int, nested: bool) -> None:
+        """Run ``batch`` (and, while gathering, what arrives meanwhile) in one transaction, then commit.
+
+        Without ``nested``, the first operation to fail raises :class:`_Rerun` and nothing of the
+        attempt is kept.
+        """
         env = self._env
         txn = env.begin_write()
         try:
@@ -186,6 +213,17 @@ class Writer:
                 else:
                     break
                 index += 1
+                if not nested:
+                    ctx = WriteContext(txn, env.dbs, counters, now_ms)
+                    try:
+                        pending.result = pending.fn(ctx)
+                    except lmdb.MapFullError:
+                        raise
+                    except Exception as exc:
+                        raise _Rerun from exc
+                    pending.error = None
+                    hooks.extend(ctx.after_commit)
+                    continue
                 child = env.begin_nested(txn)
                 ctx = WriteContext(child, env.dbs, counters.fork(), now_ms)
                 try:
