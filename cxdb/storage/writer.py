@@ -213,36 +213,28 @@ class Writer:
                 else:
                     break
                 index += 1
-                if not nested:
-                    ctx = WriteContext(txn, env.dbs, counters, now_ms)
-                    try:
-                        pending.result = pending.fn(ctx)
-                    except lmdb.MapFullError:
-                        raise
-                    except Exception as exc:
-                        raise _Rerun from exc
-                    pending.error = None
-                    hooks.extend(ctx.after_commit)
-                    continue
-                child = env.begin_nested(txn)
-                ctx = WriteContext(child, env.dbs, counters.fork(), now_ms)
+                child = env.begin_nested(txn) if nested else txn
+                ctx = WriteContext(child, env.dbs, counters.fork() if nested else counters, now_ms)
                 try:
                     pending.result = pending.fn(ctx)
                     pending.error = None
                 except lmdb.MapFullError:
-                    child.abort()
+                    if nested:
+                        child.abort()
                     raise
-                except CxdbError as exc:
+                except Exception as exc:
+                    if not nested:
+                        raise _Rerun from exc
                     child.abort()
-                    pending.error = exc
+                    if isinstance(exc, CxdbError):
+                        pending.error = exc
+                    else:  # a bug in one operation must not take down the batch
+                        log.exception("write operation failed")
+                        pending.error = StoreError("the write failed", {"reason": type(exc).__name__})
                     continue
-                except Exception as exc:  # a bug in one operation must not take down the batch
-                    child.abort()
-                    log.exception("write operation failed")
-                    pending.error = StoreError("the write failed", {"reason": type(exc).__name__})
-                    continue
-                child.commit()
-                counters.absorb(ctx.counters)
+                if nested:
+                    child.commit()
+                    counters.absorb(ctx.counters)
                 hooks.extend(ctx.after_commit)
             counters.save(txn, env.dbs.meta)
         except BaseException:
