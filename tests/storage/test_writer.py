@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from cxdb.errors import Conflict, StoreError
+from cxdb.storage.counters import read_one
 from cxdb.storage.env import Environment
 from cxdb.storage.writer import WriteContext, Writer
 
@@ -77,8 +78,6 @@ def stored(env: Environment, *names: str) -> dict[str, bool]:
 
 
 def turns_counter(env: Environment) -> int:
-    from cxdb.storage.counters import read_one
-
     with env.read() as txn:
         return read_one(txn, env.dbs.meta, "turns")
 
