@@ -13,6 +13,8 @@ from .params import body_u64, flag, optional_str, path_id, query_int, read_objec
 __all__ = ["routes"]
 
 routes = web.RouteTableDef()
+# "create" and "fork" are POST-only routes of their own, not ids: GET on them answers 405, not a bad id.
+_ID = "{context_id:(?!create$|fork$)[^{}/]+}"
 MAX_LIST = 10_000
 MAX_TAG_BYTES = 400
 
@@ -29,7 +31,7 @@ async def list_contexts(request: web.Request) -> web.Response:
         limit=query_int(query, "limit", 100, MAX_LIST), tag=query.get("tag"), **_blocks(query, False)))
 
 
-@routes.get("/v1/contexts/{context_id}")
+@routes.get(f"/v1/contexts/{_ID}")
 async def get_context(request: web.Request) -> web.Response:
     return json_response(request.app[SERVICE].get_context(path_id(request, "context_id"),
                                                           **_blocks(request.query, True)))
@@ -45,13 +47,14 @@ async def children(request: web.Request) -> web.Response:
 
 async def _create(request: web.Request, require_base: bool) -> web.Response:
     body = await read_object(request, request.app[SETTINGS].max_json_depth, allow_empty=not require_base)
-    if require_base and body.get("base_turn_id") is None:
-        raise Unprocessable("base_turn_id is required", {"field": "base_turn_id"})
+    base_turn_id = body_u64(body, "base_turn_id", 0) or 0
+    if require_base and not base_turn_id:
+        raise Unprocessable("a fork needs base_turn_id, an existing turn", {"field": "base_turn_id"})
     provenance: Any = body.get("provenance")
     if provenance is not None and not isinstance(provenance, dict):
         raise Unprocessable("provenance must be a JSON object", {"field": "provenance"})
     result = await request.app[SERVICE].create_context(
-        base_turn_id=body_u64(body, "base_turn_id", 0) or 0, client_tag=optional_str(body, "client_tag", MAX_TAG_BYTES),
+        base_turn_id=base_turn_id, client_tag=optional_str(body, "client_tag", MAX_TAG_BYTES),
         provenance=provenance)
     return json_response(result, status=201, headers={"Location": f"/v1/contexts/{result['context_id']}"})
 

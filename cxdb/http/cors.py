@@ -7,11 +7,11 @@ from collections.abc import Sequence
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
-from .errors import Handler
+from ..errors import NotFound
+from .errors import Handler, error_response
 
 __all__ = ["cors_middleware"]
 
-ALLOW_METHODS = "GET, POST, PUT, OPTIONS"
 EXPOSE_HEADERS = "ETag, Location, Idempotent-Replayed"  # Location: created contexts and bundles
 
 
@@ -21,8 +21,13 @@ def cors_middleware(origins: Sequence[str]) -> Middleware:
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        allow = ""
         if request.method == "OPTIONS":
-            response: web.StreamResponse = web.Response(status=204, headers={"Allow": ALLOW_METHODS})
+            methods = _methods(request)
+            if methods is None:
+                return error_response(NotFound("No such route", {}))
+            allow = ", ".join(sorted(methods | {"OPTIONS"}))
+            response: web.StreamResponse = web.Response(status=204, headers={"Allow": allow})
         else:
             response = await handler(request)
         origin = request.headers.get("Origin")
@@ -36,10 +41,21 @@ def cors_middleware(origins: Sequence[str]) -> Middleware:
             headers.add("Vary", "Origin")
         headers["Access-Control-Expose-Headers"] = EXPOSE_HEADERS
         if request.method == "OPTIONS":
-            headers["Access-Control-Allow-Methods"] = ALLOW_METHODS
+            headers["Access-Control-Allow-Methods"] = allow
             headers["Access-Control-Allow-Headers"] = request.headers.get(
                 "Access-Control-Request-Headers", "Content-Type, If-None-Match")
             headers["Access-Control-Max-Age"] = "86400"
         return response
 
     return middleware
+
+
+def _methods(request: web.Request) -> set[str] | None:
+    """The methods the request's path answers, or None when no route has that path."""
+    failure = request.match_info.http_exception
+    if failure is None:
+        resource = request.match_info.route.resource
+        return {route.method for route in resource} if resource is not None else set()
+    if failure.status == 405:
+        return set(getattr(failure, "allowed_methods", ()))
+    return None

@@ -15,6 +15,8 @@ from typing import Any
 
 import orjson
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_protocol import RequestPayloadError
 
 from ..errors import (
     HTTP_STATUS,
@@ -26,7 +28,7 @@ from ..errors import (
     error_class,
 )
 
-__all__ = ["error_middleware", "error_response", "status_for"]
+__all__ = ["DISCONNECTED", "error_middleware", "error_response", "status_for"]
 
 log = logging.getLogger("cxdb.http")
 
@@ -61,12 +63,26 @@ def _from_http(exc: web.HTTPException) -> CxdbError:
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+DISCONNECTED = (ConnectionResetError, ConnectionAbortedError, BrokenPipeError)
+"""What reading a request raises when its client went away: not a server error."""
 
 
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
+    except (HttpProcessingError, RequestPayloadError) as exc:  # bad Content-Encoding, bad chunking
+        reason = exc.message if isinstance(exc, HttpProcessingError) else str(exc).split("message:")[-1].strip()
+        response = error_response(BadRequest(f"The request body could not be read: {reason}", {}))
+        # The rest of the body cannot be read either: end it here (aiohttp would try to drain it and log
+        # the same failure as unhandled) and close the connection after this answer.
+        request.content.feed_eof()
+        response.force_close()
+        return response
+    except DISCONNECTED as exc:
+        log.debug("%s %s: client disconnected: %s", request.method, request.path, exc)
+        # Nobody reads this answer; aiohttp drops it quietly when the transport is gone.
+        return error_response(BadRequest("The client disconnected", {}))
     except CxdbError as exc:
         if status_for(exc) >= 500:
             log.error("%s %s failed: %s", request.method, request.path, exc.message, exc_info=exc)

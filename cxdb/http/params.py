@@ -128,15 +128,23 @@ async def read_json(request: web.Request, max_depth: int, malformed: type[CxdbEr
     except orjson.JSONDecodeError as exc:
         if "depth" in str(exc) or "recursion" in str(exc):
             raise Unprocessable("JSON nests too deeply", {"max_depth": max_depth}) from exc
+        if "infinity" in str(exc) or "out of range" in str(exc):
+            # Well-formed JSON whose number no double holds (5,000 digits, 1e400): the range error
+            # every integer past 64 bits gets, not a syntax error.
+            raise _out_of_range() from exc
         raise malformed("Malformed JSON body", {"reason": str(exc)}) from exc
     # Byte scans run at C speed and rule out the slow checks for nearly every body:
     # nesting cannot exceed the number of brackets, and an integer past 64 bits has 19+ digits.
     if raw.count(b"{") + raw.count(b"[") > max_depth and _too_deep(value, max_depth):
         raise Unprocessable("JSON nests too deeply", {"max_depth": max_depth})
     if _NINETEEN_ZEROS in raw.translate(_DIGITS_AS_ZEROS) and _has_out_of_range_int(raw):
-        raise Unprocessable("An integer in the body is outside the 64-bit range", {"min": str(_I64_MIN),
-                                                                                   "max": str(U64_MAX)})
+        raise _out_of_range()
     return value
+
+
+def _out_of_range() -> Unprocessable:
+    return Unprocessable("A number in the body is outside the 64-bit range",
+                         {"min": str(_I64_MIN), "max": str(U64_MAX)})
 
 
 async def read_object(request: web.Request, max_depth: int, allow_empty: bool = False) -> dict[str, Any]:

@@ -20,6 +20,8 @@ from ..errors import Unprocessable
 __all__ = ["Lookup", "encode_typed"]
 
 Lookup = Callable[[TypeRef], "Descriptor | None"]
+F32_MAX = 3.4028234663852886e38
+"""The largest finite f32: a larger value would be stored as infinity by any reader of the type."""
 
 
 def _wrong(path: str, message: str, **extra: Any) -> Unprocessable:
@@ -64,8 +66,14 @@ def _field(value: Any, spec: FieldSpec, lookup: Lookup, path: str) -> Any:
         if not isinstance(value, dict):
             raise _wrong(path, "must be an object")
         element = spec.items or ElementSpec(None)
-        return {_map_key(key, spec.key_kind, path): _element(item, element, lookup, f"{path}.{key}")
-                for key, item in value.items()}
+        out: dict[Any, Any] = {}
+        for key, item in value.items():
+            normal = _map_key(key, spec.key_kind, path)
+            if normal in out:  # "01" and "1" are one integer key: storing both would drop one silently
+                raise _wrong(f"{path}.{key}", f"map key collides with another key that is also {normal}",
+                             key=key)
+            out[normal] = _element(item, element, lookup, f"{path}.{key}")
+        return out
     if spec.kind == "nested":
         assert spec.ref is not None
         return _nested(value, spec.ref, lookup, path)
@@ -107,6 +115,8 @@ def _scalar(value: Any, kind: str, path: str) -> Any:
     if kind in FLOATS:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise _wrong(path, "must be a number")
+        if kind == "f32" and abs(value) > F32_MAX:
+            raise _wrong(path, "out of range for f32", min=-F32_MAX, max=F32_MAX)
         return float(value)
     if kind == "bytes":
         if not isinstance(value, str):

@@ -10,7 +10,7 @@ from ..descriptor import Descriptor
 from ..errors import Corrupt
 from .encode import Lookup
 from .options import RenderOptions
-from .render import TooDeep, render_generic, render_typed, tag_of
+from .render import Mismatch, TooDeep, render_generic, render_typed, tag_of
 
 __all__ = ["Projection", "project"]
 
@@ -47,6 +47,16 @@ def project(raw: bytes, descriptor: Descriptor | None, lookup: Lookup, options: 
             return Projection(None, render_generic(value, options))
         unknown: dict[str, Any] | None = {} if options.include_unknown else None
         data = render_typed(value, descriptor, lookup, options, unknown)
+    except Mismatch as exc:
+        assert descriptor is not None  # only typed rendering raises it
+        # Stored before its type was registered, or by another writer: show what is there, and say why
+        # it is not typed, rather than a partial rendering under a type it does not fit.
+        error = {"code": "DESCRIPTOR_MISMATCH", "message": f"payload does not fit {descriptor.type_id} "
+                 f"v{descriptor.version}: {exc}", "path": exc.path}
+        try:
+            return Projection(None, render_generic(value, options), None, error)
+        except (TooDeep, RecursionError):
+            return _failed("TOO_DEEP", "payload nests too deeply to render")
     except (TooDeep, RecursionError):
         return _failed("TOO_DEEP", "payload nests too deeply to render")
     return Projection(descriptor, data, unknown)

@@ -1,7 +1,8 @@
 """Decoded msgpack values to JSON-ready values, typed or generic.
 
-Pure: no I/O, no clock. A value that does not match its descriptor is rendered
-generically rather than failing, so a page never fails because of one turn.
+Pure: no I/O, no clock. A value that does not fit its descriptor raises
+:class:`Mismatch`, and the caller renders the whole payload generically with an
+error: a payload is never shown partly typed under a type it does not fit.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from ..model import iso_utc as _iso
 from .encode import Lookup
 from .options import RenderOptions
 
-__all__ = ["MAX_DEPTH", "TooDeep", "render_generic", "render_typed", "tag_of"]
+__all__ = ["MAX_DEPTH", "Mismatch", "TooDeep", "render_generic", "render_typed", "tag_of"]
 
 JS_SAFE = (1 << 53) - 1
 MAX_DEPTH = 200
@@ -24,6 +25,14 @@ MAX_DEPTH = 200
 
 class TooDeep(ValueError):
     """The value nests deeper than rendering allows."""
+
+
+class Mismatch(ValueError):
+    """A stored value does not fit its descriptor: the payload must not be shown as that type."""
+
+    def __init__(self, path: str, expected: str) -> None:
+        super().__init__(f"{path or 'data'}: stored value is not {expected}")
+        self.path = path
 
 
 def render_bytes(value: bytes, options: RenderOptions) -> str:
@@ -100,16 +109,22 @@ def render_typed(value: dict[Any, Any], descriptor: Descriptor, lookup: Lookup, 
 def _field(value: Any, spec: FieldSpec, lookup: Lookup, options: RenderOptions,
            unknown: dict[str, Any] | None, path: str, depth: int) -> Any:
     kind = spec.kind
-    if kind in INT_RANGES and isinstance(value, int) and not isinstance(value, bool):
+    if kind in INT_RANGES:
+        if not _is_int(value):
+            raise Mismatch(path, f"an integer ({kind})")
         if spec.enum is not None:
             return _enum(value, spec.enum, options)
         if spec.semantic in TIME_SEMANTICS:
             return _time(value, spec.semantic, kind, options)
         return _wide(value, options) if kind in WIDE_INTS else value
-    if kind == "array" and isinstance(value, list) and spec.items is not None:
+    if kind == "array":
+        if not isinstance(value, list) or spec.items is None:
+            raise Mismatch(path, "an array")
         return [_element(item, spec.items, lookup, options, unknown, f"{path}[{index}]", depth + 1)
                 for index, item in enumerate(value)]
-    if kind == "map" and isinstance(value, dict):
+    if kind == "map":
+        if not isinstance(value, dict):
+            raise Mismatch(path, "a map")
         element = spec.items or ElementSpec(None)
         return {_key_text(key, options): _element(item, element, lookup, options, unknown, f"{path}.{key}",
                                                   depth + 1)
@@ -118,25 +133,35 @@ def _field(value: Any, spec: FieldSpec, lookup: Lookup, options: RenderOptions,
         return _nested(value, spec.ref, lookup, options, unknown, path, depth)
     if _scalar_matches(kind, value):
         return render_bytes(value, options) if kind == "bytes" else value
-    return render_generic(value, options, depth)
+    raise Mismatch(path, kind)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _element(value: Any, element: ElementSpec, lookup: Lookup, options: RenderOptions,
              unknown: dict[str, Any] | None, path: str, depth: int) -> Any:
     if element.ref is not None:
         return _nested(value, element.ref, lookup, options, unknown, path, depth)
-    if element.kind in INT_RANGES and isinstance(value, int) and not isinstance(value, bool):
+    if element.kind is None:
+        return render_generic(value, options, depth)
+    if element.kind in INT_RANGES:
+        if not _is_int(value):
+            raise Mismatch(path, f"an integer ({element.kind})")
         return _wide(value, options) if element.kind in WIDE_INTS else value
-    if element.kind is not None and _scalar_matches(element.kind, value):
+    if _scalar_matches(element.kind, value):
         return render_bytes(value, options) if element.kind == "bytes" else value
-    return render_generic(value, options, depth)
+    raise Mismatch(path, element.kind)
 
 
 def _nested(value: Any, ref: Any, lookup: Lookup, options: RenderOptions, unknown: dict[str, Any] | None,
             path: str, depth: int) -> Any:
     descriptor = lookup(ref)
-    if descriptor is None or not isinstance(value, dict):
+    if descriptor is None:  # the registry lacks the referred type: nothing to check the value against
         return render_generic(value, options, depth)
+    if not isinstance(value, dict) or not all(tag_of(key) is not None for key in value):
+        raise Mismatch(path, f"a {ref.type_id} v{ref.version}")
     return render_typed(value, descriptor, lookup, options, unknown, path, depth + 1)
 
 

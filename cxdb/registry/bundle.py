@@ -15,7 +15,7 @@ import orjson
 from ..descriptor import COMPOSITES, INT_RANGES, SCALARS, SEMANTICS, TIME_SEMANTICS
 from ..errors import Unprocessable
 
-__all__ = ["MAX_ID_BYTES", "ParsedBundle", "ParsedField", "canonical", "parse_bundle"]
+__all__ = ["FIELD_KEYS", "MAX_ID_BYTES", "ParsedBundle", "ParsedField", "canonical", "parse_bundle"]
 
 MAX_ID_BYTES = 400
 _U32_MAX = (1 << 32) - 1
@@ -57,10 +57,17 @@ def _fail(message: str, **where: Any) -> Unprocessable:
     return Unprocessable(message, {key: value for key, value in where.items() if value is not None})
 
 
+FIELD_KEYS = frozenset({"name", "type", "optional", "semantic", "enum", "items", "nested", "key_type", "value_type"})
+"""Every key a field descriptor may have: any other is a typo (``optinal``) and refused, never ignored."""
+
+
 def _number_key(text: Any, what: str, low: int, high: int, **where: Any) -> int:
-    if (not isinstance(text, str) or not text.lstrip("-").isdigit() or not text.isascii()
-            or len(text) > 21):
-        raise _fail(f"{what} must be a decimal string", **where, key=text[:40] if isinstance(text, str) else text)
+    digits = text[1:] if isinstance(text, str) and text.startswith("-") else text
+    if (not isinstance(digits, str) or not digits.isdigit() or not digits.isascii() or len(text) > 21
+            or (len(digits) > 1 and digits[0] == "0") or text == "-0"):
+        # One spelling per number: "01" and "1" would otherwise name the same version, tag or value.
+        raise _fail(f"{what} must be a canonical decimal string", **where,
+                    key=text[:40] if isinstance(text, str) else text)
     value = int(text)
     if not low <= value <= high:
         raise _fail(f"{what} out of range", **where, key=text)
@@ -73,12 +80,16 @@ def _identifier(value: Any, what: str, **where: Any) -> str:
     return value
 
 
-def parse_bundle(value: Any) -> ParsedBundle:
-    """Check a bundle's shape; Unprocessable says exactly where it is wrong."""
+def parse_bundle(value: Any, strict: bool = True) -> ParsedBundle:
+    """Check a bundle's shape; Unprocessable says exactly where it is wrong.
+
+    ``strict=False`` reads bundles already stored: rules added after they were
+    published (unknown field keys, numeric enum labels) must not make a store unreadable.
+    """
     if not isinstance(value, dict):
         raise _fail("a bundle must be a JSON object")
     version = value.get("registry_version")
-    if version != 1 or isinstance(version, bool):
+    if type(version) is not int or version != 1:  # neither true nor 1.0
         raise _fail("registry_version must be 1", field="registry_version")
     bundle_id = _identifier(value.get("bundle_id"), "bundle_id", field="bundle_id")
     types = value.get("types", {})
@@ -94,12 +105,17 @@ def parse_bundle(value: Any) -> ParsedBundle:
         if not isinstance(mapping, dict) or not mapping:
             raise _fail("an enum must be a non-empty object of number to label", enum_id=enum_id)
         labels: dict[int, str] = {}
+        seen: set[str] = set()
         for number_text, label in mapping.items():
             number = _number_key(number_text, "an enum value", -(1 << 63), (1 << 64) - 1, enum_id=enum_id)
             if not isinstance(label, str) or not label:
                 raise _fail("an enum label must be a non-empty string", enum_id=enum_id, key=number_text)
-            if label in labels.values():
+            if strict and label.lstrip("-").isdigit():
+                # An append may name an enum value by label or by number: a numeric label is ambiguous.
+                raise _fail("an enum label must not be a number", enum_id=enum_id, key=number_text, label=label)
+            if label in seen:
                 raise _fail("an enum label appears twice", enum_id=enum_id, label=label)
+            seen.add(label)
             labels[number] = label
         enums[enum_id] = labels
 
@@ -113,16 +129,21 @@ def parse_bundle(value: Any) -> ParsedBundle:
             number = _number_key(version_text, "a type version", 1, _U32_MAX, type_id=type_id)
             if not isinstance(body, dict) or not isinstance(body.get("fields"), dict):
                 raise _fail("a type version needs a fields object", type_id=type_id, type_version=number)
-            versions[(type_id, number)] = _parse_fields(type_id, number, body["fields"])
+            versions[(type_id, number)] = _parse_fields(type_id, number, body["fields"], strict)
             raw_versions[(type_id, number)] = canonical(body)
     return ParsedBundle(bundle_id, versions, raw_versions, enums, canonical(value))
 
 
-def _parse_fields(type_id: str, version: int, fields: dict[str, Any]) -> dict[int, ParsedField]:
+def _parse_fields(type_id: str, version: int, fields: dict[str, Any], strict: bool) -> dict[int, ParsedField]:
     parsed: dict[int, ParsedField] = {}
     names: set[str] = set()
     for tag_text, spec in fields.items():
         tag = _number_key(tag_text, "a field tag", 0, _U32_MAX, type_id=type_id, type_version=version)
+        if strict and isinstance(spec, dict):
+            unknown = sorted(key for key in spec if key not in FIELD_KEYS)
+            if unknown:
+                raise _fail(f"unknown key {unknown[0]!r} in a field descriptor", type_id=type_id,
+                            type_version=version, tag=tag, key=unknown[0], allowed=sorted(FIELD_KEYS))
         parsed[tag] = field = _parse_field(spec, type_id=type_id, type_version=version, tag=tag)
         if field.name in names:
             raise _fail("a field name appears twice", type_id=type_id, type_version=version, tag=tag,

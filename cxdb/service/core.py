@@ -6,13 +6,15 @@ what comes back: JSON-ready dicts, or bytes for blobs and bundles.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 import blake3
 import orjson
@@ -32,6 +34,7 @@ from .views import context_view, turn_head
 
 __all__ = ["BundleBody", "Published", "Service", "TypeHint"]
 
+T = TypeVar("T")
 VIEWS = ("typed", "raw", "both")
 PAGE_CACHE_BYTES = 64 * 1024 * 1024
 HINT_MODES = ("inherit", "latest", "explicit")
@@ -75,6 +78,7 @@ class Service:
         self._started = clock()
         self.store = Store(Path(settings.data_dir), map_size=settings.map_size, max_batch=settings.max_batch,
                            clock=clock)
+        self._cpu = ThreadPoolExecutor(max_workers=2, thread_name_prefix="cxdb-cpu")
         self._catalogs = CatalogCache(self.store)
         self._catalogs.current()
         self._projections: LruCache[tuple[bytes, TypeRef | None, RenderOptions], Projection] = LruCache(20_000)
@@ -82,7 +86,16 @@ class Service:
             PAGE_CACHE_BYTES, lambda entry: len(entry[0]))
 
     def close(self) -> None:
+        self._cpu.shutdown(wait=True)
         self.store.close()
+
+    async def offload(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run CPU-heavy ``fn`` on a worker thread, so the event loop keeps answering meanwhile.
+
+        Two threads: the GIL makes more useless, and a queue of waiting calls holds only their
+        arguments.
+        """
+        return await asyncio.get_running_loop().run_in_executor(self._cpu, fn, *args)
 
     def __enter__(self) -> Service:
         return self
@@ -134,7 +147,7 @@ class Service:
             fingerprint = blake3.blake3(orjson.dumps([type_id, type_version, parent_turn_id, data],
                                                      option=orjson.OPT_SORT_KEYS)).digest()
         while True:
-            payload = self._encode(catalog, type_id, type_version, data)
+            payload = self._encode(catalog, context_id, type_id, type_version, data)
             try:
                 result = await self.store.append(context_id, type_id, type_version, payload, parent_turn_id,
                                                  idempotency_key, registry_generation=len(catalog.bundle_ids),
@@ -148,11 +161,13 @@ class Service:
                 "parent_turn_id": str(turn.parent_turn_id), "depth": turn.depth,
                 "content_hash": turn.content_hash.hex()}, result.replayed
 
-    def _encode(self, catalog: Catalog, type_id: str, type_version: int, data: dict[str, Any]) -> bytes:
+    def _encode(self, catalog: Catalog, context_id: int, type_id: str, type_version: int,
+                data: dict[str, Any]) -> bytes:
         descriptor = catalog.descriptor(type_id, type_version)
         if descriptor is not None:
             return pack(encode_typed(data, descriptor, _lookup(catalog)))
         if self.settings.require_registry:
+            self.store.get_context(context_id)  # a missing context is 404 before any complaint about its type
             raise PreconditionFailed(f"type {type_id} v{type_version} is not registered",
                                      {"type_id": type_id, "type_version": type_version})
         return pack(data)
@@ -186,6 +201,12 @@ class Service:
             if forced is None:
                 raise FailedDependency(f"type {hint.type_id} v{hint.type_version} is not registered",
                                        {"type_id": hint.type_id, "type_version": hint.type_version})
+        if limit == 0:
+            # No turns, but the cursor the next page would use: the given one, while older turns exist.
+            # (Without a cursor the next page is the head's own, which is asked for without one.)
+            rendered = b',"turns":[],"next_before_turn_id":' + orjson.dumps(
+                str(before_turn_id) if before_turn_id and start else None) + b"}"
+            return self._meta(context, catalog) + rendered
         key = (start, limit, view, hint, options, len(catalog.bundle_ids))
         cached = self._pages.get(key)
         if cached is None:
@@ -194,9 +215,13 @@ class Service:
         rendered, cursor = cached
         if cursor is not None:
             self.store.note_cursor(context, *cursor)
+        return self._meta(context, catalog) + rendered
+
+    @staticmethod
+    def _meta(context: ContextRecord, catalog: Catalog) -> bytes:
         meta = orjson.dumps({"context_id": str(context.context_id), "head_turn_id": str(context.head_turn_id),
                              "head_depth": context.head_depth, "registry_bundle_id": catalog.latest_bundle_id})
-        return b'{"meta":' + meta + rendered
+        return b'{"meta":' + meta
 
     def _render_chain(self, start: int, limit: int, view: str, hint: TypeHint, options: RenderOptions,
                       catalog: Catalog, forced: Descriptor | None) -> tuple[bytes, tuple[int, int] | None]:
@@ -250,17 +275,29 @@ class Service:
     # -- registry -------------------------------------------------------
 
     async def publish_bundle(self, bundle_id: str, value: Any) -> Published:
-        """Publish a bundle; ``created`` is False when an equal one was already stored."""
-        bundle = parse_bundle(value)
+        """Publish a bundle; ``created`` is False when an equal one was already stored.
+
+        Checking a bundle is linear in its size but can still take a while for a big one, so it
+        runs on a worker thread, neither on the event loop nor in the writer; the writer only
+        confirms that no other bundle was published meanwhile, or the check runs again.
+        """
+        bundle = await self.offload(parse_bundle, value)
         if bundle.bundle_id != bundle_id:
             raise Unprocessable("the body's bundle_id does not match the path",
                                 {"field": "bundle_id", "path_bundle_id": bundle_id,
                                  "body_bundle_id": bundle.bundle_id})
-        stored, catalog = await self.store.publish_bundle(
-            bundle_id, bundle.body, lambda existing: self._catalogs.admit(existing, bundle))
-        if catalog is not None:
-            self._catalogs.install(catalog)
-        return Published(catalog is not None, _etag(stored.body))
+        while True:
+            catalog = self._catalogs.current()
+            candidate = None
+            if bundle_id not in catalog.bundle_ids:  # else the writer compares it with the stored one
+                candidate = await self.offload(catalog.with_bundle, bundle)
+            try:
+                stored, created = await self.store.publish_bundle(bundle_id, bundle.body, len(catalog.bundle_ids))
+            except RegistryMoved:
+                continue
+            if created and candidate is not None:
+                self._catalogs.install(candidate)
+            return Published(created, _etag(stored.body))
 
     def get_bundle(self, bundle_id: str) -> BundleBody:
         stored = self.store.get_bundle(bundle_id)

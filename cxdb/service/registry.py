@@ -13,7 +13,7 @@ __all__ = ["CatalogCache"]
 
 
 def _parse_stored(stored: StoredBundle) -> ParsedBundle:
-    return parse_bundle(orjson.loads(stored.body))
+    return parse_bundle(orjson.loads(stored.body), strict=False)
 
 
 class CatalogCache:
@@ -38,18 +38,17 @@ class CatalogCache:
         return self.at(self._store.registry_generation())
 
     def at(self, generation: int) -> Catalog:
-        """The catalog, reloaded first when the store's registry generation (read by the caller,
-        in a snapshot of its own) differs from the one cached."""
-        if generation != len(self._catalog.bundle_ids):
-            self.install(Catalog.from_bundles(_parse_stored(item) for item in self._store.bundles()))
-        return self._catalog
+        """The catalog as of ``generation`` (read by the caller, in a snapshot of its own) or newer.
 
-    def admit(self, stored: list[StoredBundle], bundle: ParsedBundle) -> Catalog:
-        """The catalog with ``bundle`` added to ``stored``; raises to reject it. Runs in the writer."""
-        base = self._catalog
-        if len(stored) != len(base.bundle_ids):
-            base = Catalog.from_bundles(_parse_stored(item) for item in stored)
-        return base.with_bundle(bundle)
+        Bundles are only ever added, so catching up applies just the ones published since the
+        cached generation, whichever process published them.
+        """
+        with self._lock:
+            cached = self._catalog
+            if generation > len(cached.bundle_ids):
+                fresh = self._store.bundles(after=len(cached.bundle_ids))
+                self._catalog = cached.with_bundles(_parse_stored(item) for item in fresh)
+            return self._catalog
 
     def install(self, catalog: Catalog) -> None:
         """Make ``catalog`` current unless a newer one already is."""

@@ -57,10 +57,13 @@ def put(w: WriteContext, bundle_id: str, body: bytes) -> StoredBundle:
     return StoredBundle(bundle_id, sequence, w.now_ms, body)
 
 
-def all_in_order(txn: Any, dbs: Any) -> list[StoredBundle]:
-    """Every bundle, in publish order."""
-    found = []
-    for _, raw_id in txn.cursor(db=dbs.bundleseq):
+def all_in_order(txn: Any, dbs: Any, after: int = 0) -> list[StoredBundle]:
+    """Every bundle published after sequence ``after``, in publish order."""
+    found: list[StoredBundle] = []
+    cursor = txn.cursor(db=dbs.bundleseq)
+    if not cursor.set_range(_U64.pack(after + 1)):
+        return found
+    for _, raw_id in cursor:
         bundle_id = bytes(raw_id).decode()
         stored = get(txn, dbs, bundle_id)
         if stored is None:

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, NamedTuple
 
 import blake3
 
@@ -38,7 +38,6 @@ from .writer import WriteContext, Writer
 
 __all__ = ["AppendResult", "PageStart", "RegistryMoved", "Store"]
 
-T = TypeVar("T")
 _U32_MAX = (1 << 32) - 1
 
 
@@ -186,24 +185,25 @@ class Store:
 
         return await self._writer.run(op)
 
-    async def publish_bundle(self, bundle_id: str, body: bytes,
-                             admit: Callable[[list[StoredBundle]], T]) -> tuple[StoredBundle, T | None]:
-        """Store a bundle atomically.
+    async def publish_bundle(self, bundle_id: str, body: bytes, generation: int) -> tuple[StoredBundle, bool]:
+        """Store a bundle atomically; True when it is new.
 
-        ``body`` is canonical JSON. The same body under the same id is a no-op
-        (the second item is then None); another body under that id is a
-        Conflict. ``admit`` sees every stored bundle in publish order and
-        raises to reject the new one; what it returns is passed back.
+        ``body`` is canonical JSON, already checked by the caller against the registry of
+        ``generation`` (the number of bundles then published). The same body under the same id is a
+        no-op; another body under that id is a Conflict; RegistryMoved when another bundle was
+        published since ``generation``, so the caller checks again. The check itself stays out of
+        the writer: this operation costs two lookups whatever the bundle holds.
         """
 
-        def op(w: WriteContext) -> tuple[StoredBundle, T | None]:
+        def op(w: WriteContext) -> tuple[StoredBundle, bool]:
             existing = bundles.get(w.txn, w.dbs, bundle_id)
             if existing is not None:
                 if existing.body != body:
                     raise Conflict("a different bundle is stored under this id", {"bundle_id": bundle_id})
-                return existing, None
-            admitted = admit(bundles.all_in_order(w.txn, w.dbs))
-            return bundles.put(w, bundle_id, body), admitted
+                return existing, False
+            if w.counters.get("bundles") != generation:
+                raise RegistryMoved("the registry changed", {"generation": w.counters.get("bundles")})
+            return bundles.put(w, bundle_id, body), True
 
         return await self._writer.run(op)
 
@@ -353,10 +353,10 @@ class Store:
                           values["blob_stored"], values["blob_raw"], values["dedup_hits"],
                           values["dedup_misses"])
 
-    def bundles(self) -> list[StoredBundle]:
-        """Every registry bundle in publish order."""
+    def bundles(self, after: int = 0) -> list[StoredBundle]:
+        """Every registry bundle published after sequence ``after``, in publish order."""
         with self._env.read() as txn:
-            return bundles.all_in_order(txn, self._dbs)
+            return bundles.all_in_order(txn, self._dbs, after)
 
     def get_bundle(self, bundle_id: str) -> StoredBundle:
         with self._env.read() as txn:
