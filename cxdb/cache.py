@@ -57,3 +57,8 @@ class LruCache(Generic[K, V]):
 
     def __len__(self) -> int:
         return len(self._items)
+
+    @property
+    def weight(self) -> int:
+        """Units held now; never more than the capacity."""
+        return self._size

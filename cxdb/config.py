@@ -70,6 +70,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("cors_origins", ("*",), _origins, "Comma-separated CORS allowlist; * allows every origin."),
     Setting("max_body_bytes", 16 * 1024 * 1024, _positive, "Largest request body accepted; larger gets 413."),
     Setting("max_json_depth", 64, _positive, "Deepest JSON nesting accepted in a body; deeper gets 422."),
+    Setting("max_json_items", 1_000_000, _positive,
+            "Most JSON values (objects, arrays, scalars) accepted in one body; more gets 422."),
+    Setting("max_page_bytes", 16 * 1024 * 1024, _positive,
+            "Byte budget of one page of turns: a page stops before the turn that would pass it "
+            "(one turn is always sent) and its cursor continues from there."),
     Setting("map_size", 1 << 33, _positive, "Initial LMDB map size in bytes; it grows when full."),
     Setting("max_batch", 512, _positive, "Most write operations committed in one group-commit transaction."),
     Setting("workers", 1, _positive, "Server processes sharing the port (SO_REUSEPORT) and the store."),
@@ -88,6 +93,8 @@ class Settings:
     cors_origins: tuple[str, ...] = ("*",)
     max_body_bytes: int = 16 * 1024 * 1024
     max_json_depth: int = 64
+    max_json_items: int = 1_000_000
+    max_page_bytes: int = 16 * 1024 * 1024
     map_size: int = 1 << 33
     max_batch: int = 512
     workers: int = 1

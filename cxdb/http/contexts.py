@@ -7,7 +7,7 @@ from typing import Any
 from aiohttp import web
 
 from ..errors import Unprocessable
-from .keys import SERVICE, SETTINGS, json_response
+from .keys import SERVICE, json_response
 from .params import body_u64, flag, optional_str, path_id, query_int, read_object
 
 __all__ = ["routes"]
@@ -46,7 +46,7 @@ async def children(request: web.Request) -> web.Response:
 
 
 async def _create(request: web.Request, require_base: bool) -> web.Response:
-    body = await read_object(request, request.app[SETTINGS].max_json_depth, allow_empty=not require_base)
+    body = await read_object(request, allow_empty=not require_base)
     base_turn_id = body_u64(body, "base_turn_id", 0) or 0
     if require_base and not base_turn_id:
         raise Unprocessable("a fork needs base_turn_id, an existing turn", {"field": "base_turn_id"})

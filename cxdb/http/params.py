@@ -16,12 +16,16 @@ from aiohttp import web
 
 from ..errors import BadRequest, CxdbError, Unprocessable
 from ..model import U64_MAX, parse_u64
+from .keys import SERVICE, SETTINGS
 
 __all__ = [
+    "OFFLOAD_BYTES",
+    "body_bytes",
     "body_u64",
     "flag",
     "choice",
     "optional_str",
+    "parse_json",
     "path_id",
     "query_int",
     "query_u64",
@@ -117,12 +121,73 @@ def _has_out_of_range_int(raw: bytes) -> bool:
     return False
 
 
-async def read_json(request: web.Request, max_depth: int, malformed: type[CxdbError] = BadRequest,
-                    empty: Any = None) -> Any:
-    """The body as JSON; an empty body is ``empty``."""
-    raw = await request.read()
-    if not raw or raw.isspace():
-        return empty
+OFFLOAD_BYTES = 256 * 1024
+"""Bodies larger than this are parsed, checked and encoded on the service's worker thread, so the
+event loop keeps answering other requests meanwhile."""
+DENSE_ITEMS = 65_536
+BYTES_PER_ITEM = 4
+"""Past the first ``DENSE_ITEMS`` values, a body holds at most one value per ``BYTES_PER_ITEM`` bytes.
+Parsed, a value costs 30 to 180 bytes (an int, a list, a dict), so this keeps a body's parsed form
+within a small multiple of its size, where ``[[],[],...]`` would take some 25 bytes per byte."""
+_BODY_BYTES = web.RequestKey("body_bytes", int)
+
+
+def body_bytes(request: web.Request) -> int:
+    """The size of the body :func:`read_json` read (0 before it has)."""
+    size: int = request.get(_BODY_BYTES, 0)
+    return size
+
+
+def _too_many_items(raw: bytes, limit: int) -> bool:
+    """Whether the body holds more than ``limit`` JSON values, told before parsing it.
+
+    A container of k > 0 values has k - 1 commas, so the values number at most one (the body) plus
+    the commas plus the containers that are not empty. Commas and brackets inside strings only
+    raise that bound, so when it is over the limit it is taken again outside the strings.
+    """
+    return _bound(raw, 0, len(raw)) > limit and _bound_outside_strings(raw) > limit
+
+
+def _bound(raw: bytes, start: int, end: int) -> int:
+    containers = (raw.count(b"[", start, end) + raw.count(b"{", start, end)
+                  - raw.count(b"[]", start, end) - raw.count(b"{}", start, end))
+    return 1 + raw.count(b",", start, end) + containers
+
+
+def _bound_outside_strings(raw: bytes) -> int:
+    """:func:`_bound` of the bytes between strings. One short C call per string (a single regex over
+    a body of megabytes would hold the GIL for tens of milliseconds)."""
+    total = 0
+    pos = 0
+    while True:
+        opening = raw.find(b'"', pos)
+        if opening < 0:
+            return total + _bound(raw, pos, len(raw))
+        total += _bound(raw, pos, opening) - 1
+        closing = opening
+        while True:
+            closing = raw.find(b'"', closing + 1)
+            if closing < 0:  # unterminated: the parser refuses it
+                return total + 1
+            escapes = closing - 1
+            while raw[escapes] == 0x5C:  # backslash
+                escapes -= 1
+            if (closing - 1 - escapes) % 2 == 0:
+                break
+        pos = closing + 1
+
+
+def parse_json(raw: bytes, max_depth: int, max_items: int, malformed: type[CxdbError] = BadRequest) -> Any:
+    """Parse and check a JSON body; pure CPU, safe to run on a worker thread.
+
+    Limits come first, from byte scans: a body of millions of tiny values (``[[],[],...]``) would
+    otherwise take tens of bytes of memory per byte of body to parse.
+    """
+    limit = min(max_items, DENSE_ITEMS + len(raw) // BYTES_PER_ITEM)
+    if _too_many_items(raw, limit):
+        raise Unprocessable(f"The body holds more than {limit} JSON values (at most {max_items}, and one per "
+                            f"{BYTES_PER_ITEM} bytes past the first {DENSE_ITEMS})",
+                            {"max_items": limit})
     try:
         value = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
@@ -147,9 +212,22 @@ def _out_of_range() -> Unprocessable:
                          {"min": str(_I64_MIN), "max": str(U64_MAX)})
 
 
-async def read_object(request: web.Request, max_depth: int, allow_empty: bool = False) -> dict[str, Any]:
+async def read_json(request: web.Request, malformed: type[CxdbError] = BadRequest, empty: Any = None) -> Any:
+    """The body as JSON; an empty body is ``empty``. A large body is parsed off the event loop."""
+    raw = await request.read()
+    request[_BODY_BYTES] = len(raw)
+    if not raw or raw.isspace():
+        return empty
+    settings = request.app[SETTINGS]
+    if len(raw) <= OFFLOAD_BYTES:
+        return parse_json(raw, settings.max_json_depth, settings.max_json_items, malformed)
+    return await request.app[SERVICE].offload(parse_json, raw, settings.max_json_depth, settings.max_json_items,
+                                              malformed)
+
+
+async def read_object(request: web.Request, allow_empty: bool = False) -> dict[str, Any]:
     """The body as a JSON object; Unprocessable when it is another JSON value."""
-    value = await read_json(request, max_depth, empty={} if allow_empty else None)
+    value = await read_json(request, empty={} if allow_empty else None)
     if not isinstance(value, dict):
         raise Unprocessable("The request body must be a JSON object", {"field": "body"})
     return value

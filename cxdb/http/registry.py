@@ -7,7 +7,7 @@ from urllib.parse import quote
 from aiohttp import web
 
 from ..errors import BadRequest, Unprocessable
-from .keys import SERVICE, SETTINGS, json_response
+from .keys import SERVICE, json_response
 from .params import read_json
 
 __all__ = ["routes"]
@@ -19,7 +19,7 @@ CACHE_CONTROL = "public, max-age=31536000, immutable"
 @routes.put("/v1/registry/bundles/{bundle_id:.+}")
 async def publish_bundle(request: web.Request) -> web.Response:
     bundle_id = request.match_info["bundle_id"]
-    value = await read_json(request, request.app[SETTINGS].max_json_depth, malformed=Unprocessable)
+    value = await read_json(request, malformed=Unprocessable)
     published = await request.app[SERVICE].publish_bundle(bundle_id, value)
     if not published.created:
         return web.Response(status=204, headers={"ETag": published.etag})

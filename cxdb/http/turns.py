@@ -10,8 +10,19 @@ from aiohttp import web
 from ..cache import LruCache
 from ..errors import BadRequest, Unprocessable
 from ..service import HINT_MODES, RENDER_CHOICES, VIEWS, RenderOptions, TypeHint
-from .keys import SERVICE, SETTINGS, json_response
-from .params import body_u64, choice, flag, optional_str, path_id, query_int, query_u64, read_object
+from .keys import SERVICE, json_response
+from .params import (
+    OFFLOAD_BYTES,
+    body_bytes,
+    body_u64,
+    choice,
+    flag,
+    optional_str,
+    path_id,
+    query_int,
+    query_u64,
+    read_object,
+)
 
 __all__ = ["PAGE_QUERIES", "page_query_cache", "routes"]
 
@@ -84,7 +95,7 @@ def _type_version(body: dict[str, Any]) -> int:
 
 async def _append(request: web.Request) -> web.Response:
     context_id = path_id(request, "context_id")
-    body = await read_object(request, request.app[SETTINGS].max_json_depth)
+    body = await read_object(request)
     type_id = body.get("type_id")
     if not isinstance(type_id, str) or not type_id or len(type_id.encode()) > 400:
         raise Unprocessable("type_id must be a non-empty string", {"field": "type_id"})
@@ -97,7 +108,7 @@ async def _append(request: web.Request) -> web.Response:
         raise Unprocessable("idempotency_key must not be empty", {"field": "idempotency_key"})
     result, replayed = await request.app[SERVICE].append(
         context_id, type_id, _type_version(body), data, parent_turn_id=body_u64(body, "parent_turn_id"),
-        idempotency_key=key)
+        idempotency_key=key, large=body_bytes(request) > OFFLOAD_BYTES)
     # No Location: a turn has no URL of its own; it is read through its context's pages.
     if replayed:
         return json_response(result, headers={"Idempotent-Replayed": "true"})

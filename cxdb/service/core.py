@@ -37,6 +37,10 @@ __all__ = ["BundleBody", "Published", "Service", "TypeHint"]
 T = TypeVar("T")
 VIEWS = ("typed", "raw", "both")
 PAGE_CACHE_BYTES = 64 * 1024 * 1024
+PROJECTION_CACHE_BYTES = 64 * 1024 * 1024
+MAX_CACHED_PAYLOAD = 1024 * 1024
+"""A projection of a payload larger than this is not cached: it would push out many small ones, and
+rendering it again costs little next to sending it."""
 HINT_MODES = ("inherit", "latest", "explicit")
 
 
@@ -78,10 +82,12 @@ class Service:
         self._started = clock()
         self.store = Store(Path(settings.data_dir), map_size=settings.map_size, max_batch=settings.max_batch,
                            clock=clock)
-        self._cpu = ThreadPoolExecutor(max_workers=2, thread_name_prefix="cxdb-cpu")
+        self._cpu = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cxdb-cpu")
         self._catalogs = CatalogCache(self.store)
         self._catalogs.current()
-        self._projections: LruCache[tuple[bytes, TypeRef | None, RenderOptions], Projection] = LruCache(20_000)
+        # Weighed by the payload's size: a projection holds about as many bytes as the payload it renders.
+        self._projections: LruCache[tuple[bytes, TypeRef | None, RenderOptions], tuple[Projection, int]] = LruCache(
+            PROJECTION_CACHE_BYTES, lambda entry: entry[1])
         self._pages: LruCache[tuple[Any, ...], tuple[bytes, tuple[int, int] | None]] = LruCache(
             PAGE_CACHE_BYTES, lambda entry: len(entry[0]))
 
@@ -92,7 +98,8 @@ class Service:
     async def offload(self, fn: Callable[..., T], *args: Any) -> T:
         """Run CPU-heavy ``fn`` on a worker thread, so the event loop keeps answering meanwhile.
 
-        Two threads: the GIL makes more useless, and a queue of waiting calls holds only their
+        One thread: work there holds the GIL in long C calls (parsing, packing), and a second such
+        thread doubles how long the loop can wait for it. A queue of waiting calls holds only their
         arguments.
         """
         return await asyncio.get_running_loop().run_in_executor(self._cpu, fn, *args)
@@ -137,17 +144,23 @@ class Service:
     # -- turns ----------------------------------------------------------
 
     async def append(self, context_id: int, type_id: str, type_version: int, data: dict[str, Any],
-                     parent_turn_id: int | None = None,
-                     idempotency_key: str | None = None) -> tuple[dict[str, Any], bool]:
-        """Append a turn; returns its view and whether it was an idempotent replay."""
+                     parent_turn_id: int | None = None, idempotency_key: str | None = None,
+                     large: bool = False) -> tuple[dict[str, Any], bool]:
+        """Append a turn; returns its view and whether it was an idempotent replay.
+
+        ``large`` moves the CPU work on ``data`` (fingerprint, encoding) to a worker thread.
+        """
         catalog = self._catalogs.cached
         # A retry is the same request when its JSON is the same, whatever the registry did in between.
         fingerprint = None
         if idempotency_key is not None:
-            fingerprint = blake3.blake3(orjson.dumps([type_id, type_version, parent_turn_id, data],
-                                                     option=orjson.OPT_SORT_KEYS)).digest()
+            request = [type_id, type_version, parent_turn_id, data]
+            fingerprint = await self.offload(_fingerprint, request) if large else _fingerprint(request)
         while True:
-            payload = self._encode(catalog, context_id, type_id, type_version, data)
+            if large:
+                payload = await self.offload(self._encode, catalog, context_id, type_id, type_version, data)
+            else:
+                payload = self._encode(catalog, context_id, type_id, type_version, data)
             try:
                 result = await self.store.append(context_id, type_id, type_version, payload, parent_turn_id,
                                                  idempotency_key, registry_generation=len(catalog.bundle_ids),
@@ -225,25 +238,48 @@ class Service:
 
     def _render_chain(self, start: int, limit: int, view: str, hint: TypeHint, options: RenderOptions,
                       catalog: Catalog, forced: Descriptor | None) -> tuple[bytes, tuple[int, int] | None]:
-        """The page's JSON after ``meta``, and (next cursor, its parent) when there are older turns."""
+        """The page's JSON after ``meta``, and (next cursor, its parent) when there are older turns.
+
+        Turns are rendered newest first until the next one would take the page past
+        ``max_page_bytes`` (one turn is always sent), so a page of big turns stops early and its
+        cursor continues from there. Payloads are read in groups whose stored sizes fit what is
+        left of the budget, so a page never holds much more than it sends.
+        """
         chain, next_before = self.store.chain(start, limit)
-        payloads = self.store.payloads(turn.content_hash for turn in chain) if chain else {}
+        chain.reverse()  # newest first
+        budget = self.settings.max_page_bytes
         lookup = _lookup(catalog)
-        turns = []
-        for turn in chain:
-            raw = payloads.get(turn.content_hash)
-            item = turn_head(turn)
-            if view != "raw":
-                descriptor = forced or self._descriptor_for(catalog, turn, hint.mode)
-                item.update(self._typed(turn, raw, descriptor, lookup, options))
-            if view != "typed":
-                item.update(_raw_fields(turn, raw))
-            turns.append(item)
-        rendered = (b',"turns":' + orjson.dumps(turns) + b',"next_before_turn_id":'
-                    + orjson.dumps(None if next_before is None else str(next_before)) + b"}")
+        rendered: list[bytes] = []
+        used = 0
+        index = 0
+        while index < len(chain):
+            group = _group(chain, index, budget - used, 1 if view == "typed" else 2)
+            payloads = self.store.payloads(turn.content_hash for turn in group)
+            for turn in group:
+                raw = payloads.get(turn.content_hash)
+                item = turn_head(turn)
+                if view != "raw":
+                    descriptor = forced or self._descriptor_for(catalog, turn, hint.mode)
+                    item.update(self._typed(turn, raw, descriptor, lookup, options))
+                if view != "typed":
+                    item.update(_raw_fields(turn, raw))
+                text = orjson.dumps(item)
+                if rendered and used + len(text) + 1 > budget:
+                    next_before = chain[index - 1].turn_id  # the oldest turn sent: older ones follow
+                    chain = chain[:index]
+                    break
+                rendered.append(text)
+                used += len(text) + 1
+                index += 1
+            else:
+                continue
+            break
+        rendered.reverse()
+        body = (b',"turns":[' + b",".join(rendered) + b'],"next_before_turn_id":'
+                + orjson.dumps(None if next_before is None else str(next_before)) + b"}")
         if next_before is None:
-            return rendered, None
-        return rendered, (next_before, chain[0].parent_turn_id)
+            return body, None
+        return body, (next_before, chain[-1].parent_turn_id)
 
     @staticmethod
     def _descriptor_for(catalog: Catalog, turn: TurnRecord, mode: str) -> Descriptor | None:
@@ -257,10 +293,13 @@ class Service:
             return {"decoded_as": None, "data": None,
                     "error": {"code": "BLOB_MISSING", "message": "the turn's payload is missing"}}
         projection_key = (turn.content_hash, descriptor.ref if descriptor else None, options)
-        projection = self._projections.get(projection_key)
-        if projection is None:
+        cached = self._projections.get(projection_key)
+        if cached is None:
             projection = project(raw, descriptor, lookup, options)
-            self._projections.put(projection_key, projection)
+            if len(raw) <= MAX_CACHED_PAYLOAD:
+                self._projections.put(projection_key, (projection, 2 * len(raw) + 256))
+        else:
+            projection = cached[0]
         typed = projection.decoded_as
         out: dict[str, Any] = {
             "decoded_as": {"type_id": typed.type_id, "type_version": typed.version} if typed else None,
@@ -337,6 +376,25 @@ class Service:
 
     def check(self) -> dict[str, Any]:
         return self.store.check()
+
+    def cache_bytes(self) -> dict[str, int]:
+        """Bytes held by the page and projection caches (each bounded, by bytes)."""
+        return {"pages": self._pages.weight, "projections": self._projections.weight}
+
+
+def _fingerprint(request: list[Any]) -> bytes:
+    return blake3.blake3(orjson.dumps(request, option=orjson.OPT_SORT_KEYS)).digest()
+
+
+def _group(chain: list[TurnRecord], index: int, room: int, factor: int) -> list[TurnRecord]:
+    """The turns from ``index`` on whose payloads, at ``factor`` bytes of JSON per stored byte, fit in
+    ``room``; at least one."""
+    end = index + 1
+    total = chain[index].uncompressed_len * factor
+    while end < len(chain) and total + chain[end].uncompressed_len * factor <= room:
+        total += chain[end].uncompressed_len * factor
+        end += 1
+    return chain[index:end]
 
 
 def _lookup(catalog: Catalog) -> Callable[[TypeRef], Descriptor | None]:

@@ -58,6 +58,12 @@ class DictionaryTrainer:
     what the store holds. ``submit`` queues a write operation.
     """
 
+    SAMPLE_BYTES = 4096
+    """Each sample keeps at most this prefix of its payload: a dictionary learns from the common
+    beginnings of payloads, and a few KiB of each is what zstd's trainer uses well. With the
+    threshold's number of samples, the trainer holds at most ``threshold * SAMPLE_BYTES`` bytes,
+    whatever the payloads' sizes."""
+
     def __init__(self, codec: BlobCodec, submit: Callable[[Callable[[WriteContext], None]], Any],
                  threshold: int = 2000, size: int = 64 * 1024, retrain_every: int = 200_000) -> None:
         self._codec = codec
@@ -74,10 +80,11 @@ class DictionaryTrainer:
     def observe(self, raw: bytes) -> None:
         """Note a new payload; may start training. Called in the writer thread only."""
         self._seen += 1
+        sample = raw[:self.SAMPLE_BYTES] if len(raw) > self.SAMPLE_BYTES else raw
         if len(self._samples) < self._threshold:
-            self._samples.append(raw)
+            self._samples.append(sample)
         elif self._seen % 7 == 0:  # keep a spread of later payloads too
-            self._samples[self._seen % self._threshold] = raw
+            self._samples[self._seen % self._threshold] = sample
         if self._seen >= self._next_at and self._thread is None and not self._closed:
             self._next_at = self._seen + self._retrain_every
             samples, self._samples = self._samples, []
@@ -104,6 +111,11 @@ class DictionaryTrainer:
         except Exception:  # the store closed while we trained; the dictionary is simply not kept
             log.debug("compression dictionary dropped", exc_info=True)
         self._thread = None
+
+    @property
+    def sample_bytes(self) -> int:
+        """Bytes of payload the trainer holds now."""
+        return sum(len(sample) for sample in self._samples)
 
     def close(self) -> None:
         """Wait for a training in progress; start no more."""
