@@ -30,7 +30,7 @@ from ..projection import Projection, RenderOptions, encode_typed, project
 from ..registry import Catalog, parse_bundle
 from ..storage import RegistryMoved, Store, StoredBundle
 from .registry import CatalogCache
-from .views import context_view, turn_head
+from .views import MAX_LINEAGE_CHILDREN, context_view, turn_head
 
 __all__ = ["BundleBody", "Published", "Service", "TypeHint"]
 
@@ -117,7 +117,7 @@ class Service:
                              provenance: dict[str, Any] | None = None) -> dict[str, Any]:
         """Create (or, with a base turn, fork) a context."""
         context = await self.store.create_context(base_turn_id, client_tag, provenance)
-        return context_view(context, True, True, [])
+        return context_view(context, True, True, [], 0)
 
     def get_context(self, context_id: int, include_provenance: bool = True,
                     include_lineage: bool = True) -> dict[str, Any]:
@@ -138,8 +138,8 @@ class Service:
                 "total": total}
 
     def _context(self, context: ContextRecord, include_provenance: bool, include_lineage: bool) -> dict[str, Any]:
-        kids = self.store.child_ids(context.context_id) if include_lineage else None
-        return context_view(context, include_provenance, include_lineage, kids)
+        kids, count = self.store.child_ids(context.context_id, MAX_LINEAGE_CHILDREN) if include_lineage else ([], 0)
+        return context_view(context, include_provenance, include_lineage, kids, count)
 
     # -- turns ----------------------------------------------------------
 

@@ -17,8 +17,8 @@ def id_text(value: int | None) -> str | None:
 
 
 def context_view(context: ContextRecord, include_provenance: bool, include_lineage: bool,
-                 children: list[int] | None = None) -> dict[str, Any]:
-    """A context as the API shows it; ``children`` feeds the lineage block."""
+                 children: list[int] | None = None, child_count: int = 0) -> dict[str, Any]:
+    """A context as the API shows it; ``children`` (the first of ``child_count``) feed the lineage block."""
     view: dict[str, Any] = {
         "context_id": str(context.context_id),
         "head_turn_id": str(context.head_turn_id),
@@ -37,7 +37,7 @@ def context_view(context: ContextRecord, include_provenance: bool, include_linea
             "root_context_id": str(lineage.root_context_id),
             "fork_turn_id": id_text(lineage.fork_turn_id),
             "children": [str(child) for child in kids[:MAX_LINEAGE_CHILDREN]],
-            "child_count": len(kids),
+            "child_count": child_count,
         }
     return view
 

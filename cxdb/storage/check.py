@@ -2,7 +2,8 @@
 
 Verifies that every blob hashes to its key, every turn's parent exists with
 depth one less and its blob exists, every context's head exists with the
-recorded depth, and the counters agree with what is stored. It collects
+recorded depth, each context's tag and activity entries are in the indexes, and
+the counters and per-tag and per-parent totals agree with what is stored. It collects
 problems into a report instead of raising on the first one.
 """
 
@@ -65,6 +66,7 @@ def check_store(txn: Any, dbs: Dbs, decode: Callable[[bytes], bytes]) -> dict[st
             problem("turn_blob_missing", turn_id=str(turn_id), content_hash=record.content_hash.hex())
 
     context_count = 0
+    expected_counts: dict[bytes, int] = {}
     for key, _ in txn.cursor(db=dbs.contexts):
         context_count += 1
         context_id = int.from_bytes(key, "big")
@@ -81,6 +83,19 @@ def check_store(txn: Any, dbs: Dbs, decode: Callable[[bytes], bytes]) -> dict[st
                 problem("head_depth_wrong", context_id=str(context_id))
         elif context.head_depth != 0:
             problem("head_depth_wrong", context_id=str(context_id))
+        for kind in contexts.index_problems(txn, dbs, context):
+            problem(kind, context_id=str(context_id))
+        if context.client_tag is not None:
+            tag_key = contexts.count_key(tag=context.client_tag)
+            expected_counts[tag_key] = expected_counts.get(tag_key, 0) + 1
+        if context.lineage.parent_context_id is not None:
+            parent_key = contexts.count_key(parent=context.lineage.parent_context_id)
+            expected_counts[parent_key] = expected_counts.get(parent_key, 0) + 1
+    stored_counts = contexts.counts(txn, dbs)
+    for count_key in sorted(set(expected_counts) | set(stored_counts)):
+        recorded, actual = stored_counts.get(count_key, 0), expected_counts.get(count_key, 0)
+        if recorded != actual:
+            problem("index_count_wrong", key=count_key.hex(), recorded=recorded, actual=actual)
 
     counters = read_all(txn, dbs.meta)
     for name, actual in (("blobs", blob_count), ("turns", turn_count), ("contexts", context_count)):

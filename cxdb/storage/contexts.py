@@ -24,6 +24,17 @@ empty value.
 Sub-database ``children``: key = parent context_id u64 BE + child context_id
 u64 BE; empty value.
 
+Sub-database ``tagact``: key = u16 BE tag length + tag UTF-8 + last_activity_ms
+u64 BE + context_id u64 BE; empty value. Walked backwards within a tag's prefix,
+it lists that tag's contexts newest activity first, in O(limit).
+
+Sub-database ``ctxtag``: key = context_id u64 BE; value = the tag's UTF-8, for
+tagged contexts only: what :func:`move_head` needs to move a ``tagact`` entry.
+
+Sub-database ``counts``: key = ``b"t"`` + u16 BE tag length + tag UTF-8, value =
+how many contexts have that tag; key = ``b"c"`` + context_id u64 BE, value = how
+many children it has. Both u64 BE: totals without a walk.
+
 A head moves only by :func:`move_head`, a compare-and-set on the stored head.
 """
 
@@ -40,6 +51,8 @@ from ..model import ContextId, ContextRecord, Lineage, TurnId
 from .writer import WriteContext
 
 __all__ = [
+    "build_indexes",
+    "child_count",
     "child_ids",
     "create",
     "get",
@@ -47,6 +60,7 @@ __all__ = [
     "head",
     "ids_by_tag",
     "move_head",
+    "tag_count",
 ]
 
 MAX_TAG_BYTES = 400
@@ -115,10 +129,85 @@ def create(w: WriteContext, head_turn_id: int, head_depth: int, parent: int, roo
     w.txn.put(key, meta, db=w.dbs.ctxmeta)
     w.txn.put(_U64.pack(w.now_ms) + key, b"", db=w.dbs.activity)
     if tag is not None:
-        w.txn.put(_tag_prefix(tag) + key, b"", db=w.dbs.tags)
+        _index_tag(w.txn, w.dbs, context_id, tag, w.now_ms)
     if parent:
-        w.txn.put(_key(parent) + key, b"", db=w.dbs.children)
+        _index_child(w.txn, w.dbs, parent, context_id)
     return _record(context_id, head, meta)
+
+
+def _index_tag(txn: Any, dbs: Any, context_id: int, tag: str, activity_ms: int) -> None:
+    prefix = _tag_prefix(tag)
+    key = _key(context_id)
+    txn.put(prefix + key, b"", db=dbs.tags)
+    txn.put(prefix + _U64.pack(activity_ms) + key, b"", db=dbs.tagact)
+    txn.put(key, tag.encode(), db=dbs.ctxtag)
+    _add(txn, dbs, b"t" + prefix, 1)
+
+
+def _index_child(txn: Any, dbs: Any, parent: int, child: int) -> None:
+    txn.put(_key(parent) + _key(child), b"", db=dbs.children)
+    _add(txn, dbs, b"c" + _key(parent), 1)
+
+
+def _add(txn: Any, dbs: Any, key: bytes, delta: int) -> None:
+    value = txn.get(key, db=dbs.counts)
+    txn.put(key, _U64.pack((_U64.unpack(value)[0] if value is not None else 0) + delta), db=dbs.counts)
+
+
+def _count(txn: Any, dbs: Any, key: bytes) -> int:
+    value = txn.get(key, db=dbs.counts)
+    return _U64.unpack(value)[0] if value is not None else 0
+
+
+def tag_count(txn: Any, dbs: Any, tag: str) -> int:
+    """How many contexts have ``tag``; O(1)."""
+    return _count(txn, dbs, b"t" + _tag_prefix(tag))
+
+
+def index_problems(txn: Any, dbs: Any, context: ContextRecord) -> list[str]:
+    """What is wrong with one context's entries in ``tagact`` and ``ctxtag`` (for ``check``)."""
+    key = _key(context.context_id)
+    stored = txn.get(key, db=dbs.ctxtag)
+    if context.client_tag is None:
+        return ["ctxtag_extra"] if stored is not None else []
+    prefix = _tag_prefix(context.client_tag)
+    problems = []
+    if stored is None or bytes(stored) != prefix[2:]:
+        problems.append("ctxtag_wrong")
+    if txn.get(prefix + _U64.pack(context.last_activity_ms) + key, db=dbs.tagact) is None:
+        problems.append("tagact_missing")
+    return problems
+
+
+def counts(txn: Any, dbs: Any) -> dict[bytes, int]:
+    """Every stored total, by its ``counts`` key (for ``check``)."""
+    return {bytes(key): _U64.unpack(value)[0] for key, value in txn.cursor(db=dbs.counts)}
+
+
+def count_key(tag: str | None = None, parent: int | None = None) -> bytes:
+    """The ``counts`` key of a tag's total or a parent's number of children."""
+    return b"t" + _tag_prefix(tag) if tag is not None else b"c" + _key(parent or 0)
+
+
+def child_count(txn: Any, dbs: Any, context_id: int) -> int:
+    """How many children a context has; O(1)."""
+    return _count(txn, dbs, b"c" + _key(context_id))
+
+
+def build_indexes(txn: Any, dbs: Any) -> None:
+    """Write ``tagact``, ``ctxtag`` and ``counts`` for a store of format 1, which had none of them."""
+    for raw_key in txn.cursor(db=dbs.tags).iternext(keys=True, values=False):
+        raw = bytes(raw_key)
+        length = _U16.unpack_from(raw)[0]
+        context_id = _U64.unpack_from(raw, 2 + length)[0]
+        value = txn.get(_key(context_id), db=dbs.contexts)
+        activity = _REC.unpack(value)[3] if value is not None else 0
+        prefix = raw[:2 + length]
+        txn.put(prefix + _U64.pack(activity) + _key(context_id), b"", db=dbs.tagact)
+        txn.put(_key(context_id), raw[2:2 + length], db=dbs.ctxtag)
+        _add(txn, dbs, b"t" + prefix, 1)
+    for raw_key in txn.cursor(db=dbs.children).iternext(keys=True, values=False):
+        _add(txn, dbs, b"c" + bytes(raw_key)[:8], 1)
 
 
 def move_head(w: WriteContext, context_id: int, expected: int, new_head: int, new_depth: int) -> None:
@@ -135,6 +224,11 @@ def move_head(w: WriteContext, context_id: int, expected: int, new_head: int, ne
     if activity != w.now_ms:
         w.txn.delete(_U64.pack(activity) + key, db=w.dbs.activity)
         w.txn.put(_U64.pack(w.now_ms) + key, b"", db=w.dbs.activity)
+        tag = w.txn.get(key, db=w.dbs.ctxtag)
+        if tag is not None:
+            prefix = _U16.pack(len(tag)) + bytes(tag)
+            w.txn.delete(prefix + _U64.pack(activity) + key, db=w.dbs.tagact)
+            w.txn.put(prefix + _U64.pack(w.now_ms) + key, b"", db=w.dbs.tagact)
 
 
 def ids_by_activity(txn: Any, dbs: Any) -> Iterator[int]:
@@ -148,29 +242,38 @@ def ids_by_activity(txn: Any, dbs: Any) -> Iterator[int]:
             return
 
 
-def ids_by_tag(txn: Any, dbs: Any, tag: str) -> list[int]:
-    """Ids of the contexts created with exactly ``tag``."""
+def ids_by_tag(txn: Any, dbs: Any, tag: str, limit: int) -> list[int]:
+    """Ids of up to ``limit`` contexts created with exactly ``tag``, newest activity first; O(limit)."""
     prefix = _tag_prefix(tag)
-    cursor = txn.cursor(db=dbs.tags)
     found: list[int] = []
-    if not cursor.set_range(prefix):
+    if limit <= 0:
         return found
-    for key in cursor.iternext(keys=True, values=False):
+    cursor = txn.cursor(db=dbs.tagact)
+    # The first key past the prefix: every key of this tag sorts below it.
+    if cursor.set_range(prefix + b"\xff" * 17):
+        moved = cursor.prev()
+    else:
+        moved = cursor.last()
+    while moved:
+        key = cursor.key()
         if not key.startswith(prefix):
             break
-        found.append(_U64.unpack_from(key, len(prefix))[0])
+        found.append(_U64.unpack_from(key, len(prefix) + 8)[0])
+        if len(found) >= limit:
+            break
+        moved = cursor.prev()
     return found
 
 
-def child_ids(txn: Any, dbs: Any, context_id: int) -> list[int]:
-    """Direct children of a context, oldest first."""
+def child_ids(txn: Any, dbs: Any, context_id: int, limit: int | None = None) -> list[int]:
+    """Direct children of a context, oldest first; at most ``limit`` of them."""
     prefix = _key(context_id)
     cursor = txn.cursor(db=dbs.children)
     found: list[int] = []
     if not cursor.set_range(prefix):
         return found
     for key in cursor.iternext(keys=True, values=False):
-        if not key.startswith(prefix):
+        if not key.startswith(prefix) or (limit is not None and len(found) >= limit):
             break
         found.append(_U64.unpack_from(key, 8)[0])
     return found

@@ -17,11 +17,17 @@ name           owner                       holds
 ``idem``       :mod:`.idempotency`         idempotency keys
 ``bundles``    :mod:`.bundles`             registry bundles
 ``bundleseq``  :mod:`.bundles`             publish order
+``tagact``     :mod:`.contexts`            per-tag activity index
+``ctxtag``     :mod:`.contexts`            each tagged context's tag
+``counts``     :mod:`.contexts`            per-tag and per-parent totals
 =============  ==========================  =====================
 
 ``meta`` key ``b"format"`` holds the format parameters as JSON. They are
 written when the store is created and compared on every open; a mismatch is a
-:class:`~cxdb.errors.FormatMismatch`, never silent misreading.
+:class:`~cxdb.errors.FormatMismatch`, never silent misreading. A store of format
+1 (before ``tagact``, ``ctxtag`` and ``counts``) opens with :attr:`Environment.upgrade`
+set, and the store builds those indexes before it serves (see
+:meth:`Environment.upgraded`).
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,9 +48,10 @@ from ..errors import FormatMismatch, StoreClosed, StoreError, StoreFull
 
 __all__ = ["FORMAT", "Dbs", "Environment"]
 
-FORMAT: dict[str, Any] = {"format_version": 1, "hash": HASH_NAME, "codec": CODEC_NAME, "int_keys": "u64be"}
+FORMAT: dict[str, Any] = {"format_version": 2, "hash": HASH_NAME, "codec": CODEC_NAME, "int_keys": "u64be"}
+_UPGRADABLE = ({**FORMAT, "format_version": 1},)
 _DB_NAMES = ("meta", "blobs", "turns", "contexts", "ctxmeta", "activity", "tags", "children", "idem",
-             "bundles", "bundleseq")
+             "bundles", "bundleseq", "tagact", "ctxtag", "counts")
 MAX_MAP_SIZE = 1 << 44
 
 
@@ -63,6 +70,9 @@ class Dbs:
     idem: Any
     bundles: Any
     bundleseq: Any
+    tagact: Any
+    ctxtag: Any
+    counts: Any
 
 
 class _Gate:
@@ -145,6 +155,8 @@ class Environment:
             raise StoreError("cannot open the store", {"path": str(path), "reason": str(exc)}) from exc
         self._gate = _Gate()
         self._closed = False
+        self.upgrade = False
+        """The store is of an older format that :meth:`upgraded` brings up to date."""
         try:
             self._env.reader_check()
             self.dbs = Dbs(**{name: self._env.open_db(name.encode()) for name in _DB_NAMES})
@@ -163,9 +175,20 @@ class Environment:
                     txn.put(b"format", orjson.dumps(FORMAT), db=self.dbs.meta)
                     return
         found = orjson.loads(stored)
+        if found in _UPGRADABLE:
+            self.upgrade = True
+            return
         if found != FORMAT:
             raise FormatMismatch("the data directory was written in another format",
                                  {"path": str(self.path), "expected": FORMAT, "found": found})
+
+    def upgraded(self, build: Callable[[Any], None]) -> None:
+        """Bring a store of an older format up to date: ``build`` writes what it lacks, in the same
+        transaction that records the current format, so a crash leaves the old format whole."""
+        with self._env.begin(write=True) as txn:
+            build(txn)
+            txn.put(b"format", orjson.dumps(FORMAT), db=self.dbs.meta)
+        self.upgrade = False
 
     def read(self) -> _Read:
         """A short read transaction, as a context manager; never hold it across an ``await``."""

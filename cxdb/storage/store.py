@@ -74,6 +74,8 @@ class Store:
         self._codec = codec or BlobCodec()
         self._env = Environment(self.path, map_size=map_size)
         self._dbs = self._env.dbs
+        if self._env.upgrade:
+            self._env.upgraded(lambda txn: contexts.build_indexes(txn, self._dbs))
         with self._env.read() as txn:
             current = read_one(txn, self._dbs.meta, "dict_current")
             for dict_id, data in dictionaries.load_all(txn, self._dbs.meta):
@@ -215,7 +217,7 @@ class Store:
             return contexts.require(txn, self._dbs, context_id)
 
     def list_contexts(self, limit: int, tag: str | None = None) -> tuple[list[ContextRecord], int]:
-        """Up to ``limit`` contexts, newest activity first, and how many match in all."""
+        """Up to ``limit`` contexts, newest activity first, and how many match in all; O(limit)."""
         with self._env.read() as txn:
             if tag is None:
                 total = read_one(txn, self._dbs.meta, "contexts")
@@ -225,27 +227,38 @@ class Store:
                         break
                     found.append(contexts.require(txn, self._dbs, context_id))
                 return found, total
-            tagged = [contexts.require(txn, self._dbs, cid) for cid in contexts.ids_by_tag(txn, self._dbs, tag)]
-            tagged.sort(key=lambda c: (c.last_activity_ms, c.context_id), reverse=True)
-            return tagged[:limit], len(tagged)
+            ids = contexts.ids_by_tag(txn, self._dbs, tag, limit)
+            return ([contexts.require(txn, self._dbs, cid) for cid in ids],
+                    contexts.tag_count(txn, self._dbs, tag))
 
     def children(self, context_id: int, recursive: bool = False,
                  limit: int = 256) -> tuple[list[ContextRecord], int]:
-        """Child contexts (breadth first when recursive), up to ``limit``, and how many there are."""
+        """Child contexts (breadth first when recursive), up to ``limit``, and how many there are.
+
+        Direct children are counted from a counter; a recursive count walks the index keys of the
+        subtree, and only the listed contexts are loaded.
+        """
         with self._env.read() as txn:
             contexts.require(txn, self._dbs, context_id, with_meta=False)
-            ids: list[int] = []
-            frontier = [context_id]
-            while frontier:
-                level = [child for parent in frontier for child in contexts.child_ids(txn, self._dbs, parent)]
-                ids.extend(level)
-                frontier = level if recursive else []
-            found = [contexts.require(txn, self._dbs, cid) for cid in ids[:limit]]
-            return found, len(ids)
+            if not recursive:
+                ids = contexts.child_ids(txn, self._dbs, context_id, limit)
+                total = contexts.child_count(txn, self._dbs, context_id)
+            else:
+                ids = []
+                total = 0
+                frontier = [context_id]
+                while frontier:
+                    level = [child for parent in frontier for child in contexts.child_ids(txn, self._dbs, parent)]
+                    total += len(level)
+                    ids.extend(level[:max(0, limit - len(ids))])
+                    frontier = level
+            return [contexts.require(txn, self._dbs, cid) for cid in ids], total
 
-    def child_ids(self, context_id: int) -> list[int]:
+    def child_ids(self, context_id: int, limit: int) -> tuple[list[int], int]:
+        """The first ``limit`` children of a context, oldest first, and how many it has."""
         with self._env.read() as txn:
-            return contexts.child_ids(txn, self._dbs, context_id)
+            return (contexts.child_ids(txn, self._dbs, context_id, limit),
+                    contexts.child_count(txn, self._dbs, context_id))
 
     def get_turn(self, turn_id: int) -> TurnRecord:
         with self._env.read() as txn:
