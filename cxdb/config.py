@@ -37,6 +37,30 @@ def _positive(text: str) -> int:
     return value
 
 
+def _seconds(text: str) -> float:
+    value = float(text)
+    if not 0 < value <= 86_400:
+        raise ValueError(f"must be a number of seconds above 0 and at most 86400: {text!r}")
+    return value
+
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+def _log_level(text: str) -> str:
+    lowered = text.strip().lower()
+    if lowered not in LOG_LEVELS:
+        raise ValueError(f"must be one of {', '.join(LOG_LEVELS)}: {text!r}")
+    return lowered
+
+
+def _map_size(text: str) -> int:
+    value = int(text)
+    if value < 1 << 20:
+        raise ValueError(f"must be at least 1048576 (1 MiB): {text!r}")
+    return value
+
+
 def _port(text: str) -> int:
     value = int(text)
     if not 0 <= value <= 65535:
@@ -75,10 +99,17 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("max_page_bytes", 16 * 1024 * 1024, _positive,
             "Byte budget of one page of turns: a page stops before the turn that would pass it "
             "(one turn is always sent) and its cursor continues from there."),
-    Setting("map_size", 1 << 33, _positive, "Initial LMDB map size in bytes; it grows when full."),
+    Setting("map_size", 1 << 33, _map_size, "Initial LMDB map size in bytes (at least 1 MiB); it grows when full."),
     Setting("max_batch", 512, _positive, "Most write operations committed in one group-commit transaction."),
     Setting("workers", 1, _positive, "Server processes sharing the port (SO_REUSEPORT) and the store."),
-    Setting("log_level", "info", str, "Logging level: debug, info, warning or error."),
+    Setting("header_timeout", 30.0, _seconds,
+            "Seconds a request's head may take to arrive, from its first byte or the connection's start."),
+    Setting("body_timeout", 60.0, _seconds,
+            "Seconds a request body may go without progress; a slow upload that keeps sending survives."),
+    Setting("idle_timeout", 75.0, _seconds, "Seconds an idle keep-alive connection stays open."),
+    Setting("shutdown_grace", 5.0, _seconds,
+            "On SIGTERM/SIGINT, seconds requests already received get to finish; a second signal exits at once."),
+    Setting("log_level", "info", _log_level, "Logging level: debug, info, warning or error."),
 )
 
 
@@ -98,6 +129,10 @@ class Settings:
     map_size: int = 1 << 33
     max_batch: int = 512
     workers: int = 1
+    header_timeout: float = 30.0
+    body_timeout: float = 60.0
+    idle_timeout: float = 75.0
+    shutdown_grace: float = 5.0
     log_level: str = "info"
 
     def replace(self, **changes: Any) -> Settings:
@@ -108,8 +143,8 @@ class Settings:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add one flag per setting; unset flags fall back to the environment, then the default."""
     for setting in SETTINGS:
-        if setting.parse is _bool:
-            parser.add_argument(setting.flag, dest=setting.name, action="store_const", const="1",
+        if setting.parse is _bool:  # --name and --no-name, so a flag can override the environment either way
+            parser.add_argument(setting.flag, dest=setting.name, action=argparse.BooleanOptionalAction,
                                 default=None, help=f"{setting.help} [{setting.env}]")
         else:
             parser.add_argument(setting.flag, dest=setting.name, default=None,
@@ -138,6 +173,9 @@ def settings_from(args: argparse.Namespace | None, environ: Mapping[str, str],
             raw = environ.get(setting.env)
             source = setting.env
         if raw is None:
+            continue
+        if isinstance(raw, bool):  # from --name / --no-name
+            values[setting.name] = raw
             continue
         try:
             values[setting.name] = setting.parse(raw)

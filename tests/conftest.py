@@ -6,6 +6,7 @@ import os
 import re
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -52,11 +53,13 @@ def make_client(aiohttp_client: Any, tmp_path: Path) -> Any:
 class LiveServer:
     """``cxdb serve --port 0`` in a subprocess."""
 
-    def __init__(self, data_dir: Path, *extra: str, env: dict[str, str] | None = None) -> None:
+    def __init__(self, data_dir: Path, *extra: str, env: dict[str, str] | None = None,
+                 preexec_fn: Any = None) -> None:
         self.data_dir = data_dir
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "cxdb", "serve", "--data-dir", str(data_dir), "--port", "0", *extra],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})})
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})},
+            preexec_fn=preexec_fn)
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()
         match = re.search(r"listening on (http://\S+)", line)
@@ -64,22 +67,42 @@ class LiveServer:
             self.proc.kill()
             raise RuntimeError(f"server did not start: {line!r} {self.proc.stderr.read() if self.proc.stderr else ''}")
         self.url = match.group(1)
+        self._stderr: list[str] = []
+        # Drained all along, so a server that logs a lot never blocks on a full pipe.
+        self._drain = threading.Thread(target=self._read_stderr, daemon=True)
+        self._drain.start()
+        self.host, port = self.url.removeprefix("http://").rsplit(":", 1)
+        self.port = int(port)
 
     def stop(self, timeout: float = 20) -> int:
         if self.proc.poll() is None:
             self.proc.terminate()
         code = self.proc.wait(timeout=timeout)
+        self.close_streams()
+        return code
+
+    def _read_stderr(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            self._stderr.append(line)
+
+    @property
+    def stderr_text(self) -> str:
+        """What the server has written to stderr so far."""
+        return "".join(self._stderr)
+
+    def close_streams(self) -> str:
+        """Close the pipes (the server has exited); everything it wrote to stderr."""
+        self._drain.join(timeout=10)
         for stream in (self.proc.stdout, self.proc.stderr):
             if stream is not None:
                 stream.close()
-        return code
+        return self.stderr_text
 
     def kill(self) -> None:
         self.proc.kill()
         self.proc.wait(timeout=20)
-        for stream in (self.proc.stdout, self.proc.stderr):
-            if stream is not None:
-                stream.close()
+        self.close_streams()
 
 
 @pytest.fixture

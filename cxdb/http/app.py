@@ -12,6 +12,7 @@ from . import contexts, registry, system, turns
 from .cors import cors_middleware
 from .errors import error_middleware
 from .keys import SERVICE, SETTINGS
+from .server import deadline_middleware
 
 __all__ = ["create_app"]
 
@@ -21,7 +22,8 @@ def create_app(settings: Settings, service: Service | None = None) -> web.Applic
     draining the writer so every acknowledged append is on disk.
     """
     app = web.Application(client_max_size=settings.max_body_bytes,
-                          middlewares=[cors_middleware(settings.cors_origins), error_middleware])
+                          middlewares=[deadline_middleware, cors_middleware(settings.cors_origins),
+                                       error_middleware])
     app[SETTINGS] = settings
     app[turns.PAGE_QUERIES] = turns.page_query_cache()
     # Registration order is match order among paths that share a prefix: the hot routes first.

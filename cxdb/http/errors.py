@@ -84,8 +84,11 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         # Nobody reads this answer; aiohttp drops it quietly when the transport is gone.
         return error_response(BadRequest("The client disconnected", {}))
     except CxdbError as exc:
-        if status_for(exc) >= 500:
+        status = status_for(exc)
+        if status == 500:
             log.error("%s %s failed: %s", request.method, request.path, exc.message, exc_info=exc)
+        elif status > 500:  # a known condition (full disk, closing): one line, no traceback
+            log.warning("%s %s: %s", request.method, request.path, exc.message)
         return error_response(exc)
     except web.HTTPException as exc:
         if exc.status < 400:

@@ -33,6 +33,8 @@ set, and the store builds those indexes before it serves (see
 from __future__ import annotations
 
 import contextlib
+import errno
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -46,7 +48,7 @@ import orjson
 from ..codec import CODEC_NAME, HASH_NAME
 from ..errors import FormatMismatch, StoreClosed, StoreError, StoreFull
 
-__all__ = ["FORMAT", "Dbs", "Environment"]
+__all__ = ["FORMAT", "Dbs", "Environment", "no_space"]
 
 FORMAT: dict[str, Any] = {"format_version": 2, "hash": HASH_NAME, "codec": CODEC_NAME, "int_keys": "u64be"}
 _UPGRADABLE = ({**FORMAT, "format_version": 1},)
@@ -138,37 +140,117 @@ class _Read:
         self._env._gate.exit_shared()
 
 
+LOW_SPACE_BYTES = 4 * 1024 * 1024
+"""Below this much free space, a failed write is taken to be a full disk."""
+
+
+def no_space(path: Path) -> StoreFull:
+    where = str(path.resolve())
+    return StoreFull(f"no space left on device at {where}", {"data_dir": where})
+
+
+def _no_space(path: Path, exc: BaseException) -> bool:
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    try:
+        stat = os.statvfs(path if path.exists() else path.parent)
+    except OSError:
+        return False
+    return stat.f_bavail * stat.f_frsize < LOW_SPACE_BYTES
+
+
+def _preallocate_lock(path: Path, max_readers: int, readonly: bool) -> None:
+    """Give the lock file its blocks before LMDB maps it.
+
+    LMDB extends a new lock file with ftruncate and maps it: on a full filesystem the first write
+    to the mapping then kills the process with SIGBUS. Allocating the blocks first turns that into
+    an ordinary ENOSPC here. (A larger lock file only gives LMDB room for more readers.)
+    """
+    lock = path / "lock.mdb"
+    size = 4096 + 64 * max_readers
+    try:
+        if lock.exists() and lock.stat().st_size >= size:
+            return
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        if readonly and exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+            return  # a read-only copy: LMDB reads it without a lock file of its own
+        if exc.errno == errno.ENOSPC:
+            raise no_space(path) from exc
+        raise StoreError("cannot open the store's lock file", {"path": str(lock), "reason": exc.strerror}) from exc
+    try:
+        os.posix_fallocate(fd, 0, size)
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise no_space(path) from exc
+        if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL):  # filesystems without fallocate
+            raise StoreError("cannot allocate the store's lock file",
+                             {"path": str(lock), "reason": exc.strerror}) from exc
+    finally:
+        os.close(fd)
+
+
 class Environment:
     """An open LMDB environment with its sub-databases and persisted format.
 
     Readers use :meth:`read`; only the writer thread uses :meth:`begin_write`.
     """
 
-    def __init__(self, path: Path, map_size: int = 1 << 33, max_readers: int = 1024) -> None:
-        path.mkdir(parents=True, exist_ok=True)
+    def __init__(self, path: Path, map_size: int = 1 << 33, max_readers: int = 1024, readonly: bool = False) -> None:
+        """Open (and, unless ``readonly``, create) the environment at ``path``.
+
+        ``readonly`` opens an existing store only, and works on a read-only copy of one too.
+        """
         self.path = path
+        self.readonly = readonly
+        if readonly:
+            if not (path / "data.mdb").is_file():
+                raise StoreError(f"no cxdb store at {path.resolve()}", {"path": str(path.resolve())})
+        else:
+            path.mkdir(parents=True, exist_ok=True)
+        _preallocate_lock(path, max_readers, readonly)
         try:
             self._env = lmdb.open(str(path), map_size=map_size, max_dbs=len(_DB_NAMES) + 2,
                                   max_readers=max_readers, subdir=True, sync=True, metasync=True,
-                                  readahead=False, lock=True)
+                                  readahead=False, lock=True, readonly=readonly, create=not readonly)
         except lmdb.Error as exc:
+            if _no_space(path, exc):
+                raise no_space(path) from exc
             raise StoreError("cannot open the store", {"path": str(path), "reason": str(exc)}) from exc
         self._gate = _Gate()
         self._closed = False
         self.upgrade = False
         """The store is of an older format that :meth:`upgraded` brings up to date."""
         try:
-            self._env.reader_check()
-            self.dbs = Dbs(**{name: self._env.open_db(name.encode()) for name in _DB_NAMES})
+            if not readonly:
+                self._env.reader_check()
+            self.dbs = Dbs(**{name: self._open_db(name) for name in _DB_NAMES})
             self._check_format()
         except BaseException:
             self._env.close()
             raise
 
+    def _open_db(self, name: str) -> Any:
+        try:
+            return self._env.open_db(name.encode(), create=not self.readonly)
+        except lmdb.NotFoundError as exc:  # read-only, and the store predates this sub-database
+            raise StoreError(f"the store at {self.path.resolve()} is of an older format: start `cxdb serve` on "
+                             "it once to upgrade it", {"path": str(self.path.resolve())}) from exc
+
+    def disk_full(self, exc: BaseException) -> StoreFull | None:
+        """The error to report when ``exc`` came from a full disk, else None.
+
+        LMDB reports a write that found no space as an I/O error at commit, so the filesystem is
+        asked: almost no space left means that is what happened.
+        """
+        return no_space(self.path) if _no_space(self.path, exc) else None
+
     def _check_format(self) -> None:
         with self._env.begin() as txn:
             stored = txn.get(b"format", db=self.dbs.meta)
         if stored is None:
+            if self.readonly:
+                raise StoreError(f"no cxdb store at {self.path.resolve()}", {"path": str(self.path.resolve())})
             with self._env.begin(write=True) as txn:
                 stored = txn.get(b"format", db=self.dbs.meta)
                 if stored is None:
@@ -176,6 +258,9 @@ class Environment:
                     return
         found = orjson.loads(stored)
         if found in _UPGRADABLE:
+            if self.readonly:
+                raise StoreError(f"the store at {self.path.resolve()} is of an older format: start `cxdb serve` "
+                                 "on it once to upgrade it", {"path": str(self.path.resolve())})
             self.upgrade = True
             return
         if found != FORMAT:

@@ -69,10 +69,15 @@ class Store:
 
     def __init__(self, path: Path | str, *, map_size: int = 1 << 33, max_batch: int = 512,
                  clock: Callable[[], float] = time.time, codec: BlobCodec | None = None,
-                 dictionary_after: int = 2000, dictionary_size: int = 64 * 1024) -> None:
+                 dictionary_after: int = 2000, dictionary_size: int = 64 * 1024, readonly: bool = False) -> None:
+        """Open the store at ``path``, creating it unless ``readonly``.
+
+        ``readonly`` opens an existing store for reading only (``check``, ``backup``), and works on a
+        read-only copy; writes then raise StoreClosed.
+        """
         self.path = Path(path)
         self._codec = codec or BlobCodec()
-        self._env = Environment(self.path, map_size=map_size)
+        self._env = Environment(self.path, map_size=map_size, readonly=readonly)
         self._dbs = self._env.dbs
         if self._env.upgrade:
             self._env.upgraded(lambda txn: contexts.build_indexes(txn, self._dbs))
@@ -81,6 +86,8 @@ class Store:
             for dict_id, data in dictionaries.load_all(txn, self._dbs.meta):
                 self._codec.add_dictionary(dict_id, data, use=dict_id == current)
         self._writer = Writer(self._env, max_batch=max_batch, clock=clock)
+        if readonly:
+            self._writer.close()  # no thread; every write is refused as on a closed store
         # Cursors known to be on a context's chain: (context, head, cursor) -> the cursor's parent.
         self._cursors: LruCache[tuple[int, int, int], int] = LruCache(65_536)
         self._trainer = DictionaryTrainer(self._codec, self._writer.submit, threshold=dictionary_after,

@@ -159,6 +159,12 @@ class Writer:
                 self._fail_all(batch, exc)
                 return
             except Exception as exc:
+                full = self._env.disk_full(exc)
+                if full is not None:
+                    # Reads go on, and writes succeed again as soon as space is freed.
+                    log.warning("write refused: %s (%s)", full.message, exc)
+                    self._fail_all(batch, full)
+                    return
                 log.exception("write transaction failed")
                 self._fail_all(batch, StoreError("the write transaction failed", {"reason": type(exc).__name__}))
                 return
