@@ -68,3 +68,17 @@ def test_examples_run(doc: Path, tmp_path: Path) -> None:
                 f"--- stderr\n{result.stderr}")
     finally:
         assert server.stop() == 0
+
+
+@pytest.mark.skipif(shutil.which("curl") is None or shutil.which("jq") is None, reason="curl and jq are needed")
+def test_the_blob_example_runs_alone(tmp_path: Path) -> None:
+    """A reader who jumps to the blob section has a fresh server, not the state earlier examples left."""
+    body = next(code for lang, code in blocks(REPO / "docs" / "http-api.md") if "/v1/blobs/" in code)
+    server = LiveServer(tmp_path / "data")
+    try:
+        result = subprocess.run(["bash", "-c", "set -euo pipefail\n" + CURL_WRAPPER + localize(body, server)],
+                                cwd=REPO, capture_output=True, text=True, timeout=60, env=ENV)
+        assert result.returncode == 0, result.stderr
+        assert "'hi'" in result.stdout and "1706615000000" in result.stdout
+    finally:
+        assert server.stop() == 0

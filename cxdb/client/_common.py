@@ -8,9 +8,9 @@ from urllib.parse import quote, urlencode
 
 import orjson
 
-from ..errors import CxdbError, Unprocessable, error_class
+from ..errors import CxdbError, TransportError, Unprocessable, error_class
 
-__all__ = ["Record", "bundle_body", "error_from", "query", "quote_id", "to_record", "turn_body"]
+__all__ = ["Record", "bundle_body", "error_from", "query", "quote_id", "to_record", "transport_error", "turn_body"]
 
 class Record(dict[str, Any]):
     """A JSON object that also allows attribute access: ``ctx.context_id``."""
@@ -40,6 +40,15 @@ def error_from(status: int, body: bytes) -> CxdbError:
     except (orjson.JSONDecodeError, KeyError, TypeError):
         text = body[:200].decode(errors="replace")
         return klass(f"HTTP {status}: {text}", {}, status=status)
+
+
+def transport_error(base_url: str, cause: BaseException | None, sent: bool) -> TransportError:
+    """What went wrong talking to the server, and whether the request may have been applied."""
+    reason = str(cause) or type(cause).__name__
+    if not sent:
+        return TransportError(f"cannot reach {base_url}: {reason}", {"reason": reason, "request_sent": False})
+    return TransportError(f"the connection to {base_url} failed after the request was sent, so it may or may "
+                          f"not have been applied: {reason}", {"reason": reason, "request_sent": True})
 
 
 def query(**params: Any) -> str:

@@ -8,8 +8,7 @@ from typing import Any
 
 import aiohttp
 
-from ..errors import TransportError
-from ._common import error_from
+from ._common import error_from, transport_error
 from .methods import Call, Methods, Response
 from .sync import DEFAULT_URL
 
@@ -40,8 +39,10 @@ class AsyncClient(Methods[Awaitable[Any]]):
                                              headers=headers) as reply:
                 body = await reply.read()
                 response = Response(reply.status, {k.lower(): v for k, v in reply.headers.items()}, body)
+        except (aiohttp.ClientConnectorError, aiohttp.InvalidURL) as exc:  # no connection: nothing was sent
+            raise transport_error(self.base_url, exc, sent=False) from exc
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            raise TransportError(f"cannot reach {self.base_url}", {"reason": str(exc)}) from exc
+            raise transport_error(self.base_url, exc, sent=True) from exc
         if response.status >= 400:
             raise error_from(response.status, response.body)
         return call.parse(response)

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import http.client
+import threading
 from collections.abc import Iterator, Mapping
 from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit
 
 from ..errors import TransportError
-from ._common import error_from
+from ._common import error_from, transport_error
 from .methods import Call, Methods, Response
 
 __all__ = ["Client"]
@@ -18,12 +19,23 @@ DEFAULT_URL = "http://127.0.0.1:9010"
 _RETRYABLE = frozenset({"GET", "PUT"})
 
 
+class _Unsent(Exception):
+    """The request did not reach the server: connecting or sending it failed."""
+
+
+class _Lost(Exception):
+    """The request was sent, but no complete answer came back."""
+
+
 class Client(Methods[Any]):
     """A cxdb client. Every method makes one request and returns its JSON as a :class:`Record`.
 
     Errors come back as typed exceptions (``NotFound``, ``Conflict`` …) carrying
-    ``code``, ``message``, ``details`` and ``status``; a server that cannot be
-    reached raises :class:`~cxdb.errors.TransportError`.
+    ``code``, ``message``, ``details`` and ``status``; a failure to talk to the server
+    raises :class:`~cxdb.errors.TransportError`, whose ``details["request_sent"]`` says
+    whether the server may have applied the request.
+
+    One client can be shared by threads: each thread gets a keep-alive connection of its own.
     """
 
     def __init__(self, base_url: str = DEFAULT_URL, timeout: float = 30.0,
@@ -36,13 +48,19 @@ class Client(Methods[Any]):
         self._host, self._port, self._tls = parts.hostname, parts.port, parts.scheme == "https"
         self._timeout = timeout
         self._headers = {"Accept": "application/json", **(headers or {})}
-        self._conn: http.client.HTTPConnection | None = None
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._all: set[http.client.HTTPConnection] = set()
 
     def _connection(self) -> http.client.HTTPConnection:
-        if self._conn is None:
+        conn: http.client.HTTPConnection | None = getattr(self._local, "conn", None)
+        if conn is None:
             klass = http.client.HTTPSConnection if self._tls else http.client.HTTPConnection
-            self._conn = klass(self._host, self._port, timeout=self._timeout)
-        return self._conn
+            conn = klass(self._host, self._port, timeout=self._timeout)
+            self._local.conn = conn
+            with self._lock:
+                self._all.add(conn)
+        return conn
 
     def _exchange(self, call: Call) -> Response:
         conn = self._connection()
@@ -50,34 +68,41 @@ class Client(Methods[Any]):
         headers.update(call.headers)
         if call.body is not None:
             headers["Content-Type"] = "application/json"
-        conn.request(call.method, self._prefix + call.path, body=call.body, headers=headers)
-        reply = conn.getresponse()
-        body = reply.read()
+        try:
+            conn.request(call.method, self._prefix + call.path, body=call.body, headers=headers)
+        except (OSError, http.client.HTTPException) as exc:
+            raise _Unsent(exc) from exc
+        try:
+            reply = conn.getresponse()
+            body = reply.read()
+        except (OSError, http.client.HTTPException) as exc:
+            raise _Lost(exc) from exc
         if reply.will_close:
             self._drop()
         return Response(reply.status, {k.lower(): v for k, v in reply.getheaders()}, body)
 
     def _run(self, call: Call) -> Any:
-        reused = self._conn is not None and self._conn.sock is not None
+        reused = getattr(self._local, "conn", None) is not None and self._local.conn.sock is not None
         try:
             response = self._exchange(call)
-        except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError) as exc:
+        except (_Unsent, _Lost) as exc:
             self._drop()
-            if not reused or call.method not in _RETRYABLE:
-                raise TransportError(f"cannot reach {self.base_url}", {"reason": str(exc)}) from exc
-            # The server closed an idle keep-alive connection, most likely before reading this
-            # request; only requests that are safe to repeat are sent again.
+            cause = exc.__cause__
+            # A kept-alive connection the server closed while idle fails like this before the server read
+            # anything; requests that are safe to repeat are sent once more on a fresh connection.
+            if not (reused and call.method in _RETRYABLE):
+                raise self._transport_error(exc, cause) from cause
             try:
                 response = self._exchange(call)
-            except (OSError, http.client.HTTPException) as again:
+            except (_Unsent, _Lost) as again:
                 self._drop()
-                raise TransportError(f"cannot reach {self.base_url}", {"reason": str(again)}) from again
-        except (TimeoutError, OSError, http.client.HTTPException) as exc:
-            self._drop()
-            raise TransportError(f"cannot reach {self.base_url}", {"reason": str(exc)}) from exc
+                raise self._transport_error(again, again.__cause__) from again.__cause__
         if response.status >= 400:
             raise error_from(response.status, response.body)
         return call.parse(response)
+
+    def _transport_error(self, failure: Exception, cause: BaseException | None) -> TransportError:
+        return transport_error(self.base_url, cause, sent=isinstance(failure, _Lost))
 
     def iter_turns(self, context_id: int | str, page_size: int = 64, **options: Any) -> Iterator[Any]:
         """Every turn from the head to the root, newest first, one page at a time."""
@@ -90,13 +115,20 @@ class Client(Methods[Any]):
                 return
 
     def _drop(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        conn: http.client.HTTPConnection | None = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+            with self._lock:
+                self._all.discard(conn)
 
     def close(self) -> None:
-        """Close the connection; the client reconnects if used again."""
-        self._drop()
+        """Close every thread's connection; the client reconnects if used again."""
+        with self._lock:
+            connections, self._all = self._all, set()
+        for conn in connections:
+            conn.close()
+        self._local = threading.local()
 
     def __enter__(self) -> Client:
         return self

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import socket
 import subprocess
 import sys
@@ -215,3 +216,46 @@ def test_bundle_published_by_another_process_is_used_on_next_append(live_server:
                                                      "data": {"role": "user", "text": "before"}},
                                     idempotency_key="k1")
         assert replay.turn_id == turns[0].turn_id
+
+
+def test_one_client_shared_by_threads(live_server: LiveServer) -> None:
+    """Each thread gets its own connection: every append succeeds once, none is lost or doubled."""
+    with cxdb.Client(live_server.url) as client:
+        context = client.create_context()
+
+        def work(worker: int) -> list[str]:
+            return [client.append_turn(context.context_id, {"type_id": "t", "type_version": 1,
+                                                            "data": {"w": worker, "i": i}}).turn_id
+                    for i in range(50)]
+
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            ids = [turn_id for batch in pool.map(work, range(8)) for turn_id in batch]
+        assert len(set(ids)) == 400
+        turns = list(client.iter_turns(context.context_id, page_size=1000))
+        assert len(turns) == 400 and {turn.turn_id for turn in turns} == set(ids)
+
+
+def test_transport_errors_say_whether_the_request_was_sent() -> None:
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+
+        def read_then_hang_up() -> None:
+            conn, _ = listener.accept()
+            conn.recv(65536)  # the whole request arrived, and then the connection is lost
+            conn.close()
+
+        thread = threading.Thread(target=read_then_hang_up)
+        thread.start()
+        with cxdb.Client(f"http://127.0.0.1:{port}", timeout=5) as client:
+            with pytest.raises(cxdb.TransportError) as lost:
+                client.create_context()
+        thread.join()
+    assert lost.value.details["request_sent"] is True
+    assert "may or may not have been applied" in lost.value.message
+    with cxdb.Client(f"http://127.0.0.1:{port}", timeout=2) as client:  # nobody listens now
+        with pytest.raises(cxdb.TransportError) as refused:
+            client.create_context()
+    assert refused.value.details["request_sent"] is False
+    assert refused.value.message.startswith("cannot reach")
