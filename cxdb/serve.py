@@ -244,6 +244,9 @@ class _Workers:
         if pid == 0:  # the worker
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             signal.signal(signal.SIGINT, signal.SIG_DFL)
+            # A group of its own: Ctrl-C in a terminal signals the parent's group only, and the parent
+            # forwards it once (a worker that got it twice would take it for the second, urgent one).
+            os.setpgid(0, 0)
             code = 0
             try:
                 _die_with_parent(parent)

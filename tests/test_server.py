@@ -233,3 +233,27 @@ def test_start_up_and_shutdown_lines(tmp_path: Path) -> None:
 def run_cli(*argv: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "cxdb", *argv], capture_output=True, text=True, timeout=60,
                           cwd=cwd)
+
+
+def test_ctrl_c_to_the_process_group_is_one_signal_for_workers(tmp_path: Path) -> None:
+    """A terminal's Ctrl-C signals the whole foreground group: workers must not take the parent's
+    forwarded copy for a second, urgent signal."""
+    server = LiveServer(tmp_path / "data", "--workers", "2", preexec_fn=os.setsid)
+    wait_until(lambda: len(children(server.proc.pid)) == 2)
+    os.killpg(server.proc.pid, signal.SIGINT)
+    assert server.proc.wait(timeout=20) == 0
+    text = server.close_streams()
+    assert "second signal" not in text and "cxdb stopped" in text
+
+
+def test_a_client_gone_mid_body_is_not_a_server_error(live_server: LiveServer) -> None:
+    for _ in range(3):
+        sock = connect(live_server)
+        sock.sendall(b"POST /v1/contexts/create HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{\"client_")
+        time.sleep(0.2)
+        sock.close()
+    time.sleep(0.5)
+    with Client(live_server.url) as client:
+        assert client.health()["status"] == "ok"
+    text = live_server.stderr_text
+    assert "ERROR" not in text and "Traceback" not in text, text

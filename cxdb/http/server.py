@@ -64,10 +64,13 @@ class Guard:
             await asyncio.sleep(SWEEP_SECONDS)
             now = loop.time()
             for connection in list(self.connections):
-                reason = connection.overdue(now, self.header_timeout, self.body_timeout)
-                if reason is not None:
-                    log.debug("closing a connection from %s: %s", connection.peer, reason)
-                    connection.force_close()
+                try:
+                    reason = connection.overdue(now, self.header_timeout, self.body_timeout)
+                    if reason is not None:
+                        log.debug("closing a connection from %s: %s", connection.peer, reason)
+                        connection.force_close()
+                except Exception:  # one odd connection must not end the sweep for every other
+                    log.exception("checking a connection's deadlines failed")
 
     def abort_unfinished(self) -> int:
         """Close every connection that is idle or still receiving a request (head or body); return how

@@ -164,12 +164,15 @@ def _preallocate_lock(path: Path, max_readers: int, readonly: bool) -> None:
 
     LMDB extends a new lock file with ftruncate and maps it: on a full filesystem the first write
     to the mapping then kills the process with SIGBUS. Allocating the blocks first turns that into
-    an ordinary ENOSPC here. (A larger lock file only gives LMDB room for more readers.)
+    an ordinary ENOSPC here. The size is exactly the one LMDB would give it (a 64-byte slot per
+    reader after the first, and a 192-byte header): LMDB reads the number of reader slots from the
+    file's size, and every process sharing the store must see the same table. A lock file that
+    exists already is left as it is.
     """
     lock = path / "lock.mdb"
-    size = 4096 + 64 * max_readers
+    size = (max_readers - 1) * 64 + 192
     try:
-        if lock.exists() and lock.stat().st_size >= size:
+        if lock.exists():
             return
         fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
     except OSError as exc:
