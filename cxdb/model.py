@@ -53,18 +53,45 @@ def iso_utc(millis: int) -> str | None:
             f"{moment.second:02d}.{moment.microsecond // 1000:03d}Z")
 
 
+FLOAT_EXACT = 1 << 53
+"""The largest magnitude up to which every integer is exactly a float."""
+
+
+def _u64_pattern() -> str:
+    """A regular expression matching exactly the canonical decimal spellings of 0 .. 2^64 - 1."""
+    top = str(U64_MAX)
+    branches = ["0", f"[1-9][0-9]{{0,{len(top) - 2}}}"]  # up to 19 digits: all below 2^64
+    for index, digit in enumerate(top):  # 20 digits: agree with the maximum up to a smaller digit
+        if digit == "0":
+            continue
+        low = "1" if index == 0 else "0"
+        upper = str(int(digit) - 1)
+        if int(upper) < int(low):
+            continue
+        rest = len(top) - index - 1
+        branches.append(f"{top[:index]}[{low}-{upper}][0-9]{{{rest}}}" if rest else f"{top[:index]}[{low}-{upper}]")
+    branches.append(top)
+    return "^(?:" + "|".join(branches) + ")$"
+
+
+U64_PATTERN = _u64_pattern()
+
+
 def parse_u64(value: object) -> int:
     """Read a u64 given as a non-negative int or a decimal string.
 
-    Raises ValueError when the value is not one.
+    An integral float (``227.0``) is the integer it names, as in JSON Schema, up to 2^53, where
+    floats stop being exact. Raises ValueError when the value is not one.
     """
     if isinstance(value, bool):
         raise ValueError("a boolean is not an id")
+    if isinstance(value, float) and value.is_integer() and abs(value) <= FLOAT_EXACT:
+        value = int(value)
     if isinstance(value, int):
         number = value
     elif isinstance(value, str):
-        if not value.isascii() or not value.isdigit() or len(value) > 20:
-            raise ValueError("not a decimal integer")
+        if not value.isascii() or not value.isdigit() or len(value) > 20 or (len(value) > 1 and value[0] == "0"):
+            raise ValueError("not a canonical decimal integer")  # one spelling per id: "7", never "007"
         number = int(value)
     else:
         raise ValueError("not an integer or a decimal string")

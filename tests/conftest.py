@@ -19,6 +19,7 @@ from cxdb.config import Settings
 from cxdb.http import create_app
 from cxdb.service import Service
 from cxdb.storage import Store
+from tests.conformance import FAILURES, watch
 
 REPO = Path(__file__).resolve().parent.parent
 BUNDLES = REPO / "registry_bundles"
@@ -37,17 +38,24 @@ def settings(tmp_path: Path) -> Settings:
 
 @pytest.fixture
 async def client(aiohttp_client: Any, settings: Settings) -> AsyncIterator[TestClient[Any, Any]]:
-    yield await aiohttp_client(create_app(settings))
+    app = watch(create_app(settings))
+    yield await aiohttp_client(app)
+    assert app[FAILURES] == [], "responses that do not conform to /openapi.json"
 
 
 @pytest.fixture
-def make_client(aiohttp_client: Any, tmp_path: Path) -> Any:
+async def make_client(aiohttp_client: Any, tmp_path: Path) -> AsyncIterator[Any]:
     """Build a client for an app with changed settings."""
+    apps = []
 
     async def make(**changes: Any) -> TestClient[Any, Any]:
-        return await aiohttp_client(create_app(Settings(data_dir=tmp_path / "data", port=0).replace(**changes)))
+        app = watch(create_app(Settings(data_dir=tmp_path / "data", port=0).replace(**changes)))
+        apps.append(app)
+        return await aiohttp_client(app)
 
-    return make
+    yield make
+    for app in apps:
+        assert app[FAILURES] == [], "responses that do not conform to /openapi.json"
 
 
 class LiveServer:

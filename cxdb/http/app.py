@@ -8,7 +8,7 @@ from aiohttp import web
 
 from ..config import Settings
 from ..service import Service
-from . import contexts, registry, system, turns
+from . import contexts, describe, registry, system, turns
 from .cors import cors_middleware
 from .errors import error_middleware
 from .keys import SERVICE, SETTINGS
@@ -27,7 +27,8 @@ def create_app(settings: Settings, service: Service | None = None) -> web.Applic
     app[SETTINGS] = settings
     app[turns.PAGE_QUERIES] = turns.page_query_cache()
     # Registration order is match order among paths that share a prefix: the hot routes first.
-    for table in (turns.routes, contexts.routes, registry.routes, system.routes):
+    app[describe.SPEC] = describe.spec_bytes()
+    for table in (turns.routes, contexts.routes, registry.routes, system.routes, describe.routes):
         app.router.add_routes(table)
 
     if service is not None:

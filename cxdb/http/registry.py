@@ -16,7 +16,7 @@ routes = web.RouteTableDef()
 CACHE_CONTROL = "public, max-age=31536000, immutable"
 
 
-@routes.put("/v1/registry/bundles/{bundle_id:.+}")
+@routes.put(r"/v1/registry/bundles/{bundle_id:[\s\S]+}")
 async def publish_bundle(request: web.Request) -> web.Response:
     bundle_id = request.match_info["bundle_id"]
     value = await read_json(request, malformed=Unprocessable)
@@ -33,7 +33,7 @@ def _matches(header: str, etag: str) -> bool:
     return "*" in tags or etag in tags or f"W/{etag}" in tags
 
 
-@routes.get("/v1/registry/bundles/{bundle_id:.+}")
+@routes.get(r"/v1/registry/bundles/{bundle_id:[\s\S]+}")
 async def get_bundle(request: web.Request) -> web.Response:
     bundle = request.app[SERVICE].get_bundle(request.match_info["bundle_id"])
     headers = {"ETag": bundle.etag, "Cache-Control": CACHE_CONTROL}

@@ -88,6 +88,8 @@ def _type_version(body: dict[str, Any]) -> int:
     value = body.get("type_version")
     if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 10:
         value = int(value)
+    elif isinstance(value, float) and value.is_integer() and 0 <= value <= _U32_MAX:  # 227.0, as JSON Schema
+        value = int(value)
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= _U32_MAX:
         raise Unprocessable("type_version must be a non-negative integer", {"field": "type_version"})
     return value

@@ -77,3 +77,14 @@ async def test_registry_validation_refuses_what_it_used_to_ignore(client: Client
     if key is not None:
         assert error["details"].get("key") == key, error
     assert (await (await client.get("/v1/registry/bundles")).json())["bundles"] == []
+
+
+@pytest.mark.parametrize("bundle_id", ["line\nbreak", "tab\there", "#hash/and/slashes", "\u00e9\u0085"])
+async def test_any_bundle_id_is_routed(client: Client, bundle_id: str) -> None:
+    from urllib.parse import quote
+
+    body = bundle({"1": {"name": "a", "type": "string"}}, bundle_id=bundle_id)
+    response = await client.put(f"/v1/registry/bundles/{quote(bundle_id, safe='')}", json=body)
+    assert response.status == 201, await response.text()
+    response = await client.get(f"/v1/registry/bundles/{quote(bundle_id, safe='')}")
+    assert response.status == 200 and (await response.json())["bundle_id"] == bundle_id

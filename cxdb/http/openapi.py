@@ -1,0 +1,278 @@
+"""The OpenAPI 3.1 document of every route the server answers: the one description of the API.
+
+Built from Python data, once per app. ``tests/http/test_openapi.py`` checks that it validates as
+OpenAPI 3.1, that every route registered on the router is in it and every path in it is routed, and
+the contract tests validate every JSON body they receive against its schema for that route and status.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .. import __version__
+from ..errors import HTTP_STATUS
+from ..model import U64_PATTERN
+from ..service import RENDER_CHOICES
+
+__all__ = ["build_spec"]
+
+JSON = "application/json"
+U64_MAX = (1 << 64) - 1
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _obj(properties: dict[str, Any], required: list[str] | None = None, extra: bool = False) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": "object", "properties": properties, "additionalProperties": extra}
+    if required is not None:
+        schema["required"] = required
+    return schema
+
+
+U64 = {"type": "string", "pattern": U64_PATTERN}
+ID = {**U64, "description": "A u64 id as a canonical decimal string."}
+ID_OR_NULL = {"oneOf": [ID, {"type": "null"}]}
+ID_IN = {"oneOf": [U64,
+                   {"type": "integer", "minimum": 0, "maximum": U64_MAX}, {"type": "null"}],
+         "description": "A u64 id, as a decimal string or an integer; \"0\" and null mean none."}
+TIME = {"type": "string", "description": "ISO 8601 UTC with milliseconds."}
+TYPE_REF = _obj({"type_id": {"type": "string"}, "type_version": {"type": "integer", "minimum": 0}},
+                ["type_id", "type_version"])
+
+SCHEMAS: dict[str, Any] = {
+    "Error": _obj({"error": _obj({
+        "code": {"type": "string", "enum": sorted({klass.code for klass in HTTP_STATUS})},
+        "message": {"type": "string"},
+        "details": {"type": "object"}}, ["code", "message", "details"])}, ["error"]),
+    "Lineage": _obj({"parent_context_id": ID_OR_NULL, "root_context_id": ID, "fork_turn_id": ID_OR_NULL,
+                     "children": {"type": "array", "items": ID, "maxItems": 256},
+                     "child_count": {"type": "integer", "minimum": 0}},
+                    ["parent_context_id", "root_context_id", "fork_turn_id", "children", "child_count"]),
+    "Context": _obj({"context_id": ID, "head_turn_id": ID, "head_depth": {"type": "integer", "minimum": 0},
+                     "created_at": TIME, "last_activity_at": TIME,
+                     "client_tag": {"type": ["string", "null"]}, "provenance": {"type": ["object", "null"]},
+                     "lineage": _ref("Lineage")},
+                    ["context_id", "head_turn_id", "head_depth", "created_at", "last_activity_at", "client_tag"]),
+    "ContextList": _obj({"contexts": {"type": "array", "items": _ref("Context")},
+                         "total": {"type": "integer", "minimum": 0}}, ["contexts", "total"]),
+    "Children": _obj({"context_id": ID, "children": {"type": "array", "items": _ref("Context")},
+                      "total": {"type": "integer", "minimum": 0}}, ["context_id", "children", "total"]),
+    "CreateContext": _obj({"base_turn_id": ID_IN, "client_tag": {"type": ["string", "null"], "maxLength": 400},
+                           "provenance": {"type": ["object", "null"]}}, extra=True),
+    "ForkContext": _obj({"base_turn_id": {"oneOf": [{**U64, "not": {"const": "0"}},
+                                                     {"type": "integer", "minimum": 1, "maximum": U64_MAX}],
+                                          "description": "An existing turn (\"0\" is 422, a missing turn 404)."},
+                         "client_tag": {"type": ["string", "null"], "maxLength": 400},
+                         "provenance": {"type": ["object", "null"]}}, ["base_turn_id"], extra=True),
+    "Append": {**_obj({"type_id": {"type": "string", "minLength": 1, "maxLength": 400},
+                       "type_version": {"type": "integer", "minimum": 0, "maximum": (1 << 32) - 1},
+                       "data": {"type": "object"}, "payload": {"type": "object"},
+                       "parent_turn_id": ID_IN,
+                       "idempotency_key": {"type": ["string", "null"], "minLength": 1, "maxLength": 400}},
+                      ["type_id", "type_version"], extra=True),
+               "anyOf": [{"required": ["data"]}, {"required": ["payload"]}]},
+    "Appended": _obj({"context_id": ID, "turn_id": ID, "parent_turn_id": ID,
+                      "depth": {"type": "integer", "minimum": 1},
+                      "content_hash": {"type": "string", "pattern": "^[0-9a-f]{64}$"}},
+                     ["context_id", "turn_id", "parent_turn_id", "depth", "content_hash"]),
+    "TurnError": _obj({"code": {"type": "string"}, "message": {"type": "string"}, "path": {"type": "string"}},
+                      ["code", "message"]),
+    "Turn": _obj({
+        "turn_id": ID, "parent_turn_id": ID, "depth": {"type": "integer", "minimum": 1},
+        "declared_type": TYPE_REF,
+        "decoded_as": {"oneOf": [TYPE_REF, {"type": "null"}]},
+        "data": {"description": "The payload: typed (field names) or generic; null when undecodable."},
+        "unknown": {"type": "object"}, "error": _ref("TurnError"),
+        "content_hash_b3": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+        "encoding": {"type": "integer"}, "compression": {"type": "integer", "enum": [0, 1, 2]},
+        "uncompressed_len": {"type": "integer", "minimum": 0},
+        "bytes_b64": {"type": ["string", "null"]}},
+        ["turn_id", "parent_turn_id", "depth", "declared_type"]),
+    "Page": _obj({
+        "meta": _obj({"context_id": ID, "head_turn_id": ID, "head_depth": {"type": "integer", "minimum": 0},
+                      "registry_bundle_id": {"type": ["string", "null"]}},
+                     ["context_id", "head_turn_id", "head_depth", "registry_bundle_id"]),
+        "turns": {"type": "array", "items": _ref("Turn"), "maxItems": 1000},
+        "next_before_turn_id": ID_OR_NULL}, ["meta", "turns", "next_before_turn_id"]),
+    "Bundle": {"type": "object", "required": ["registry_version", "bundle_id"],
+               "properties": {"registry_version": {"const": 1}, "bundle_id": {"type": "string"},
+                              "types": {"type": "object"}, "enums": {"type": "object"}},
+               "description": "A registry bundle; docs/registry.md gives the field descriptors."},
+    "Published": _obj({"bundle_id": {"type": "string"}, "created": {"const": True}}, ["bundle_id", "created"]),
+    "BundleList": _obj({"bundles": {"type": "array", "items": _obj(
+        {"bundle_id": {"type": "string"}, "sequence": {"type": "integer", "minimum": 1}, "published_at": TIME},
+        ["bundle_id", "sequence", "published_at"])}}, ["bundles"]),
+    "TypeList": _obj({"types": {"type": "array", "items": _obj(
+        {"type_id": {"type": "string"}, "latest_version": {"type": "integer"}, "bundle_id": {"type": "string"}},
+        ["type_id", "latest_version", "bundle_id"])}}, ["types"]),
+    "TypeVersion": _obj({"type_id": {"type": "string"}, "type_version": {"type": "integer"},
+                         "fields": {"type": "object"}, "bundle_id": {"type": "string"}},
+                        ["type_id", "type_version", "fields", "bundle_id"]),
+    "Health": _obj({"status": {"const": "ok"}, "version": {"type": "string"},
+                    "uptime_seconds": {"type": "integer", "minimum": 0}}, ["status", "version", "uptime_seconds"]),
+    "Stats": _obj({name: {"type": "integer", "minimum": 0} for name in (
+        "contexts", "turns", "blobs", "storage_bytes", "blob_stored_bytes", "blob_raw_bytes", "dedup_hits")}
+        | {"dedup_hit_rate": {"type": "number", "minimum": 0, "maximum": 1}},
+        ["contexts", "turns", "blobs", "storage_bytes", "dedup_hit_rate"]),
+}
+
+_DESCRIPTIONS = {400: "Bad request: malformed JSON, a bad parameter or path id", 404: "Not found",
+                 405: "Method not allowed", 409: "Conflict", 412: "Precondition failed",
+                 413: "Body too large", 422: "Unprocessable content", 424: "Failed dependency",
+                 500: "Internal error (generic; the log has the details)", 503: "Store closing",
+                 507: "No space left on the device holding the store"}
+_ALWAYS = (400, 500, 503)
+
+
+def _errors(*statuses: int) -> dict[str, Any]:
+    return {str(status): {"description": _DESCRIPTIONS[status], "content": {JSON: {"schema": _ref("Error")}}}
+            for status in sorted({*statuses, *_ALWAYS})}
+
+
+def _ok(status: int, schema: str, description: str, headers: dict[str, Any] | None = None) -> dict[str, Any]:
+    response: dict[str, Any] = {"description": description, "content": {JSON: {"schema": _ref(schema)}}}
+    if headers:
+        response["headers"] = headers
+    return {str(status): response}
+
+
+def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": False, "schema": schema, "description": description}
+
+
+def _path(name: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"name": name, "in": "path", "required": True, "schema": schema}
+
+
+BOOL = {"type": "string", "enum": ["1", "true", "yes", "0", "false", "no"]}
+CONTEXT_ID = _path("context_id", U64)
+BLOCKS = [_query("include_provenance", BOOL, "Include provenance."),
+          _query("include_lineage", BOOL, "Include the lineage block.")]
+PAGE_PARAMS = [
+    _query("limit", {"type": "integer", "minimum": 0, "default": 64},
+           "Most turns (capped at 1000); 0 returns meta and the next cursor only."),
+    _query("before_turn_id", U64,
+           "A turn on this context's chain: the page ends just before it."),
+    _query("view", {"type": "string", "enum": ["typed", "raw", "both"], "default": "typed"}, "What each turn shows."),
+    _query("type_hint_mode", {"type": "string", "enum": ["inherit", "latest", "explicit"], "default": "inherit"},
+           "Which descriptor decodes each turn."),
+    _query("as_type_id", {"type": "string"}, "With type_hint_mode=explicit."),
+    _query("as_type_version", {"type": "integer", "minimum": 0, "maximum": (1 << 32) - 1},
+           "With type_hint_mode=explicit."),
+    _query("include_unknown", BOOL, "Add a turn-level unknown object keyed by tag."),
+    *[_query(name, {"type": "string", "enum": list(allowed), "default": allowed[0]}, f"Render option {name}.")
+      for name, allowed in RENDER_CHOICES.items()],
+]
+IDEMPOTENT = {"Idempotent-Replayed": {"description": "true when an idempotency key replayed an earlier turn",
+                                      "schema": {"type": "string"}}}
+
+
+def _append(summary: str, operation_id: str) -> dict[str, Any]:
+    return {"post": {
+        "summary": summary, "operationId": operation_id, "parameters": [CONTEXT_ID],
+        "requestBody": {"required": True, "content": {JSON: {"schema": _ref("Append")}}},
+        "responses": {**_ok(201, "Appended", "The new turn"),
+                      **_ok(200, "Appended", "An idempotent replay of an earlier turn", IDEMPOTENT),
+                      **_errors(404, 409, 412, 413, 422, 507)}}}
+
+
+def _create(summary: str, operation_id: str, errors: tuple[int, ...], body: str = "CreateContext") -> dict[str, Any]:
+    return {"post": {
+        "summary": summary, "operationId": operation_id,
+        "requestBody": {"required": body == "ForkContext", "content": {JSON: {"schema": _ref(body)}}},
+        "responses": {**_ok(201, "Context", "The new context",
+                            {"Location": {"schema": {"type": "string"}, "description": "The context's URL"}}),
+                      **_errors(*errors)}}}
+
+
+def _get(summary: str, operation_id: str, schema: str, parameters: list[dict[str, Any]] | None = None,
+         errors: tuple[int, ...] = ()) -> dict[str, Any]:
+    return {"get": {"summary": summary, "operationId": operation_id, "parameters": parameters or [],
+                    "responses": {**_ok(200, schema, summary), **_errors(*errors)}}}
+
+
+def _text(summary: str, operation_id: str, media: str, parameters: list[dict[str, Any]] | None = None,
+          errors: tuple[int, ...] = ()) -> dict[str, Any]:
+    return {"get": {"summary": summary, "operationId": operation_id, "parameters": parameters or [],
+                    "responses": {"200": {"description": summary, "content": {media: {"schema": {"type": "string"}}}},
+                                  **_errors(*errors)}}}
+
+
+def _paths() -> dict[str, Any]:
+    bundle_id = _path("bundle_id", {"type": "string", "minLength": 1})
+    return {
+        "/v1/contexts/create": _create("Create a context (or fork, with a base turn)", "createContext",
+                                       (404, 413, 422, 507)),
+        "/v1/contexts": {**_create("Create a context (alias of /v1/contexts/create)", "createContextAlias",
+                                   (404, 413, 422, 507)),
+                         **_get("List contexts, newest activity first", "listContexts", "ContextList", [
+                             _query("limit", {"type": "integer", "minimum": 0, "default": 100},
+                                    "Most contexts (capped at 10,000)."),
+                             _query("tag", {"type": "string"}, "Only contexts with exactly this client_tag."),
+                             *BLOCKS])},
+        "/v1/contexts/fork": _create("Fork a context at an existing turn", "forkContext", (404, 413, 422, 507),
+                                     "ForkContext"),
+        "/v1/contexts/{context_id}": _get("A context", "getContext", "Context", [CONTEXT_ID, *BLOCKS], (404,)),
+        "/v1/contexts/{context_id}/children": _get(
+            "Contexts forked from this one", "listChildren", "Children",
+            [CONTEXT_ID, _query("recursive", BOOL, "Every descendant, breadth first."),
+             _query("limit", {"type": "integer", "minimum": 0, "default": 256}, "Most contexts listed."), *BLOCKS],
+            (404,)),
+        "/v1/contexts/{context_id}/append": _append("Append a turn", "appendTurn"),
+        "/v1/contexts/{context_id}/turns": {
+            **_append("Append a turn (alias of .../append)", "appendTurnAlias"),
+            **_get("A page of turns, oldest first, ending at the head or before a cursor", "getTurns", "Page",
+                   [CONTEXT_ID, *PAGE_PARAMS], (404, 422, 424))},
+        "/v1/registry/bundles": _get("Every bundle in publish order", "listBundles", "BundleList"),
+        "/v1/registry/bundles/{bundle_id}": {
+            "put": {"summary": "Publish a bundle", "operationId": "publishBundle", "parameters": [bundle_id],
+                    "requestBody": {"required": True, "content": {JSON: {"schema": _ref("Bundle")}}},
+                    "responses": {**_ok(201, "Published", "A new bundle was stored"),
+                                  "204": {"description": "An equal bundle was already stored"},
+                                  **_errors(409, 413, 422, 507)}},
+            "get": {"summary": "A bundle as published", "operationId": "getBundle",
+                    "parameters": [bundle_id, {"name": "If-None-Match", "in": "header", "required": False,
+                                               "schema": {"type": "string"}}],
+                    "responses": {**_ok(200, "Bundle", "The bundle"),
+                                  "304": {"description": "Not modified"}, **_errors(404)}}},
+        "/v1/registry/types": _get("Each type's latest version", "listTypes", "TypeList"),
+        "/v1/registry/types/{type_id}/versions/{type_version}": _get(
+            "One version of a type", "getTypeVersion", "TypeVersion",
+            [_path("type_id", {"type": "string", "minLength": 1}),
+             _path("type_version", {"type": "string", "pattern": "^[0-9]{1,10}$"})], (404,)),
+        "/v1/blobs/{content_hash}": {"get": {
+            "summary": "A payload's uncompressed msgpack bytes", "operationId": "getBlob",
+            "parameters": [_path("content_hash", {"type": "string", "pattern": "^[0-9a-fA-F]{64}$"})],
+            "responses": {"200": {"description": "The bytes", "content": {"application/octet-stream": {
+                "schema": {"type": "string", "contentMediaType": "application/octet-stream"}}}}, **_errors(404)}}},
+        "/health": _get("Liveness", "health", "Health"),
+        "/healthz": _get("Liveness (alias)", "healthz", "Health"),
+        "/v1/stats": _get("Store counters, all O(1)", "stats", "Stats"),
+        "/openapi.json": {"get": {"summary": "This document", "operationId": "openapi",
+                                  "responses": {"200": {"description": "OpenAPI 3.1",
+                                                        "content": {JSON: {"schema": {"type": "object"}}}},
+                                                **_errors()}}},
+        "/docs": _text("Swagger UI, served from the package", "docs", "text/html"),
+        "/docs/{asset}": {"get": {
+            "summary": "A Swagger UI asset", "operationId": "docsAsset",
+            "parameters": [_path("asset", {"type": "string"})],
+            "responses": {"200": {"description": "The asset", "content": {"*/*": {"schema": {"type": "string"}}}},
+                          **_errors(404)}}},
+        "/llms.txt": _text("A short guide for LLM agents", "llmsTxt", "text/plain"),
+    }
+
+
+def build_spec() -> dict[str, Any]:
+    """The OpenAPI 3.1 document as a JSON-ready dict."""
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "cxdb", "version": __version__, "license": {"name": "Apache-2.0", "identifier": "Apache-2.0"},
+                 "description": "An AI context store: conversation turns on a DAG, typed by registry bundles. "
+                                "Ids are u64 decimal strings. Every error has the envelope "
+                                "{\"error\": {\"code\", \"message\", \"details\"}}."},
+        "servers": [{"url": "/"}],
+        "paths": _paths(),
+        "components": {"schemas": SCHEMAS},
+    }
