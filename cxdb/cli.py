@@ -24,6 +24,7 @@ import orjson
 from . import __version__
 from .config import Settings, add_arguments, settings_from
 from .errors import CxdbError
+from .logs import configure as configure_logging
 
 __all__ = ["main"]
 
@@ -114,7 +115,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     except ValueError as exc:
         print(f"cxdb: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure_logging(settings.log_level, settings.log_format)
     try:
         if args.command == "serve":
             return _serve_command(settings)

@@ -54,6 +54,21 @@ def _log_level(text: str) -> str:
     return lowered
 
 
+LOG_FORMATS = ("text", "json")
+
+
+def _log_format(text: str) -> str:
+    lowered = text.strip().lower()
+    if lowered not in LOG_FORMATS:
+        raise ValueError(f"must be one of {', '.join(LOG_FORMATS)}: {text!r}")
+    return lowered
+
+
+def _on_off(text: str) -> bool:
+    """A switch given a value (``--access-log off``), unlike the flag pairs of :func:`_bool`."""
+    return _bool(text)
+
+
 def _map_size(text: str) -> int:
     value = int(text)
     if value < 1 << 20:
@@ -110,6 +125,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("shutdown_grace", 5.0, _seconds,
             "On SIGTERM/SIGINT, seconds requests already received get to finish; a second signal exits at once."),
     Setting("log_level", "info", _log_level, "Logging level: debug, info, warning or error."),
+    Setting("log_format", "text", _log_format, "Log lines as text, or as JSON objects (one per line)."),
+    Setting("access_log", True, _on_off, "One log line per request: on or off."),
+    Setting("slow_request_ms", 1000, _positive,
+            "Requests that take this many milliseconds or more are logged at warning level, access log or not."),
 )
 
 
@@ -134,6 +153,9 @@ class Settings:
     idle_timeout: float = 75.0
     shutdown_grace: float = 5.0
     log_level: str = "info"
+    log_format: str = "text"
+    access_log: bool = True
+    slow_request_ms: int = 1000
 
     def replace(self, **changes: Any) -> Settings:
         """A copy with some settings changed."""

@@ -12,7 +12,7 @@ from . import contexts, describe, registry, system, turns
 from .cors import cors_middleware
 from .errors import error_middleware
 from .keys import SERVICE, SETTINGS
-from .server import deadline_middleware
+from .server import request_middleware
 
 __all__ = ["create_app"]
 
@@ -22,7 +22,7 @@ def create_app(settings: Settings, service: Service | None = None) -> web.Applic
     draining the writer so every acknowledged append is on disk.
     """
     app = web.Application(client_max_size=settings.max_body_bytes,
-                          middlewares=[deadline_middleware, cors_middleware(settings.cors_origins),
+                          middlewares=[request_middleware, cors_middleware(settings.cors_origins),
                                        error_middleware])
     app[SETTINGS] = settings
     app[turns.PAGE_QUERIES] = turns.page_query_cache()

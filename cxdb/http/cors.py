@@ -9,6 +9,7 @@ from aiohttp.typedefs import Middleware
 
 from ..errors import NotFound
 from .errors import Handler, error_response
+from .keys import REQUEST_ID
 
 __all__ = ["cors_middleware"]
 
@@ -25,7 +26,7 @@ def cors_middleware(origins: Sequence[str]) -> Middleware:
         if request.method == "OPTIONS":
             methods = _methods(request)
             if methods is None:
-                return error_response(NotFound("No such route", {}))
+                return error_response(NotFound("No such route", {}), request_id=request.get(REQUEST_ID))
             allow = ", ".join(sorted(methods | {"OPTIONS"}))
             response: web.StreamResponse = web.Response(status=204, headers={"Allow": allow})
         else:

@@ -27,6 +27,7 @@ from ..errors import (
     PayloadTooLarge,
     error_class,
 )
+from .keys import REQUEST_ID
 
 __all__ = ["DISCONNECTED", "error_middleware", "error_response", "status_for"]
 
@@ -39,13 +40,18 @@ def status_for(exc: CxdbError) -> int:
     return 500
 
 
-def error_response(exc: CxdbError, headers: dict[str, str] | None = None) -> web.Response:
+def error_response(exc: CxdbError, headers: dict[str, str] | None = None,
+                   request_id: str | None = None) -> web.Response:
+    """The envelope for ``exc``; ``details.request_id`` names the request, so a report can be matched to
+    the server's log lines."""
     status = status_for(exc)
     body = exc.to_dict()
     if status == 500:
         body = {"error": {"code": "INTERNAL_ERROR", "message": "Internal server error", "details": {}}}
     elif status > 500:
         body = {"error": {"code": exc.code, "message": exc.message, "details": {}}}
+    if request_id is not None:
+        body["error"]["details"] = {**body["error"]["details"], "request_id": request_id}
     return web.Response(status=status, body=orjson.dumps(body), content_type="application/json",
                         headers=headers)
 
@@ -69,11 +75,13 @@ DISCONNECTED = (ConnectionResetError, ConnectionAbortedError, BrokenPipeError)
 
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    request_id = request.get(REQUEST_ID)
     try:
         return await handler(request)
     except (HttpProcessingError, RequestPayloadError) as exc:  # bad Content-Encoding, bad chunking
         reason = exc.message if isinstance(exc, HttpProcessingError) else str(exc).split("message:")[-1].strip()
-        response = error_response(BadRequest(f"The request body could not be read: {reason}", {}))
+        response = error_response(BadRequest(f"The request body could not be read: {reason}", {}),
+                                  request_id=request_id)
         # The rest of the body cannot be read either: end it here (aiohttp would try to drain it and log
         # the same failure as unhandled) and close the connection after this answer.
         request.content.feed_eof()
@@ -82,21 +90,22 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except DISCONNECTED as exc:
         log.debug("%s %s: client disconnected: %s", request.method, request.path, exc)
         # Nobody reads this answer; aiohttp drops it quietly when the transport is gone.
-        return error_response(BadRequest("The client disconnected", {}))
+        return error_response(BadRequest("The client disconnected", {}), request_id=request_id)
     except CxdbError as exc:
         status = status_for(exc)
         if status == 500:
             log.error("%s %s failed: %s", request.method, request.path, exc.message, exc_info=exc)
         elif status > 500:  # a known condition (full disk, closing): one line, no traceback
             log.warning("%s %s: %s", request.method, request.path, exc.message)
-        return error_response(exc)
+        return error_response(exc, request_id=request_id)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
         headers: dict[str, Any] = {}
         if exc.status == 405:
             headers["Allow"] = ", ".join(sorted(getattr(exc, "allowed_methods", ()) or ()))
-        return error_response(_from_http(exc), headers=headers or None)
+        return error_response(_from_http(exc), headers=headers or None, request_id=request_id)
     except Exception as exc:
         log.exception("%s %s failed", request.method, request.path)
-        return error_response(CxdbError("Internal server error", {"reason": type(exc).__name__}))
+        return error_response(CxdbError("Internal server error", {"reason": type(exc).__name__}),
+                              request_id=request_id)

@@ -10,10 +10,12 @@ from aiohttp import web
 from ..config import Settings
 from ..service import Service
 
-__all__ = ["SERVICE", "SETTINGS", "json_response"]
+__all__ = ["REQUEST_ID", "SERVICE", "SETTINGS", "json_response"]
 
 SERVICE = web.AppKey("service", Service)
 SETTINGS = web.AppKey("settings", Settings)
+REQUEST_ID = web.RequestKey("request_id", str)
+"""The id of a request: the client's sane ``X-Request-Id``, or a new one."""
 
 
 def json_response(value: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:

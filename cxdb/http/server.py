@@ -19,18 +19,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 from typing import Any
 
 from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
 from aiohttp.http_exceptions import BadHttpMethod
 from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
 
 from ..config import Settings
 from ..errors import BadRequest, CxdbError, error_class
+from ..logs import REQUEST_ID
 from .errors import Handler, error_response
+from .keys import REQUEST_ID as REQUEST_ID_KEY
 
-__all__ = ["Guard", "Runner", "deadline_middleware"]
+__all__ = ["Guard", "Runner", "access_logger", "request_middleware"]
 
 log = logging.getLogger("cxdb.http")
 SWEEP_SECONDS = 1.0
@@ -140,7 +144,8 @@ class Connection(RequestHandler):
             log.log(level, "refused a malformed request from %s: %s", request.remote, message or exc)
             klass = error_class(status, BadRequest)
             error = klass(_first_line(message) or "Malformed request", {})
-        response = error_response(error)
+        request_id = _request_id(None)
+        response = error_response(error, {"X-Request-Id": request_id}, request_id)
         response.force_close()
         return response
 
@@ -162,8 +167,9 @@ class Runner(web.AppRunner):
     """An AppRunner whose connections have deadlines, and whose shutdown waits at most the grace."""
 
     def __init__(self, app: web.Application, settings: Settings) -> None:
-        super().__init__(app, access_log=None, keepalive_timeout=settings.idle_timeout,
-                         shutdown_timeout=settings.shutdown_grace)
+        super().__init__(app, access_log=logging.getLogger("cxdb.access"),
+                         access_log_class=access_logger(settings.access_log, settings.slow_request_ms),
+                         keepalive_timeout=settings.idle_timeout, shutdown_timeout=settings.shutdown_grace)
         self.guard = Guard(settings)
 
     async def _make_server(self) -> web.Server:
@@ -179,15 +185,57 @@ class Runner(web.AppRunner):
         await super().cleanup()
 
 
+MAX_REQUEST_ID = 128
+
+
+def _request_id(given: str | None) -> str:
+    """The client's ``X-Request-Id`` when it is sane (printable ASCII, at most 128 characters), else a new one."""
+    if given and len(given) <= MAX_REQUEST_ID and given.isascii() and given.isprintable() and given.strip():
+        return given
+    return secrets.token_hex(8)
+
+
 @web.middleware
-async def deadline_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Tell the connection a handler has its request: the header deadline ends, the body's begins."""
-    connection = request.protocol
-    if not isinstance(connection, Connection):  # test servers run without deadlines
-        return await handler(request)
-    connection.request = request
-    connection.head_since = None
+async def request_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every request's bookkeeping, in one layer: its id (on its log lines, its error details and the
+    ``X-Request-Id`` header), and telling its connection that a handler has it, so the header
+    deadline ends and the body's begins."""
+    request_id = _request_id(request.headers.get("X-Request-Id"))
+    request[REQUEST_ID_KEY] = request_id
+    token = REQUEST_ID.set(request_id)
+    protocol = request.protocol
+    connection = protocol if isinstance(protocol, Connection) else None  # test servers run without deadlines
+    if connection is not None:
+        connection.request = request
+        connection.head_since = None
     try:
-        return await handler(request)
+        response = await handler(request)
     finally:
-        connection.request = None
+        if connection is not None:
+            connection.request = None
+        REQUEST_ID.reset(token)
+    response.headers["X-Request-Id"] = request_id
+    return response
+
+
+def access_logger(enabled: bool, slow_ms: int) -> type[AbstractAccessLogger]:
+    """The access log: one line per request, at warning level when it took ``slow_ms`` or more (those
+    are logged even when the access log is off)."""
+
+    class AccessLogger(AbstractAccessLogger):
+        def log(self, request: BaseRequest, response: web.StreamResponse, time: float) -> None:
+            duration_ms = round(time * 1000, 3)
+            level = logging.WARNING if duration_ms >= slow_ms else logging.INFO
+            if (level == logging.INFO and not enabled) or not self.logger.isEnabledFor(level):
+                return
+            match_info = getattr(request, "match_info", None)  # absent when the parser refused the request
+            resource = match_info.route.resource if match_info is not None else None
+            route = resource.canonical if resource is not None else "(no route)"
+            request_id = request.get(REQUEST_ID_KEY)
+            self.logger.log(level, "%s %s %d %.1f ms %d B%s", request.method, route, response.status, duration_ms,
+                            response.body_length, " (slow)" if level == logging.WARNING else "",
+                            extra={"method": request.method, "route": route, "status": response.status,
+                                   "duration_ms": duration_ms, "bytes": response.body_length,
+                                   "remote": request.remote, "request_id": request_id})
+
+    return AccessLogger

@@ -369,9 +369,15 @@ async def test_internal_errors_are_generic_and_logged(client: Client, caplog: An
         raise ValueError("secret internals: /srv/cxdb/data.mdb")
 
     service.stats = broken  # type: ignore[method-assign]
-    response = await client.get("/v1/stats")
+    from cxdb.logs import _RequestIdFilter
+
+    caplog.handler.addFilter(_RequestIdFilter())
+    response = await client.get("/v1/stats", headers={"X-Request-Id": "trace-42"})
     error = await expect_error(response, 500, "INTERNAL_ERROR")
-    assert error == {"code": "INTERNAL_ERROR", "message": "Internal server error", "details": {}}
+    assert error == {"code": "INTERNAL_ERROR", "message": "Internal server error",
+                     "details": {"request_id": "trace-42"}}
+    assert response.headers["X-Request-Id"] == "trace-42"
     assert "secret" not in await response.text()
-    assert any("secret internals" in (record.exc_text or "") or record.exc_info for record in caplog.records)
+    logged = [record for record in caplog.records if record.exc_info]
+    assert logged and all(getattr(record, "request_id", None) == "trace-42" for record in logged)
     assert (await client.get("/health")).status == 200
