@@ -124,6 +124,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("idle_timeout", 75.0, _seconds, "Seconds an idle keep-alive connection stays open."),
     Setting("shutdown_grace", 5.0, _seconds,
             "On SIGTERM/SIGINT, seconds requests already received get to finish; a second signal exits at once."),
+    Setting("metrics", True, _on_off, "Serve Prometheus metrics at /metrics: on or off."),
+    Setting("metrics_dir", None, Path,
+            "Directory for the metrics files the workers share (emptied at start-up); default: a fresh "
+            "temporary directory, removed at exit."),
     Setting("log_level", "info", _log_level, "Logging level: debug, info, warning or error."),
     Setting("log_format", "text", _log_format, "Log lines as text, or as JSON objects (one per line)."),
     Setting("access_log", True, _on_off, "One log line per request: on or off."),
@@ -152,6 +156,8 @@ class Settings:
     body_timeout: float = 60.0
     idle_timeout: float = 75.0
     shutdown_grace: float = 5.0
+    metrics: bool = True
+    metrics_dir: Path | None = None
     log_level: str = "info"
     log_format: str = "text"
     access_log: bool = True

@@ -20,11 +20,14 @@ import gc
 import logging
 import os
 import resource
+import shutil
 import signal
 import socket
 import sys
+import tempfile
 import time
 from dataclasses import fields
+from pathlib import Path
 from typing import Any
 
 from . import __version__
@@ -309,6 +312,10 @@ class _Workers:
         return status
 
     def _replace(self, pid: int, code: int, started: float) -> None:
+        if self.settings.metrics_dir is not None:  # its gauges leave the sums; its counters stay counted
+            from prometheus_client import multiprocess
+
+            multiprocess.mark_process_dead(pid, str(self.settings.metrics_dir))  # type: ignore[no-untyped-call]
         how = f"signal {os.WTERMSIG(code)}" if os.WIFSIGNALED(code) else f"exit status {os.WEXITSTATUS(code)}"
         lived = time.monotonic() - started
         # A worker that dies soon after starting will likely die again: wait longer each time.
@@ -329,12 +336,38 @@ def _kill(pid: int, signum: int) -> None:
         pass
 
 
+def _metrics_dir(settings: Settings) -> tuple[Settings, Path | None]:
+    """Prepare prometheus-client's multiprocess directory: the given one emptied, or a fresh temporary
+    one (returned, to be removed at exit).
+
+    prometheus-client picks its multiprocess mode from the environment when its first instrument is
+    made, so the variable is set here, before anything imports it; every worker inherits it.
+    """
+    if not settings.metrics:
+        return settings, None
+    temporary = None
+    if settings.metrics_dir is None:
+        path = temporary = Path(tempfile.mkdtemp(prefix="cxdb-metrics-"))
+    else:
+        path = settings.metrics_dir.resolve()
+        path.mkdir(parents=True, exist_ok=True)
+        for stale in path.glob("*.db"):  # figures of an earlier run would be summed into this one's
+            stale.unlink()
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(path)
+    return settings.replace(metrics_dir=path), temporary
+
+
 def serve(settings: Settings, new_store: bool) -> int:
     """Serve until stopped; the exit status."""
     tune_malloc()
-    if settings.workers > 1:
-        return _Workers(settings, new_store).run()
-    _run(settings, None, new_store)
-    log.info("cxdb stopped")
-    return 0
+    settings, temporary = _metrics_dir(settings)
+    try:
+        if settings.workers > 1:
+            return _Workers(settings, new_store).run()
+        _run(settings, None, new_store)
+        log.info("cxdb stopped")
+        return 0
+    finally:
+        if temporary is not None:
+            shutil.rmtree(temporary, ignore_errors=True)
 

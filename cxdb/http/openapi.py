@@ -261,6 +261,7 @@ def _paths() -> dict[str, Any]:
             "responses": {"200": {"description": "The asset", "content": {"*/*": {"schema": {"type": "string"}}}},
                           **_errors(404)}}},
         "/llms.txt": _text("A short guide for LLM agents", "llmsTxt", "text/plain"),
+        "/metrics": _text("Prometheus metrics, summed over the workers", "metrics", "text/plain", errors=(404,)),
     }
 
 

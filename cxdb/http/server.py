@@ -33,6 +33,7 @@ from ..errors import BadRequest, CxdbError, error_class
 from ..logs import REQUEST_ID
 from .errors import Handler, error_response
 from .keys import REQUEST_ID as REQUEST_ID_KEY
+from .keys import SERVICE
 
 __all__ = ["Guard", "Runner", "access_logger", "request_middleware"]
 
@@ -43,7 +44,8 @@ SWEEP_SECONDS = 1.0
 class Guard:
     """The connections of one server and their deadlines."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, app: web.Application) -> None:
+        self.app = app
         self.header_timeout = settings.header_timeout
         self.body_timeout = settings.body_timeout
         self.connections: set[Connection] = set()
@@ -52,6 +54,11 @@ class Guard:
     def start(self) -> None:
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._sweep())
+
+    def count_connection(self, delta: int) -> None:
+        service = self.app.get(SERVICE)
+        if service is not None and service.metrics is not None:
+            service.metrics.connections.inc(delta)
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -105,9 +112,12 @@ class Connection(RequestHandler):
         self.head_since = self.last_data = self._loop.time()
         self.peer = transport.get_extra_info("peername")
         self.guard.connections.add(self)
+        self.guard.count_connection(1)
 
     def connection_lost(self, exc: BaseException | None) -> None:
-        self.guard.connections.discard(self)
+        if self in self.guard.connections:
+            self.guard.connections.discard(self)
+            self.guard.count_connection(-1)
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
@@ -170,7 +180,7 @@ class Runner(web.AppRunner):
         super().__init__(app, access_log=logging.getLogger("cxdb.access"),
                          access_log_class=access_logger(settings.access_log, settings.slow_request_ms),
                          keepalive_timeout=settings.idle_timeout, shutdown_timeout=settings.shutdown_grace)
-        self.guard = Guard(settings)
+        self.guard = Guard(settings, app)
 
     async def _make_server(self) -> web.Server:
         server = await super()._make_server()
@@ -220,18 +230,23 @@ async def request_middleware(request: web.Request, handler: Handler) -> web.Stre
 
 def access_logger(enabled: bool, slow_ms: int) -> type[AbstractAccessLogger]:
     """The access log: one line per request, at warning level when it took ``slow_ms`` or more (those
-    are logged even when the access log is off)."""
+    are logged even when the access log is off). It also counts each request in the metrics: aiohttp
+    calls it once a response is sent, so neither costs a middleware."""
 
     class AccessLogger(AbstractAccessLogger):
         def log(self, request: BaseRequest, response: web.StreamResponse, time: float) -> None:
             duration_ms = round(time * 1000, 3)
             level = logging.WARNING if duration_ms >= slow_ms else logging.INFO
-            if (level == logging.INFO and not enabled) or not self.logger.isEnabledFor(level):
-                return
             match_info = getattr(request, "match_info", None)  # absent when the parser refused the request
             resource = match_info.route.resource if match_info is not None else None
             route = resource.canonical if resource is not None else "(no route)"
             request_id = request.get(REQUEST_ID_KEY)
+            app = getattr(request, "app", None)
+            service = app.get(SERVICE) if app is not None else None
+            if service is not None and service.metrics is not None:
+                service.metrics.observe_request(route, request.method, response.status, time)
+            if (level == logging.INFO and not enabled) or not self.logger.isEnabledFor(level):
+                return
             self.logger.log(level, "%s %s %d %.1f ms %d B%s", request.method, route, response.status, duration_ms,
                             response.body_length, " (slow)" if level == logging.WARNING else "",
                             extra={"method": request.method, "route": route, "status": response.status,

@@ -1,10 +1,11 @@
-"""Handlers for blobs, health and stats."""
+"""Handlers for blobs, health, stats and metrics."""
 
 from __future__ import annotations
 
 from aiohttp import web
 
-from ..errors import BadRequest
+from ..errors import BadRequest, NotFound
+from ..metrics import CONTENT_TYPE
 from .keys import SERVICE, json_response
 
 __all__ = ["routes"]
@@ -32,6 +33,16 @@ async def health(request: web.Request) -> web.Response:
 @routes.get("/healthz")
 async def healthz(request: web.Request) -> web.Response:
     return json_response(request.app[SERVICE].health())
+
+
+@routes.get("/metrics")
+async def metrics(request: web.Request) -> web.Response:
+    found = request.app[SERVICE].metrics
+    if found is None:
+        raise NotFound("Metrics are off (--metrics off)", {})
+    response = web.Response(body=found.scrape())
+    response.headers["Content-Type"] = CONTENT_TYPE
+    return response
 
 
 @routes.get("/v1/stats")

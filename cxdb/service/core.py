@@ -25,6 +25,7 @@ from ..codec import pack
 from ..config import Settings
 from ..descriptor import Descriptor, TypeRef
 from ..errors import FailedDependency, NotFound, PreconditionFailed, Unprocessable
+from ..metrics import Metrics
 from ..model import ContextRecord, TurnRecord, iso_utc
 from ..projection import Projection, RenderOptions, encode_typed, project
 from ..registry import Catalog, parse_bundle
@@ -80,8 +81,12 @@ class Service:
         self.settings = settings
         self._clock = clock
         self._started = clock()
+        self.metrics: Metrics | None = None
+        if settings.metrics:
+            self.metrics = Metrics(lambda: self.store.figures(),
+                                   str(settings.metrics_dir) if settings.metrics_dir is not None else None)
         self.store = Store(Path(settings.data_dir), map_size=settings.map_size, max_batch=settings.max_batch,
-                           clock=clock)
+                           clock=clock, on_commit=self.metrics.observe_commit if self.metrics else None)
         self._cpu = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cxdb-cpu")
         self._catalogs = CatalogCache(self.store)
         self._catalogs.current()
@@ -222,6 +227,8 @@ class Service:
             return self._meta(context, catalog) + rendered
         key = (start, limit, view, hint, options, len(catalog.bundle_ids))
         cached = self._pages.get(key)
+        if self.metrics is not None:
+            self.metrics.cache_lookup("page", cached is not None)
         if cached is None:
             cached = self._render_chain(start, limit, view, hint, options, catalog, forced)
             self._pages.put(key, cached)
@@ -294,6 +301,8 @@ class Service:
                     "error": {"code": "BLOB_MISSING", "message": "the turn's payload is missing"}}
         projection_key = (turn.content_hash, descriptor.ref if descriptor else None, options)
         cached = self._projections.get(projection_key)
+        if self.metrics is not None:
+            self.metrics.cache_lookup("projection", cached is not None)
         if cached is None:
             projection = project(raw, descriptor, lookup, options)
             if len(raw) <= MAX_CACHED_PAYLOAD:

@@ -34,7 +34,7 @@ from .bundles import StoredBundle
 from .counters import read_all, read_one
 from .dictionaries import DictionaryTrainer
 from .env import Environment
-from .writer import WriteContext, Writer
+from .writer import CommitObserver, WriteContext, Writer
 
 __all__ = ["AppendResult", "PageStart", "RegistryMoved", "Store"]
 
@@ -69,7 +69,8 @@ class Store:
 
     def __init__(self, path: Path | str, *, map_size: int = 1 << 33, max_batch: int = 512,
                  clock: Callable[[], float] = time.time, codec: BlobCodec | None = None,
-                 dictionary_after: int = 2000, dictionary_size: int = 64 * 1024, readonly: bool = False) -> None:
+                 dictionary_after: int = 2000, dictionary_size: int = 64 * 1024, readonly: bool = False,
+                 on_commit: CommitObserver | None = None) -> None:
         """Open the store at ``path``, creating it unless ``readonly``.
 
         ``readonly`` opens an existing store for reading only (``check``, ``backup``), and works on a
@@ -85,7 +86,7 @@ class Store:
             current = read_one(txn, self._dbs.meta, "dict_current")
             for dict_id, data in dictionaries.load_all(txn, self._dbs.meta):
                 self._codec.add_dictionary(dict_id, data, use=dict_id == current)
-        self._writer = Writer(self._env, max_batch=max_batch, clock=clock)
+        self._writer = Writer(self._env, max_batch=max_batch, clock=clock, on_commit=on_commit)
         if readonly:
             self._writer.close()  # no thread; every write is refused as on a closed store
         # Cursors known to be on a context's chain: (context, head, cursor) -> the cursor's parent.
@@ -372,6 +373,15 @@ class Store:
         return StoreStats(values["contexts"], values["turns"], values["blobs"], self._env.used_bytes(),
                           values["blob_stored"], values["blob_raw"], values["dedup_hits"],
                           values["dedup_misses"])
+
+    def figures(self) -> dict[str, int]:
+        """The store's counters and sizes, all O(1): what the metrics report."""
+        with self._env.read() as txn:
+            values = read_all(txn, self._dbs.meta)
+        return {"appends": values["turns"], "contexts": values["contexts"], "blobs": values["blobs"],
+                "payload_bytes": values["blob_raw"], "stored_bytes": values["blob_stored"],
+                "dedup_hits": values["dedup_hits"], "dedup_misses": values["dedup_misses"],
+                "bundles": values["bundles"], "map_size": self._env.map_size(), "used_bytes": self._env.used_bytes()}
 
     def bundles(self, after: int = 0) -> list[StoredBundle]:
         """Every registry bundle published after sequence ``after``, in publish order."""

@@ -34,9 +34,12 @@ from ..errors import CxdbError, StoreClosed, StoreError
 from .counters import Counters
 from .env import Dbs, Environment
 
-__all__ = ["WriteContext", "Writer"]
+__all__ = ["CommitObserver", "WriteContext", "Writer"]
 
 T = TypeVar("T")
+CommitObserver = Callable[[int, float, int], None]
+"""Told after each durable group commit: its operations, the commit's seconds (fsync included), and
+the operations then waiting. Runs in the writer thread."""
 log = logging.getLogger("cxdb.storage")
 
 
@@ -75,8 +78,11 @@ class Writer:
     """Owns the write side of an :class:`Environment`."""
 
     def __init__(self, env: Environment, max_batch: int = 512,
-                 clock: Callable[[], float] = time.time, linger: float = 0.0005, careful: int = 64) -> None:
+                 clock: Callable[[], float] = time.time, linger: float = 0.0005, careful: int = 64,
+                 on_commit: CommitObserver | None = None) -> None:
         self._env = env
+        self._on_commit = on_commit
+        self._commit_seconds = 0.0
         self._max_batch = max_batch
         self._linger = linger
         self._careful = careful
@@ -143,6 +149,11 @@ class Writer:
                 self._apply(batch, expected if gather else 0, nested)
                 self.batches += 1
                 self.ops += len(batch)
+                if self._on_commit is not None:
+                    try:
+                        self._on_commit(len(batch), self._commit_seconds, self._queue.qsize())
+                    except Exception:
+                        log.exception("commit observer failed")
                 return
             except _Rerun:
                 gather = False  # the same batch again, each operation on its own
@@ -246,7 +257,9 @@ class Writer:
         except BaseException:
             txn.abort()
             raise
+        started = time.perf_counter()
         txn.commit()
+        self._commit_seconds = time.perf_counter() - started
         for hook in hooks:
             try:
                 hook()
