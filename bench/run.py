@@ -15,7 +15,7 @@ import platform
 import sys
 from typing import Any
 
-from . import depth, http_load, latency, memory, projection, storage_ratio, store_appends
+from . import depth, http_load, latency, memory, observability, projection, storage_ratio, store_appends
 from .common import HERE, have_wrk, table
 
 
@@ -65,6 +65,9 @@ def main(argv: list[str] | None = None) -> int:
             rows.append([f"typed page of 64 turns over HTTP ({served})", _fmt(http["cxdb_get"], "/s"),
                          f"{http['get_ratio']:.2f}x bare GET of the same bytes ({_fmt(http['base_get'], '/s')})",
                          ">= 0.5x"])
+        print("metrics and access log A/B ...", file=sys.stderr)
+        obs = results["observability"] = observability.run(rounds=3 if quick else 5, seconds=3)
+        rows.extend(observability.rows(obs))
     else:
         print("wrk is not installed: skipping the HTTP scenarios (apt-get install -y wrk)", file=sys.stderr)
 

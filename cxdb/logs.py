@@ -11,14 +11,18 @@ JSON lines have stable field names: ``time``, ``level``, ``logger``, ``message``
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import datetime
 import logging
+import os
 import sys
+import threading
+import time
 
 import orjson
 
-__all__ = ["ACCESS_FIELDS", "REQUEST_ID", "configure"]
+__all__ = ["ACCESS_FIELDS", "REQUEST_ID", "configure", "flush"]
 
 REQUEST_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar("cxdb_request_id", default=None)
 ACCESS_FIELDS = ("method", "route", "status", "duration_ms", "bytes", "remote")
@@ -55,6 +59,14 @@ class TextFormatter(logging.Formatter):
 
     def __init__(self) -> None:
         super().__init__("%(asctime)s %(levelname)s %(name)s %(message)s")
+        self._second = -1
+        self._stamp = ""
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802
+        second = int(record.created)
+        if second != self._second:  # strftime once a second, not once a line
+            self._second, self._stamp = second, time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(second))
+        return f"{self._stamp},{int(record.msecs):03d}"
 
     def format(self, record: logging.LogRecord) -> str:
         text = super().format(record)
@@ -65,13 +77,64 @@ class TextFormatter(logging.Formatter):
         return f"{head} request_id={request_id}{newline}{rest}"
 
 
+class _BufferedHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes lines to a block-buffered copy of standard error, flushed every FLUSH_SECONDS by a
+    thread of its own and by :func:`flush`: a write system call per batch of lines, not per line
+    (one access line per request made the log a fifth of an append's cost)."""
+
+    def __init__(self) -> None:
+        stream = open(os.dup(sys.stderr.fileno()), "w", buffering=1 << 16, encoding="utf-8",  # noqa: SIM115
+                      errors="backslashreplace", closefd=True)
+        super().__init__(stream)
+        self._flusher = threading.Thread(target=self._flush_often, name="cxdb-log-flush", daemon=True)
+        self._flusher.start()
+
+    def flush(self) -> None:  # StreamHandler.emit flushes after every line; this one does not
+        pass
+
+    def flush_now(self) -> None:
+        with self.lock or contextlib.nullcontext():
+            try:
+                self.stream.flush()
+            except (OSError, ValueError):
+                pass
+
+    def _flush_often(self) -> None:
+        while True:
+            time.sleep(FLUSH_SECONDS)
+            self.flush_now()
+
+    def close(self) -> None:
+        self.flush_now()
+        super().close()
+
+
+FLUSH_SECONDS = 0.2
+
+
+def flush() -> None:
+    """Write out every buffered log line now (before ``os._exit``, which skips the usual flush)."""
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, _BufferedHandler):
+            handler.flush_now()
+
+
 def configure(level: str, fmt: str) -> None:
-    """Log to standard error at ``level`` in ``fmt`` (``text`` or ``json``)."""
-    handler = logging.StreamHandler(sys.stderr)
+    """Log to standard error at ``level`` in ``fmt`` (``text`` or ``json``).
+
+    Records skip what neither format shows (the calling frame, thread and process names): finding
+    the caller alone walked the stack on every access line.
+    """
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
+    logging._srcfile = None  # the documented switch for findCaller
+    handler = _BufferedHandler()
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     handler.addFilter(_RequestIdFilter())
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
+        old.close()
     root.addHandler(handler)
     root.setLevel(level.upper())

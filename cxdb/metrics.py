@@ -99,10 +99,19 @@ class Metrics:
                              ("cache", "result"), **instrument)
         self.connections = Gauge("cxdb_http_connections", "Open HTTP connections.",
                                  multiprocess_mode="livesum", **instrument)
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+        self._caches: dict[tuple[str, bool], Any] = {}
 
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
-        self.requests.labels(route, method, str(status)).inc()
-        self.latency.labels(route).observe(seconds)
+        # The labelled children are kept: finding one through labels() costs more than using it.
+        # Routes are templates and statuses few, so this map stays small.
+        key = (route, method, status)
+        children = self._children.get(key)
+        if children is None:
+            children = self._children[key] = (self.requests.labels(route, method, str(status)),
+                                               self.latency.labels(route))
+        children[0].inc()
+        children[1].observe(seconds)
 
     def observe_commit(self, operations: int, seconds: float, waiting: int) -> None:
         self.batch.observe(operations)
@@ -110,7 +119,11 @@ class Metrics:
         self.queue.set(waiting)
 
     def cache_lookup(self, cache: str, hit: bool) -> None:
-        self.cache.labels(cache, "hit" if hit else "miss").inc()
+        key = (cache, hit)
+        child = self._caches.get(key)
+        if child is None:
+            child = self._caches[key] = self.cache.labels(cache, "hit" if hit else "miss")
+        child.inc()
 
     def scrape(self) -> bytes:
         """The Prometheus text format of every figure."""

@@ -33,6 +33,7 @@ from typing import Any
 from . import __version__
 from .config import Settings
 from .errors import CxdbError
+from .logs import flush as flush_logs
 
 __all__ = ["describe", "raise_fd_limit", "serve", "tune_malloc"]
 
@@ -135,6 +136,7 @@ async def _serve(settings: Settings, sock: socket.socket | None, new_store: bool
     def on_signal() -> None:
         if stop.is_set():
             log.warning("second signal: exiting now")
+            flush_logs()
             os._exit(1)
         stop.set()
 
@@ -267,6 +269,7 @@ class _Workers:
             except BaseException:
                 log.exception("worker %d failed", os.getpid())
                 code = 1
+            flush_logs()
             os._exit(code)
         self.children[pid] = time.monotonic()
         return pid

@@ -104,3 +104,13 @@ def test_the_conformance_check_catches_a_renamed_field_and_an_undocumented_statu
     envelope = b'{"error": {"code": "NOT_FOUND", "message": "x", "details": {}}}'
     assert check(None, "GET", 404, "application/json", envelope) is None
     assert check(None, "GET", 404, "application/json", b'{"error": "x"}') is not None
+
+
+def test_the_routes_named_in_the_http_docs_are_the_spec_s() -> None:
+    from tests.conftest import REPO
+
+    text = (REPO / "docs" / "http-api.md").read_text()
+    named = {(method.lower(), path) for method, path in re.findall(r"`(GET|POST|PUT|DELETE|PATCH) (/[^`\s?]*)`", text)}
+    assert named, "no route named"
+    assert named - documented() == set(), "docs name routes the spec does not have"
+    assert documented() - named == set(), "spec operations the docs do not name"
