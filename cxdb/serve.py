@@ -80,7 +80,7 @@ def describe(settings: Settings) -> str:
     """The settings that differ from their defaults, as ``name=value``."""
     default = Settings()
     changed = [f"{item.name}={getattr(settings, item.name)}" for item in fields(Settings)
-               if item.name not in ("data_dir", "host", "port")
+               if item.name not in ("data_dir", "host", "port", "metrics_dir")
                and getattr(settings, item.name) != getattr(default, item.name)]
     return ", ".join(changed) or "none"
 

@@ -265,8 +265,29 @@ def _paths() -> dict[str, Any]:
     }
 
 
+def _tag(path: str) -> str:
+    if path.endswith(("/append", "/turns")):
+        return "turns"
+    if path.startswith("/v1/contexts"):
+        return "contexts"
+    if path.startswith("/v1/registry"):
+        return "registry"
+    return "blobs" if path.startswith("/v1/blobs") else "server"
+
+
+TAGS = [{"name": "contexts", "description": "Create, fork, list and read contexts."},
+        {"name": "turns", "description": "Append turns and page through them."},
+        {"name": "registry", "description": "Publish and read type bundles."},
+        {"name": "blobs", "description": "Raw payload bytes by content hash."},
+        {"name": "server", "description": "Health, counters, metrics and this description."}]
+
+
 def build_spec() -> dict[str, Any]:
     """The OpenAPI 3.1 document as a JSON-ready dict."""
+    paths = _paths()
+    for path, item in paths.items():
+        for operation in item.values():
+            operation["tags"] = [_tag(path)]
     return {
         "openapi": "3.1.0",
         "info": {"title": "cxdb", "version": __version__, "license": {"name": "Apache-2.0", "identifier": "Apache-2.0"},
@@ -274,6 +295,7 @@ def build_spec() -> dict[str, Any]:
                                 "Ids are u64 decimal strings. Every error has the envelope "
                                 "{\"error\": {\"code\", \"message\", \"details\"}}."},
         "servers": [{"url": "/"}],
-        "paths": _paths(),
+        "tags": TAGS,
+        "paths": paths,
         "components": {"schemas": SCHEMAS},
     }
