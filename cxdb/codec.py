@@ -12,7 +12,7 @@ Stored blob layout (the value under a blob's hash)::
     5 or 9  ...   the payload, raw or a zstd frame
 
 Small payloads compress poorly on their own; a dictionary trained on earlier
-payloads of the same store (see :mod:`cxdb.storage.dictionaries`) roughly
+payloads of the same store (see :mod:`cxdb.storage.lmdb.dictionaries`) roughly
 halves them again. Frames made with a dictionary omit zstd's own content
 size, checksum and dictionary id, which the header already carries.
 """

@@ -53,8 +53,8 @@ MODULES = sorted(PACKAGE.rglob("*.py"))
 
 def test_scan_sees_every_module() -> None:
     names = {module_name(p) for p in MODULES}
-    assert {"cxdb.http.app", "cxdb.storage.writer", "cxdb.projection.render", "cxdb.client.sync"} <= names
-    assert "cxdb.storage.env" in imports(PACKAGE / "storage" / "store.py")
+    assert {"cxdb.http.app", "cxdb.storage.lmdb.writer", "cxdb.projection.render", "cxdb.client.sync"} <= names
+    assert "cxdb.storage.lmdb.env" in imports(PACKAGE / "storage" / "lmdb" / "store.py")
 
 
 @pytest.mark.parametrize("path", MODULES, ids=module_name)
@@ -82,9 +82,18 @@ def test_imports_point_down(path: Path) -> None:
     assert not bad, f"{name} imports {sorted(bad)}"
 
 
-def test_only_storage_touches_lmdb() -> None:
+def test_only_the_lmdb_backend_touches_lmdb() -> None:
     users = {module_name(p) for p in MODULES if "lmdb" in imports(p)}
-    assert users and all(in_layer(user, {"cxdb.storage"}) for user in users)
+    assert users and all(in_layer(user, {"cxdb.storage.lmdb"}) for user in users)
+
+
+def test_nothing_above_storage_names_a_backend() -> None:
+    """The service and the gateway talk to cxdb.storage, never to a backend's own package."""
+    for path in MODULES:
+        name = module_name(path)
+        if in_layer(name, UPPER | {"cxdb.serve", "cxdb.metrics"}):
+            named = {i for i in imports(path) if in_layer(i, {"cxdb.storage.lmdb"})}
+            assert not named, f"{name} imports {sorted(named)}"
 
 
 def test_public_surface() -> None:

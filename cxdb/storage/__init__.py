@@ -1,6 +1,9 @@
-"""Storage: the only code that touches LMDB. See :mod:`cxdb.storage.env` for the layout."""
+"""Storage: the store the service layer talks to.
 
-from .bundles import StoredBundle
-from .store import AppendResult, RegistryMoved, Store
+Each backend lives in a package of its own (:mod:`cxdb.storage.lmdb`), and only that package
+touches its database library.
+"""
+
+from .lmdb import AppendResult, RegistryMoved, Store, StoredBundle
 
 __all__ = ["AppendResult", "RegistryMoved", "Store", "StoredBundle"]

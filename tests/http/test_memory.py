@@ -17,7 +17,7 @@ from aiohttp.test_utils import TestClient
 from cxdb.codec import BlobCodec
 from cxdb.http.keys import SERVICE
 from cxdb.service.core import MAX_CACHED_PAYLOAD, PROJECTION_CACHE_BYTES
-from cxdb.storage.dictionaries import DictionaryTrainer
+from cxdb.storage.lmdb.dictionaries import DictionaryTrainer
 from tests.conftest import LiveServer
 from tests.http.test_contract import create, expect_error
 

@@ -46,8 +46,8 @@ from typing import Any
 
 import orjson
 
-from ..errors import Conflict, Corrupt, NotFound
-from ..model import ContextId, ContextRecord, Lineage, TurnId
+from ...errors import Conflict, Corrupt, NotFound
+from ...model import ContextId, ContextRecord, Lineage, TurnId
 from .writer import WriteContext
 
 __all__ = [

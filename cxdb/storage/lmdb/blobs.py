@@ -14,8 +14,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from ..codec import BlobCodec
-from ..model import BlobHash
+from ...codec import BlobCodec
+from ...model import BlobHash
 from .writer import WriteContext
 
 __all__ = ["get_stored", "put"]

@@ -18,7 +18,7 @@ import struct
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import Corrupt
+from ...errors import Corrupt
 from .writer import WriteContext
 
 __all__ = ["StoredBundle", "all_in_order", "get", "put"]

@@ -16,10 +16,10 @@ from typing import Any, NamedTuple
 
 import blake3
 
-from ..cache import LruCache
-from ..codec import BlobCodec, UnknownDictionary, content_hash
-from ..errors import Conflict, CxdbError, NotFound, Unprocessable
-from ..model import (
+from ...cache import LruCache
+from ...codec import BlobCodec, UnknownDictionary, content_hash
+from ...errors import Conflict, CxdbError, NotFound, Unprocessable
+from ...model import (
     ENCODING_MSGPACK,
     BlobHash,
     ContextId,

@@ -18,8 +18,8 @@ from __future__ import annotations
 import struct
 from typing import Any
 
-from ..errors import Conflict
-from ..model import TurnId
+from ...errors import Conflict
+from ...model import TurnId
 from .writer import WriteContext
 
 __all__ = ["MAX_KEY_BYTES", "lookup", "remember"]

@@ -21,7 +21,7 @@ from typing import Any
 
 import zstandard
 
-from ..codec import BlobCodec
+from ...codec import BlobCodec
 from .writer import WriteContext
 
 __all__ = ["DictionaryTrainer", "load_all", "load_one"]

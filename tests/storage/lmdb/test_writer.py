@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 
 from cxdb.errors import Conflict, StoreError
-from cxdb.storage.counters import read_one
-from cxdb.storage.env import Environment
-from cxdb.storage.writer import WriteContext, Writer
+from cxdb.storage.lmdb.counters import read_one
+from cxdb.storage.lmdb.env import Environment
+from cxdb.storage.lmdb.writer import WriteContext, Writer
 
 
 @pytest.fixture

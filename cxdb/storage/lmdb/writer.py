@@ -30,7 +30,7 @@ from typing import Any, Generic, TypeVar
 
 import lmdb
 
-from ..errors import CxdbError, StoreClosed, StoreError
+from ...errors import CxdbError, StoreClosed, StoreError
 from .counters import Counters
 from .env import Dbs, Environment
 

@@ -27,8 +27,8 @@ import struct
 from collections.abc import Iterator
 from typing import Any
 
-from ..errors import Corrupt
-from ..model import BlobHash, ContextId, TurnId, TurnRecord
+from ...errors import Corrupt
+from ...model import BlobHash, ContextId, TurnId, TurnRecord
 
 __all__ = ["Links", "ancestor_at_depth", "decode", "encode", "get", "jump_for", "key", "links", "walk"]
 

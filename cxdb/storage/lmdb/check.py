@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from ..codec import content_hash
-from ..errors import CxdbError
+from ...codec import content_hash
+from ...errors import CxdbError
 from . import contexts, turns
 from .counters import read_all
 from .env import Dbs

@@ -10,7 +10,7 @@ import lmdb
 import msgpack
 
 from cxdb.storage import Store
-from cxdb.storage.env import FORMAT
+from cxdb.storage.lmdb.env import FORMAT
 
 
 async def tagged(store: Store, count: int, tag: str) -> list[int]:

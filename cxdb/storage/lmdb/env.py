@@ -45,8 +45,8 @@ from typing import Any
 import lmdb
 import orjson
 
-from ..codec import CODEC_NAME, HASH_NAME
-from ..errors import FormatMismatch, StoreClosed, StoreError, StoreFull
+from ...codec import CODEC_NAME, HASH_NAME
+from ...errors import FormatMismatch, StoreClosed, StoreError, StoreFull
 
 __all__ = ["FORMAT", "Dbs", "Environment", "no_space"]
 

@@ -1,0 +1,9 @@
+"""The LMDB backend: one environment, one writer thread with group commit, workers sharing it.
+
+The only code that touches LMDB. See :mod:`cxdb.storage.lmdb.env` for the layout.
+"""
+
+from .bundles import StoredBundle
+from .store import AppendResult, RegistryMoved, Store
+
+__all__ = ["AppendResult", "RegistryMoved", "Store", "StoredBundle"]
