@@ -6,6 +6,7 @@ import asyncio
 import json
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -21,15 +22,16 @@ async def fill(service: Service, conversations: int) -> tuple[int, int, int, int
     appended once a compression dictionary was in use)."""
     bundle = json.loads((REPO / "registry_bundles" / "conversation-v1.json").read_text())
     await service.publish_bundle("conversation-v1", bundle)
+    store = service.store.store  # type: ignore[attr-defined]  # the LMDB store: blob sizes on disk are its own
     turns = json_bytes = framed_bytes = steady_json = steady_framed = 0
     for seed in range(conversations):
         context_id = int((await service.create_context())["context_id"])
-        steady = service.store.current_dictionary != 0
+        steady = store.current_dictionary != 0
         for data in conversation(seed):
             size = len(orjson.dumps(data))
             result = await service.append(context_id, "cxdb.chat.Message", 1, data)
             # What this turn's blob takes on disk, counted for every turn as if none were shared.
-            stored = service.store.blob_info(bytes.fromhex(result[0]["content_hash"]))[2]
+            stored = store.blob_info(bytes.fromhex(result[0]["content_hash"]))[2]
             turns += 1
             json_bytes += size
             framed_bytes += stored
@@ -39,10 +41,15 @@ async def fill(service: Service, conversations: int) -> tuple[int, int, int, int
     return turns, json_bytes, framed_bytes, steady_json, steady_framed
 
 
+async def _measure(data_dir: Path, conversations: int) -> tuple[tuple[int, int, int, int, int], dict[str, Any]]:
+    async with Service(Settings(data_dir=data_dir)) as service:
+        return await fill(service, conversations), await service.stats()
+
+
 def run(conversations: int = 800) -> dict[str, float]:
-    with tempfile.TemporaryDirectory() as tmp, Service(Settings(data_dir=Path(tmp) / "data")) as service:
-        turns, json_bytes, framed, steady_json, steady_framed = asyncio.run(fill(service, conversations))
-        stats = service.stats()
+    with tempfile.TemporaryDirectory() as tmp:
+        (turns, json_bytes, framed, steady_json, steady_framed), stats = asyncio.run(
+            _measure(Path(tmp) / "data", conversations))
     return {
         "turns": float(turns),
         "json_bytes_per_turn": json_bytes / turns,

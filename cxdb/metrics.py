@@ -17,22 +17,22 @@ Names follow Prometheus conventions: ``cxdb_`` prefix, ``_total`` counters, ``_s
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 
-__all__ = ["CONTENT_TYPE", "Metrics", "StoreFigures"]
+__all__ = ["CONTENT_TYPE", "STORE_FIGURES", "Metrics"]
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
 
-StoreFigures = Callable[[], dict[str, int]]
-"""Reads the store's counters: ``appends``, ``contexts``, ``blobs``, ``payload_bytes``,
-``stored_bytes``, ``dedup_hits``, ``dedup_misses``, ``bundles``, ``map_size``, ``used_bytes``."""
+STORE_FIGURES = ("appends", "contexts", "blobs", "payload_bytes", "stored_bytes", "dedup_hits", "dedup_misses",
+                 "bundles", "map_size", "used_bytes")
+"""The store's counters a scrape reports (:meth:`cxdb.storage.base.Backend.figures`)."""
 
 _STORE_COUNTERS = (
     ("appends", "cxdb_appends_total", "Turns appended (idempotent replays excluded)."),
@@ -51,13 +51,15 @@ _STORE_GAUGES = (
 
 
 class _StoreCollector:
-    """Collects the store's counters at scrape time."""
+    """Reports the store's counters, as read for the scrape in progress."""
 
-    def __init__(self, figures: StoreFigures) -> None:
-        self._figures = figures
+    def __init__(self) -> None:
+        self.figures: dict[str, int] = {}
 
     def collect(self) -> Iterator[Metric]:
-        figures = self._figures()
+        figures = self.figures
+        if not figures:
+            return
         for key, name, documentation in _STORE_COUNTERS:
             counter = CounterMetricFamily(name.removesuffix("_total"), documentation)
             counter.add_metric([], figures[key])
@@ -75,7 +77,7 @@ class Metrics:
     that mode (then the instruments write there, and a scrape sums every worker's files).
     """
 
-    def __init__(self, store_figures: StoreFigures, multiprocess_dir: str | None = None) -> None:
+    def __init__(self, multiprocess_dir: str | None = None) -> None:
         own = None if multiprocess_dir else CollectorRegistry()
         self._scrape = CollectorRegistry()
         if multiprocess_dir:
@@ -83,7 +85,8 @@ class Metrics:
         else:
             assert own is not None
             self._scrape = own
-        self._scrape.register(_StoreCollector(store_figures))
+        self._store = _StoreCollector()
+        self._scrape.register(self._store)
         instrument: dict[str, Any] = {"registry": own}
         self.requests = Counter("cxdb_http_requests_total", "HTTP requests answered.",
                                 ("route", "method", "status"), **instrument)
@@ -125,6 +128,8 @@ class Metrics:
             child = self._caches[key] = self.cache.labels(cache, "hit" if hit else "miss")
         child.inc()
 
-    def scrape(self) -> bytes:
-        """The Prometheus text format of every figure."""
+    def scrape(self, store_figures: dict[str, int]) -> bytes:
+        """The Prometheus text format of every figure; ``store_figures`` are the store's counters, read by
+        the caller (a database may have to be asked)."""
+        self._store.figures = store_figures
         return generate_latest(self._scrape)

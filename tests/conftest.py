@@ -131,6 +131,6 @@ def wait_until(predicate: Any, timeout: float = 10.0) -> None:
 
 
 @pytest.fixture
-def service(settings: Settings) -> Iterator[Service]:
-    with Service(settings) as opened:
+async def service(settings: Settings) -> AsyncIterator[Service]:
+    async with Service(settings) as opened:
         yield opened

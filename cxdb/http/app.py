@@ -36,11 +36,16 @@ def create_app(settings: Settings, service: Service | None = None) -> web.Applic
     else:
         async def lifetime(app: web.Application) -> AsyncIterator[None]:
             opened = Service(settings)
+            try:
+                await opened.start()
+            except BaseException:
+                await opened.close()
+                raise
             app[SERVICE] = opened
             try:
                 yield
             finally:
-                opened.close()
+                await opened.close()
 
         app.cleanup_ctx.append(lifetime)
     return app

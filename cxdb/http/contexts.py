@@ -27,20 +27,20 @@ def _blocks(query: Any, default: bool) -> dict[str, bool]:
 @routes.get("/v1/contexts")
 async def list_contexts(request: web.Request) -> web.Response:
     query = request.query
-    return json_response(request.app[SERVICE].list_contexts(
+    return json_response(await request.app[SERVICE].list_contexts(
         limit=query_int(query, "limit", 100, MAX_LIST), tag=query.get("tag"), **_blocks(query, False)))
 
 
 @routes.get(f"/v1/contexts/{_ID}")
 async def get_context(request: web.Request) -> web.Response:
-    return json_response(request.app[SERVICE].get_context(path_id(request, "context_id"),
+    return json_response(await request.app[SERVICE].get_context(path_id(request, "context_id"),
                                                           **_blocks(request.query, True)))
 
 
 @routes.get("/v1/contexts/{context_id}/children")
 async def children(request: web.Request) -> web.Response:
     query = request.query
-    return json_response(request.app[SERVICE].children(
+    return json_response(await request.app[SERVICE].children(
         path_id(request, "context_id"), recursive=flag(query, "recursive", False),
         limit=query_int(query, "limit", 256, MAX_LIST), **_blocks(query, True)))
 

@@ -35,7 +35,7 @@ def _matches(header: str, etag: str) -> bool:
 
 @routes.get(r"/v1/registry/bundles/{bundle_id:[\s\S]+}")
 async def get_bundle(request: web.Request) -> web.Response:
-    bundle = request.app[SERVICE].get_bundle(request.match_info["bundle_id"])
+    bundle = await request.app[SERVICE].get_bundle(request.match_info["bundle_id"])
     headers = {"ETag": bundle.etag, "Cache-Control": CACHE_CONTROL}
     if _matches(request.headers.get("If-None-Match", ""), bundle.etag):
         return web.Response(status=304, headers=headers)
@@ -44,7 +44,7 @@ async def get_bundle(request: web.Request) -> web.Response:
 
 @routes.get("/v1/registry/bundles")
 async def list_bundles(request: web.Request) -> web.Response:
-    return json_response(request.app[SERVICE].list_bundles())
+    return json_response(await request.app[SERVICE].list_bundles())
 
 
 @routes.get("/v1/registry/types/{type_id}/versions/{type_version}")
@@ -52,9 +52,9 @@ async def get_type_version(request: web.Request) -> web.Response:
     text = request.match_info["type_version"]
     if not text.isascii() or not text.isdigit() or len(text) > 10:
         raise BadRequest("type_version must be a non-negative integer", {"parameter": "type_version", "value": text})
-    return json_response(request.app[SERVICE].get_type_version(request.match_info["type_id"], int(text)))
+    return json_response(await request.app[SERVICE].get_type_version(request.match_info["type_id"], int(text)))
 
 
 @routes.get("/v1/registry/types")
 async def list_types(request: web.Request) -> web.Response:
-    return json_response(request.app[SERVICE].list_types())
+    return json_response(await request.app[SERVICE].list_types())

@@ -19,7 +19,7 @@ async def get_blob(request: web.Request) -> web.Response:
     text = request.match_info["content_hash"]
     if len(text) != 64 or not _HEX.issuperset(text):
         raise BadRequest("content_hash must be 64 hex characters", {"parameter": "content_hash", "value": text})
-    body = request.app[SERVICE].get_blob(bytes.fromhex(text))
+    body = await request.app[SERVICE].get_blob(bytes.fromhex(text))
     return web.Response(body=body, content_type="application/octet-stream",
                         headers={"Cache-Control": "public, max-age=31536000, immutable",
                                  "ETag": f'"{text.lower()}"'})
@@ -37,14 +37,14 @@ async def healthz(request: web.Request) -> web.Response:
 
 @routes.get("/metrics")
 async def metrics(request: web.Request) -> web.Response:
-    found = request.app[SERVICE].metrics
-    if found is None:
+    text = await request.app[SERVICE].metrics_text()
+    if text is None:
         raise NotFound("Metrics are off (--metrics off)", {})
-    response = web.Response(body=found.scrape())
+    response = web.Response(body=text)
     response.headers["Content-Type"] = CONTENT_TYPE
     return response
 
 
 @routes.get("/v1/stats")
 async def stats(request: web.Request) -> web.Response:
-    return json_response(request.app[SERVICE].stats())
+    return json_response(await request.app[SERVICE].stats())

@@ -78,7 +78,7 @@ async def get_turns(request: web.Request) -> web.Response:
     if parsed is None:
         parsed = _parse_page_query(request.query)
         cache.put(text, parsed)
-    body = request.app[SERVICE].page_json(
+    body = await request.app[SERVICE].page_json(
         path_id(request, "context_id"), limit=parsed.limit, before_turn_id=parsed.before_turn_id,
         view=parsed.view, hint=parsed.hint, options=parsed.options)
     return web.Response(body=body, content_type="application/json")

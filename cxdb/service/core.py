@@ -12,7 +12,6 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -29,7 +28,7 @@ from ..metrics import Metrics
 from ..model import ContextRecord, TurnRecord, iso_utc
 from ..projection import Projection, RenderOptions, encode_typed, project
 from ..registry import Catalog, parse_bundle
-from ..storage import RegistryMoved, Store, StoredBundle
+from ..storage import Backend, RegistryMoved, StoredBundle, open_backend
 from .registry import CatalogCache
 from .views import MAX_LINEAGE_CHILDREN, context_view, turn_head
 
@@ -75,7 +74,8 @@ def _etag(body: bytes) -> str:
 
 
 class Service:
-    """Every operation of the API. Owns the store it opens; use as a context manager or :meth:`close`."""
+    """Every operation of the API. Owns the store it opens: ``await start()`` before use and
+    ``await close()`` after, or ``async with``."""
 
     def __init__(self, settings: Settings, clock: Callable[[], float] = time.time) -> None:
         self.settings = settings
@@ -83,22 +83,31 @@ class Service:
         self._started = clock()
         self.metrics: Metrics | None = None
         if settings.metrics:
-            self.metrics = Metrics(lambda: self.store.figures(),
-                                   str(settings.metrics_dir) if settings.metrics_dir is not None else None)
-        self.store = Store(Path(settings.data_dir), map_size=settings.map_size, max_batch=settings.max_batch,
-                           clock=clock, on_commit=self.metrics.observe_commit if self.metrics else None)
+            self.metrics = Metrics(str(settings.metrics_dir) if settings.metrics_dir is not None else None)
+        self.store: Backend = open_backend(settings, on_commit=self.metrics.observe_commit if self.metrics else None)
         self._cpu = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cxdb-cpu")
         self._catalogs = CatalogCache(self.store)
-        self._catalogs.current()
         # Weighed by the payload's size: a projection holds about as many bytes as the payload it renders.
         self._projections: LruCache[tuple[bytes, TypeRef | None, RenderOptions], tuple[Projection, int]] = LruCache(
             PROJECTION_CACHE_BYTES, lambda entry: entry[1])
         self._pages: LruCache[tuple[Any, ...], tuple[bytes, tuple[int, int] | None]] = LruCache(
             PAGE_CACHE_BYTES, lambda entry: len(entry[0]))
 
-    def close(self) -> None:
+    async def start(self) -> None:
+        """Load the registry catalog: a store's bundles are read once, at start-up."""
+        await self._catalogs.current()
+
+    async def close(self) -> None:
         self._cpu.shutdown(wait=True)
-        self.store.close()
+        await self.store.close()
+
+    async def __aenter__(self) -> Service:
+        await self.start()
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self.close()
 
     async def offload(self, fn: Callable[..., T], *args: Any) -> T:
         """Run CPU-heavy ``fn`` on a worker thread, so the event loop keeps answering meanwhile.
@@ -109,13 +118,6 @@ class Service:
         """
         return await asyncio.get_running_loop().run_in_executor(self._cpu, fn, *args)
 
-    def __enter__(self) -> Service:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.close()
-
     # -- contexts -------------------------------------------------------
 
     async def create_context(self, base_turn_id: int = 0, client_tag: str | None = None,
@@ -124,26 +126,28 @@ class Service:
         context = await self.store.create_context(base_turn_id, client_tag, provenance)
         return context_view(context, True, True, [], 0)
 
-    def get_context(self, context_id: int, include_provenance: bool = True,
-                    include_lineage: bool = True) -> dict[str, Any]:
-        context = self.store.get_context(context_id)
-        return self._context(context, include_provenance, include_lineage)
+    async def get_context(self, context_id: int, include_provenance: bool = True,
+                          include_lineage: bool = True) -> dict[str, Any]:
+        context = await self.store.get_context(context_id)
+        return await self._context(context, include_provenance, include_lineage)
 
-    def list_contexts(self, limit: int = 100, tag: str | None = None, include_provenance: bool = False,
-                      include_lineage: bool = False) -> dict[str, Any]:
-        found, total = self.store.list_contexts(limit, tag)
-        return {"contexts": [self._context(c, include_provenance, include_lineage) for c in found],
+    async def list_contexts(self, limit: int = 100, tag: str | None = None, include_provenance: bool = False,
+                            include_lineage: bool = False) -> dict[str, Any]:
+        found, total = await self.store.list_contexts(limit, tag)
+        return {"contexts": [await self._context(c, include_provenance, include_lineage) for c in found],
                 "total": total}
 
-    def children(self, context_id: int, recursive: bool = False, limit: int = 256,
-                 include_provenance: bool = True, include_lineage: bool = True) -> dict[str, Any]:
-        found, total = self.store.children(context_id, recursive, limit)
+    async def children(self, context_id: int, recursive: bool = False, limit: int = 256,
+                       include_provenance: bool = True, include_lineage: bool = True) -> dict[str, Any]:
+        found, total = await self.store.children(context_id, recursive, limit)
         return {"context_id": str(context_id),
-                "children": [self._context(c, include_provenance, include_lineage) for c in found],
+                "children": [await self._context(c, include_provenance, include_lineage) for c in found],
                 "total": total}
 
-    def _context(self, context: ContextRecord, include_provenance: bool, include_lineage: bool) -> dict[str, Any]:
-        kids, count = self.store.child_ids(context.context_id, MAX_LINEAGE_CHILDREN) if include_lineage else ([], 0)
+    async def _context(self, context: ContextRecord, include_provenance: bool,
+                       include_lineage: bool) -> dict[str, Any]:
+        kids, count = await self.store.child_ids(context.context_id, MAX_LINEAGE_CHILDREN) if include_lineage \
+            else ([], 0)
         return context_view(context, include_provenance, include_lineage, kids, count)
 
     # -- turns ----------------------------------------------------------
@@ -162,10 +166,14 @@ class Service:
             request = [type_id, type_version, parent_turn_id, data]
             fingerprint = await self.offload(_fingerprint, request) if large else _fingerprint(request)
         while True:
-            if large:
-                payload = await self.offload(self._encode, catalog, context_id, type_id, type_version, data)
-            else:
-                payload = self._encode(catalog, context_id, type_id, type_version, data)
+            try:
+                if large:
+                    payload = await self.offload(self._encode, catalog, type_id, type_version, data)
+                else:
+                    payload = self._encode(catalog, type_id, type_version, data)
+            except PreconditionFailed:
+                await self.store.get_context(context_id)  # a missing context is 404 before its type's 412
+                raise
             try:
                 result = await self.store.append(context_id, type_id, type_version, payload, parent_turn_id,
                                                  idempotency_key, registry_generation=len(catalog.bundle_ids),
@@ -173,31 +181,30 @@ class Service:
                 break
             except RegistryMoved:
                 # Another process published a bundle: encode against the registry as it is now.
-                catalog = self._catalogs.current()
+                catalog = await self._catalogs.current()
         turn = result.turn
         return {"context_id": str(turn.context_id), "turn_id": str(turn.turn_id),
                 "parent_turn_id": str(turn.parent_turn_id), "depth": turn.depth,
                 "content_hash": turn.content_hash.hex()}, result.replayed
 
-    def _encode(self, catalog: Catalog, context_id: int, type_id: str, type_version: int,
-                data: dict[str, Any]) -> bytes:
+    def _encode(self, catalog: Catalog, type_id: str, type_version: int, data: dict[str, Any]) -> bytes:
         descriptor = catalog.descriptor(type_id, type_version)
         if descriptor is not None:
             return pack(encode_typed(data, descriptor, _lookup(catalog)))
         if self.settings.require_registry:
-            self.store.get_context(context_id)  # a missing context is 404 before any complaint about its type
             raise PreconditionFailed(f"type {type_id} v{type_version} is not registered",
                                      {"type_id": type_id, "type_version": type_version})
         return pack(data)
 
-    def get_turns(self, context_id: int, limit: int = 64, before_turn_id: int | None = None,
-                  view: str = "typed", hint: TypeHint | None = None,
-                  options: RenderOptions | None = None) -> dict[str, Any]:
+    async def get_turns(self, context_id: int, limit: int = 64, before_turn_id: int | None = None,
+                        view: str = "typed", hint: TypeHint | None = None,
+                        options: RenderOptions | None = None) -> dict[str, Any]:
         """A page of turns ending at the head (or before a cursor), oldest first, as a dict."""
-        page: dict[str, Any] = orjson.loads(self.page_json(context_id, limit, before_turn_id, view, hint, options))
+        page: dict[str, Any] = orjson.loads(await self.page_json(context_id, limit, before_turn_id, view, hint,
+                                                                 options))
         return page
 
-    def page_json(self, context_id: int, limit: int = 64, before_turn_id: int | None = None,
+    async def page_json(self, context_id: int, limit: int = 64, before_turn_id: int | None = None,
                   view: str = "typed", hint: TypeHint | None = None,
                   options: RenderOptions | None = None) -> bytes:
         """A page of turns as JSON bytes.
@@ -208,8 +215,8 @@ class Service:
         """
         hint = hint or TypeHint()
         options = options or RenderOptions()
-        context, start, generation = self.store.page_start(context_id, before_turn_id)
-        catalog = self._catalogs.at(generation)
+        context, start, generation = await self.store.page_start(context_id, before_turn_id)
+        catalog = await self._catalogs.at(generation)
         forced = None
         if hint.mode == "explicit":
             if hint.type_id is None or hint.type_version is None:
@@ -230,7 +237,7 @@ class Service:
         if self.metrics is not None:
             self.metrics.cache_lookup("page", cached is not None)
         if cached is None:
-            cached = self._render_chain(start, limit, view, hint, options, catalog, forced)
+            cached = await self._render_chain(start, limit, view, hint, options, catalog, forced)
             self._pages.put(key, cached)
         rendered, cursor = cached
         if cursor is not None:
@@ -243,7 +250,7 @@ class Service:
                              "head_depth": context.head_depth, "registry_bundle_id": catalog.latest_bundle_id})
         return b'{"meta":' + meta
 
-    def _render_chain(self, start: int, limit: int, view: str, hint: TypeHint, options: RenderOptions,
+    async def _render_chain(self, start: int, limit: int, view: str, hint: TypeHint, options: RenderOptions,
                       catalog: Catalog, forced: Descriptor | None) -> tuple[bytes, tuple[int, int] | None]:
         """The page's JSON after ``meta``, and (next cursor, its parent) when there are older turns.
 
@@ -252,7 +259,7 @@ class Service:
         cursor continues from there. Payloads are read in groups whose stored sizes fit what is
         left of the budget, so a page never holds much more than it sends.
         """
-        chain, next_before = self.store.chain(start, limit)
+        chain, next_before = await self.store.chain(start, limit)
         chain.reverse()  # newest first
         budget = self.settings.max_page_bytes
         lookup = _lookup(catalog)
@@ -261,7 +268,7 @@ class Service:
         index = 0
         while index < len(chain):
             group = _group(chain, index, budget - used, 1 if view == "typed" else 2)
-            payloads = self.store.payloads(turn.content_hash for turn in group)
+            payloads = await self.store.payloads(turn.content_hash for turn in group)
             for turn in group:
                 raw = payloads.get(turn.content_hash)
                 item = turn_head(turn)
@@ -335,7 +342,7 @@ class Service:
                                 {"field": "bundle_id", "path_bundle_id": bundle_id,
                                  "body_bundle_id": bundle.bundle_id})
         while True:
-            catalog = self._catalogs.current()
+            catalog = await self._catalogs.current()
             candidate = None
             if bundle_id not in catalog.bundle_ids:  # else the writer compares it with the stored one
                 candidate = await self.offload(catalog.with_bundle, bundle)
@@ -347,15 +354,15 @@ class Service:
                 self._catalogs.install(candidate)
             return Published(created, _etag(stored.body))
 
-    def get_bundle(self, bundle_id: str) -> BundleBody:
-        stored = self.store.get_bundle(bundle_id)
+    async def get_bundle(self, bundle_id: str) -> BundleBody:
+        stored = await self.store.get_bundle(bundle_id)
         return BundleBody(stored.body, _etag(stored.body))
 
-    def list_bundles(self) -> dict[str, Any]:
-        return {"bundles": [_bundle_entry(item) for item in self.store.bundles()]}
+    async def list_bundles(self) -> dict[str, Any]:
+        return {"bundles": [_bundle_entry(item) for item in await self.store.bundles()]}
 
-    def get_type_version(self, type_id: str, type_version: int) -> dict[str, Any]:
-        catalog = self._catalogs.current()
+    async def get_type_version(self, type_id: str, type_version: int) -> dict[str, Any]:
+        catalog = await self._catalogs.current()
         descriptor = catalog.descriptor(type_id, type_version)
         if descriptor is None:
             raise NotFound(f"type {type_id} v{type_version} not found",
@@ -364,27 +371,34 @@ class Service:
         return {"type_id": type_id, "type_version": type_version, "fields": fields,
                 "bundle_id": descriptor.bundle_id}
 
-    def list_types(self) -> dict[str, Any]:
+    async def list_types(self) -> dict[str, Any]:
+        catalog = await self._catalogs.current()
         return {"types": [{"type_id": s.type_id, "latest_version": s.latest_version, "bundle_id": s.bundle_id}
-                          for s in self._catalogs.current().summaries()]}
+                          for s in catalog.summaries()]}
 
     # -- blobs, health, stats -------------------------------------------
 
-    def get_blob(self, digest: bytes) -> bytes:
-        return self.store.get_blob(digest)
+    async def get_blob(self, digest: bytes) -> bytes:
+        return await self.store.get_blob(digest)
 
     def health(self) -> dict[str, Any]:
         return {"status": "ok", "version": __version__, "uptime_seconds": int(self._clock() - self._started)}
 
-    def stats(self) -> dict[str, Any]:
-        stats = self.store.stats()
+    async def stats(self) -> dict[str, Any]:
+        stats = await self.store.stats()
         return {"contexts": stats.contexts, "turns": stats.turns, "blobs": stats.blobs,
                 "storage_bytes": stats.storage_bytes, "dedup_hit_rate": round(stats.dedup_hit_rate, 6),
                 "blob_stored_bytes": stats.blob_stored_bytes, "blob_raw_bytes": stats.blob_raw_bytes,
                 "dedup_hits": stats.dedup_hits}
 
-    def check(self) -> dict[str, Any]:
-        return self.store.check()
+    async def check(self) -> dict[str, Any]:
+        return await self.store.check()
+
+    async def metrics_text(self) -> bytes | None:
+        """The Prometheus text of the metrics, or None when they are off."""
+        if self.metrics is None:
+            return None
+        return self.metrics.scrape(await self.store.figures())
 
     def cache_bytes(self) -> dict[str, int]:
         """Bytes held by the page and projection caches (each bounded, by bytes)."""

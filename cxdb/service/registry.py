@@ -7,7 +7,7 @@ import threading
 import orjson
 
 from ..registry import Catalog, ParsedBundle, parse_bundle
-from ..storage import Store, StoredBundle
+from ..storage import Backend, StoredBundle
 
 __all__ = ["CatalogCache"]
 
@@ -24,7 +24,7 @@ class CatalogCache:
     published by another process is picked up too.
     """
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Backend) -> None:
         self._store = store
         self._lock = threading.Lock()
         self._catalog = Catalog()
@@ -34,21 +34,20 @@ class CatalogCache:
         """The newest catalog seen, without asking the store; the writer verifies it is still current."""
         return self._catalog
 
-    def current(self) -> Catalog:
-        return self.at(self._store.registry_generation())
+    async def current(self) -> Catalog:
+        return await self.at(await self._store.registry_generation())
 
-    def at(self, generation: int) -> Catalog:
+    async def at(self, generation: int) -> Catalog:
         """The catalog as of ``generation`` (read by the caller, in a snapshot of its own) or newer.
 
         Bundles are only ever added, so catching up applies just the ones published since the
         cached generation, whichever process published them.
         """
-        with self._lock:
-            cached = self._catalog
-            if generation > len(cached.bundle_ids):
-                fresh = self._store.bundles(after=len(cached.bundle_ids))
-                self._catalog = cached.with_bundles(_parse_stored(item) for item in fresh)
-            return self._catalog
+        cached = self._catalog
+        if generation > len(cached.bundle_ids):
+            fresh = await self._store.bundles(after=len(cached.bundle_ids))
+            self.install(cached.with_bundles(_parse_stored(item) for item in fresh))
+        return self._catalog
 
     def install(self, catalog: Catalog) -> None:
         """Make ``catalog`` current unless a newer one already is."""

@@ -204,9 +204,12 @@ def test_bundle_published_by_another_process_is_used_on_next_append(live_server:
         ctx = client.create_context()
         client.append_turn(ctx.context_id, {"type_id": "cxdb.chat.Message", "type_version": 1,
                                             "data": {"role": "user", "text": "before"}}, idempotency_key="k1")
-        with Service(Settings(data_dir=live_server.data_dir)) as other:  # a second process would do the same
-            bundle = json.loads((BUNDLES / "conversation-v1.json").read_text())
-            assert asyncio.run(other.publish_bundle("conversation-v1", bundle)).created
+        async def publish() -> bool:
+            async with Service(Settings(data_dir=live_server.data_dir)) as other:  # as a second process would
+                bundle = json.loads((BUNDLES / "conversation-v1.json").read_text())
+                return (await other.publish_bundle("conversation-v1", bundle)).created
+
+        assert asyncio.run(publish())
         after = client.append_turn(ctx.context_id, {"type_id": "cxdb.chat.Message", "type_version": 1,
                                                     "data": {"role": "user", "text": "after"}})
         assert msgpack.unpackb(client.get_blob(after.content_hash), strict_map_key=False) == {1: 2, 2: "after"}

@@ -24,7 +24,7 @@ async def assert_still_healthy(client: Client) -> None:
     assert (await client.get("/health")).status == 200
     response = await client.post("/v1/contexts/1/append", json={**MESSAGE, "data": {"after": True}})
     assert response.status == 201
-    report = client.app[SERVICE].check()
+    report = await client.app[SERVICE].check()
     assert report["ok"], report
 
 

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import msgpack
@@ -28,27 +27,24 @@ MESSAGE = {
 
 
 @pytest.fixture
-def loaded(settings: Settings) -> Iterator[tuple[Service, int]]:
-    with Service(settings) as service:
-        async def setup() -> int:
-            for name in ("conversation-v1", "conversation-v2", "logs-v1"):
-                await service.publish_bundle(name, json.loads((BUNDLES / f"{name}.json").read_text()))
-            context = await service.create_context()
-            context_id = int(context["context_id"])
-            await service.append(context_id, "cxdb.chat.Message", 2, MESSAGE)
-            return context_id
-
-        yield service, asyncio.run(setup())
+async def loaded(settings: Settings) -> AsyncIterator[tuple[Service, int]]:
+    async with Service(settings) as service:
+        for name in ("conversation-v1", "conversation-v2", "logs-v1"):
+            await service.publish_bundle(name, json.loads((BUNDLES / f"{name}.json").read_text()))
+        context = await service.create_context()
+        context_id = int(context["context_id"])
+        await service.append(context_id, "cxdb.chat.Message", 2, MESSAGE)
+        yield service, context_id
 
 
-def turn(service: Service, context_id: int, hint: TypeHint | None = None, **options: Any) -> dict[str, Any]:
-    page = service.get_turns(context_id, hint=hint, options=RenderOptions(**options))
+async def turn(service: Service, context_id: int, hint: TypeHint | None = None, **options: Any) -> dict[str, Any]:
+    page = await service.get_turns(context_id, hint=hint, options=RenderOptions(**options))
     return page["turns"][0]  # type: ignore[no-any-return]
 
 
-def test_default_rendering(loaded: tuple[Service, int]) -> None:
+async def test_default_rendering(loaded: tuple[Service, int]) -> None:
     service, context_id = loaded
-    got = turn(service, context_id)
+    got = await turn(service, context_id)
     assert got["declared_type"] == {"type_id": "cxdb.chat.Message", "type_version": 2}
     assert got["decoded_as"] == {"type_id": "cxdb.chat.Message", "type_version": 2}
     assert got["data"] == {
@@ -72,16 +68,16 @@ def test_default_rendering(loaded: tuple[Service, int]) -> None:
     ({"bytes_render": "len_only"}, "attachments", ["<7 bytes>"]),
     ({"bytes_render": "base64"}, "attachments", ["AAFoZWxsbw=="]),
 ])
-def test_each_option(loaded: tuple[Service, int], options: dict[str, Any], field: str, expected: Any) -> None:
+async def test_each_option(loaded: tuple[Service, int], options: dict[str, Any], field: str, expected: Any) -> None:
     service, context_id = loaded
-    assert turn(service, context_id, **options)["data"][field] == expected
+    assert (await turn(service, context_id, **options))["data"][field] == expected
 
 
-def test_wide_integers_follow_u64_format(settings: Settings) -> None:
+async def test_wide_integers_follow_u64_format(settings: Settings) -> None:
     bundle = {"registry_version": 1, "bundle_id": "ints", "types": {"N": {"versions": {"1": {"fields": {
         "1": {"name": "big", "type": "u64"}, "2": {"name": "neg", "type": "i64"},
         "3": {"name": "small", "type": "u16"}, "4": {"name": "when", "type": "i64", "semantic": "unix_sec"}}}}}}}
-    with Service(settings) as service:
+    async with Service(settings) as service:
         async def setup() -> int:
             await service.publish_bundle("ints", bundle)
             context_id = int((await service.create_context())["context_id"])
@@ -90,40 +86,40 @@ def test_wide_integers_follow_u64_format(settings: Settings) -> None:
             await service.append(context_id, "untyped", 1, {"big": 2**60, "fits": 2**53 - 1})
             return context_id
 
-        context_id = asyncio.run(setup())
-        typed, untyped = service.get_turns(context_id)["turns"]
+        context_id = await setup()
+        typed, untyped = (await service.get_turns(context_id))["turns"]
         assert typed["data"] == {"big": "18446744073709551615", "neg": "-5", "small": 7,
                                  "when": "2024-01-30T11:43:20.000Z"}
         assert untyped["data"] == {"big": str(2**60), "fits": 2**53 - 1}
-        typed, untyped = service.get_turns(context_id, options=RenderOptions(u64_format="number",
-                                                                             time_render="unix_ms"))["turns"]
+        typed, untyped = (await service.get_turns(context_id, options=RenderOptions(u64_format="number",
+                                                                             time_render="unix_ms")))["turns"]
         assert typed["data"] == {"big": 2**64 - 1, "neg": -5, "small": 7, "when": 1706615000}
         assert untyped["data"] == {"big": 2**60, "fits": 2**53 - 1}
 
 
-def test_hint_modes_and_evolution(loaded: tuple[Service, int]) -> None:
+async def test_hint_modes_and_evolution(loaded: tuple[Service, int]) -> None:
     service, context_id = loaded
-    asyncio.run(service.append(context_id, "cxdb.chat.Message", 1, {"role": "user", "text": "v1 turn"}))
-    v2_turn, v1_turn = service.get_turns(context_id)["turns"]
+    await service.append(context_id, "cxdb.chat.Message", 1, {"role": "user", "text": "v1 turn"})
+    v2_turn, v1_turn = (await service.get_turns(context_id))["turns"]
     assert v1_turn["decoded_as"]["type_version"] == 1
-    latest = service.get_turns(context_id, hint=TypeHint("latest"))["turns"]
+    latest = (await service.get_turns(context_id, hint=TypeHint("latest")))["turns"]
     assert [t["decoded_as"]["type_version"] for t in latest] == [2, 2]
     assert latest[1]["data"] == {"role": "user", "text": "v1 turn"}  # v1 data read as v2
-    as_v1 = service.get_turns(context_id, hint=TypeHint("explicit", "cxdb.chat.Message", 1),
-                              options=RenderOptions(include_unknown=True))["turns"]
+    as_v1 = (await service.get_turns(context_id, hint=TypeHint("explicit", "cxdb.chat.Message", 1),
+                              options=RenderOptions(include_unknown=True)))["turns"]
     assert as_v1[0]["decoded_as"] == {"type_id": "cxdb.chat.Message", "type_version": 1}
     assert "tokens" not in as_v1[0]["data"] and as_v1[0]["unknown"] == {"6": 42}  # v2 data read as v1
     assert as_v1[1]["unknown"] == {}
     with pytest.raises(FailedDependency):
-        service.get_turns(context_id, hint=TypeHint("explicit", "cxdb.chat.Message", 9))
+        await service.get_turns(context_id, hint=TypeHint("explicit", "cxdb.chat.Message", 9))
     with pytest.raises(FailedDependency):
-        service.get_turns(context_id, hint=TypeHint("explicit", "no.such.Type", 1))
+        await service.get_turns(context_id, hint=TypeHint("explicit", "no.such.Type", 1))
     with pytest.raises(Unprocessable):
-        service.get_turns(context_id, hint=TypeHint("explicit", "cxdb.chat.Message", None))
+        await service.get_turns(context_id, hint=TypeHint("explicit", "cxdb.chat.Message", None))
     with pytest.raises(Unprocessable):
-        service.get_turns(context_id, hint=TypeHint("explicit", None, 1))
-    logs = service.get_turns(context_id, hint=TypeHint("explicit", "cxdb.log.Entry", 1),
-                             options=RenderOptions(include_unknown=True))["turns"]
+        await service.get_turns(context_id, hint=TypeHint("explicit", None, 1))
+    logs = (await service.get_turns(context_id, hint=TypeHint("explicit", "cxdb.log.Entry", 1),
+                             options=RenderOptions(include_unknown=True)))["turns"]
     assert logs[1]["decoded_as"]["type_id"] == "cxdb.log.Entry"
 
 
@@ -178,8 +174,8 @@ def test_generic_rendering_of_msgpack_oddities() -> None:
     assert render_generic(-(2**53) + 1, options) == -(2**53) + 1
 
 
-def test_payloads_with_name_keys_stay_generic_after_registration(settings: Settings) -> None:
-    with Service(settings) as service:
+async def test_payloads_with_name_keys_stay_generic_after_registration(settings: Settings) -> None:
+    async with Service(settings) as service:
         async def setup() -> int:
             context_id = int((await service.create_context())["context_id"])
             await service.append(context_id, "cxdb.chat.Message", 1, {"role": "user", "text": "before"})
@@ -188,8 +184,8 @@ def test_payloads_with_name_keys_stay_generic_after_registration(settings: Setti
             await service.append(context_id, "cxdb.chat.Message", 1, {"role": "user", "text": "after"})
             return context_id
 
-        context_id = asyncio.run(setup())
-        before, after = service.get_turns(context_id)["turns"]
+        context_id = await setup()
+        before, after = (await service.get_turns(context_id))["turns"]
         assert before["decoded_as"] is None and before["data"] == {"role": "user", "text": "before"}
         assert after["decoded_as"] == {"type_id": "cxdb.chat.Message", "type_version": 1}
         assert after["data"] == {"role": "user", "text": "after"}

@@ -143,8 +143,10 @@ def tags_are_integers(value: Any, bundle: dict[str, Any], type_id: str) -> bool:
 @pytest.fixture(scope="module")
 def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Service, asyncio.AbstractEventLoop]]:
     loop = asyncio.new_event_loop()
-    with Service(Settings(data_dir=tmp_path_factory.mktemp("roundtrip") / "data")) as service:
-        yield service, loop
+    service = Service(Settings(data_dir=tmp_path_factory.mktemp("roundtrip") / "data"))
+    loop.run_until_complete(service.start())
+    yield service, loop
+    loop.run_until_complete(service.close())
     loop.close()
 
 
@@ -158,9 +160,11 @@ def test_typed_round_trip(shared: tuple[Service, asyncio.AbstractEventLoop],
     assert loop.run_until_complete(service.publish_bundle(bundle["bundle_id"], bundle)).created
     context_id = int(loop.run_until_complete(service.create_context())["context_id"])
     appended, _ = loop.run_until_complete(service.append(context_id, type_id, 1, value))
-    page = service.get_turns(context_id, options=RenderOptions(u64_format="number", time_render="unix_ms"))
+    page = loop.run_until_complete(service.get_turns(context_id, options=RenderOptions(u64_format="number",
+                                                                                       time_render="unix_ms")))
     turn = page["turns"][0]
     assert turn["decoded_as"] == {"type_id": type_id, "type_version": 1}
     assert turn["data"] == value
-    stored = msgpack.unpackb(service.get_blob(bytes.fromhex(appended["content_hash"])), strict_map_key=False)
+    raw = loop.run_until_complete(service.get_blob(bytes.fromhex(appended["content_hash"])))
+    stored = msgpack.unpackb(raw, strict_map_key=False)
     assert tags_are_integers(stored, bundle, type_id)

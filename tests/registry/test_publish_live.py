@@ -15,7 +15,7 @@ from tests.registry.test_scale import many_types
 
 
 async def test_appends_keep_committing_while_a_huge_bundle_is_published(tmp_path: Path) -> None:
-    with Service(Settings(data_dir=tmp_path / "data")) as service:
+    async with Service(Settings(data_dir=tmp_path / "data")) as service:
         context = await service.create_context()
         context_id = int(context["context_id"])
         bundle = many_types(10_000)
@@ -31,17 +31,17 @@ async def test_appends_keep_committing_while_a_huge_bundle_is_published(tmp_path
         assert (await publishing).created
         assert count > 0
         assert slowest < 1.0, slowest  # the writer never waits on validation (it did for 19 s)
-        assert service.list_types()["types"][0]["type_id"] == "t0"
+        assert (await service.list_types())["types"][0]["type_id"] == "t0"
 
 
 async def test_restarting_with_a_registry_of_ten_thousand_types(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path / "data")
-    with Service(settings) as service:
+    async with Service(settings) as service:
         assert (await service.publish_bundle("big", many_types(10_000))).created
     start = time.perf_counter()
-    with Service(settings) as service:
+    async with Service(settings) as service:
         opened = time.perf_counter() - start
-        assert len(service.list_types()["types"]) == 10_000
+        assert len((await service.list_types())["types"]) == 10_000
     assert opened < 5.0, opened  # target 1 s (bench); the quadratic catalog took 66 s
 
 
@@ -53,20 +53,20 @@ async def test_another_process_applies_only_the_new_bundles(tmp_path: Path) -> N
         def __init__(self, store: Any) -> None:
             self.store = store
 
-        def registry_generation(self) -> int:
-            return int(self.store.registry_generation())
+        async def registry_generation(self) -> int:
+            return int(await self.store.registry_generation())
 
-        def bundles(self, after: int = 0) -> Any:
-            found = self.store.bundles(after)
+        async def bundles(self, after: int = 0) -> Any:
+            found = await self.store.bundles(after)
             parsed.append(len(found))
             return found
 
-    with Service(Settings(data_dir=tmp_path / "data")) as service:
+    async with Service(Settings(data_dir=tmp_path / "data")) as service:
         other = CatalogCache(Counting(service.store))  # type: ignore[arg-type]
         for n in range(60):
             body = many_types(1, f"b{n}") | {"types": {f"x{n}": many_types(1)["types"]["t0"]}}
             assert (await service.publish_bundle(f"b{n}", body)).created
-            descriptor = other.current().descriptor(f"x{n}", 1)
+            descriptor = (await other.current()).descriptor(f"x{n}", 1)
             assert descriptor is not None and descriptor.bundle_id == f"b{n}"
         assert parsed == [1] * 60  # one new bundle read per publish, never the whole registry again
-        assert other.current().descriptors == service._catalogs.current().descriptors
+        assert (await other.current()).descriptors == (await service._catalogs.current()).descriptors

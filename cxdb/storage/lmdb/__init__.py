@@ -3,7 +3,7 @@
 The only code that touches LMDB. See :mod:`cxdb.storage.lmdb.env` for the layout.
 """
 
-from .bundles import StoredBundle
-from .store import AppendResult, RegistryMoved, Store
+from ..base import AppendResult, RegistryMoved, StoredBundle
+from .store import Store
 
 __all__ = ["AppendResult", "RegistryMoved", "Store", "StoredBundle"]

@@ -15,26 +15,16 @@ latest sequence and so the registry's generation.
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
 from typing import Any
 
 from ...errors import Corrupt
+from ..base import StoredBundle
 from .writer import WriteContext
 
 __all__ = ["StoredBundle", "all_in_order", "get", "put"]
 
 _HEAD = struct.Struct(">QQ")
 _U64 = struct.Struct(">Q")
-
-
-@dataclass(frozen=True, slots=True)
-class StoredBundle:
-    """A published bundle as stored."""
-
-    bundle_id: str
-    sequence: int
-    published_at_ms: int
-    body: bytes
 
 
 def _decode(bundle_id: str, value: bytes) -> StoredBundle:

@@ -9,16 +9,15 @@ from __future__ import annotations
 import struct
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, NamedTuple
+from typing import Any
 
 import blake3
 
 from ...cache import LruCache
 from ...codec import BlobCodec, UnknownDictionary, content_hash
-from ...errors import Conflict, CxdbError, NotFound, Unprocessable
+from ...errors import Conflict, NotFound, Unprocessable
 from ...model import (
     ENCODING_MSGPACK,
     BlobHash,
@@ -29,8 +28,8 @@ from ...model import (
     TurnId,
     TurnRecord,
 )
+from ..base import AppendResult, PageStart, RegistryMoved, StoredBundle
 from . import blobs, bundles, contexts, dictionaries, idempotency, turns
-from .bundles import StoredBundle
 from .counters import read_all, read_one
 from .dictionaries import DictionaryTrainer
 from .env import Environment
@@ -39,26 +38,6 @@ from .writer import CommitObserver, WriteContext, Writer
 __all__ = ["AppendResult", "PageStart", "RegistryMoved", "Store"]
 
 _U32_MAX = (1 << 32) - 1
-
-
-class RegistryMoved(CxdbError):
-    """The registry changed since the caller encoded its payload; encode again and retry."""
-
-
-@dataclass(frozen=True, slots=True)
-class AppendResult:
-    """The turn an append created, or found again through its idempotency key."""
-
-    turn: TurnRecord
-    replayed: bool
-
-
-class PageStart(NamedTuple):
-    """Where a page starts, and the registry generation, read in one snapshot."""
-
-    context: ContextRecord
-    start: int
-    registry_generation: int
 
 
 class Store:

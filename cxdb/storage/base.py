@@ -1,0 +1,120 @@
+"""The store the service layer talks to: one interface, one implementation per backend.
+
+Every operation that may wait on a database is a coroutine, so a backend reached over the network
+never blocks the event loop; the LMDB backend answers them at once. The service layer depends on
+:class:`Backend` alone and never asks which backend it has. The records a backend returns are
+defined here, once, for every backend.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, NamedTuple, Protocol
+
+from ..errors import CxdbError
+from ..model import ContextRecord, StoreStats, TurnId, TurnRecord
+
+__all__ = ["AppendResult", "Backend", "PageStart", "RegistryMoved", "StoredBundle"]
+
+
+class RegistryMoved(CxdbError):
+    """The registry changed since the caller encoded its payload or checked its bundle: do it again."""
+
+
+@dataclass(frozen=True, slots=True)
+class AppendResult:
+    """The turn an append created, or found again through its idempotency key."""
+
+    turn: TurnRecord
+    replayed: bool
+
+
+class PageStart(NamedTuple):
+    """Where a page starts, and the registry generation, read in one snapshot."""
+
+    context: ContextRecord
+    start: int
+    registry_generation: int
+
+
+@dataclass(frozen=True, slots=True)
+class StoredBundle:
+    """A published bundle as stored."""
+
+    bundle_id: str
+    sequence: int
+    published_at_ms: int
+    body: bytes
+
+
+class Backend(Protocol):
+    """What a store does for the service. Semantics every backend keeps (docs/architecture.md):
+
+    - ids are u64, monotonic, never reused;
+    - appends to one context are linearizable, heads move by compare-and-set;
+    - an idempotency key makes one turn, however many retries race;
+    - an acknowledged write is durable;
+    - paging is O(limit) at any depth; counters are O(1).
+    """
+
+    async def create_context(self, base_turn_id: int = 0, client_tag: str | None = None,
+                             provenance: dict[str, Any] | None = None) -> ContextRecord:
+        """A new context whose head is ``base_turn_id`` (0: empty); NotFound for a missing base."""
+
+    async def append(self, context_id: int, type_id: str, type_version: int, payload: bytes,
+                     parent_turn_id: int | None = None, idempotency_key: str | None = None,
+                     registry_generation: int | None = None, fingerprint: bytes | None = None) -> AppendResult:
+        """Append a turn and move the head to it; RegistryMoved when the generation is stale."""
+
+    async def publish_bundle(self, bundle_id: str, body: bytes, generation: int) -> tuple[StoredBundle, bool]:
+        """Store a checked bundle; True when new. RegistryMoved when the generation is stale."""
+
+    async def get_context(self, context_id: int) -> ContextRecord:
+        """The context; NotFound if it does not exist."""
+
+    async def list_contexts(self, limit: int, tag: str | None = None) -> tuple[list[ContextRecord], int]:
+        """Up to ``limit`` contexts, newest activity first, and how many match."""
+
+    async def children(self, context_id: int, recursive: bool = False,
+                       limit: int = 256) -> tuple[list[ContextRecord], int]:
+        """Child contexts (breadth first when recursive), up to ``limit``, and how many there are."""
+
+    async def child_ids(self, context_id: int, limit: int) -> tuple[list[int], int]:
+        """The first ``limit`` children of a context, oldest first, and how many it has."""
+
+    async def page_start(self, context_id: int, before_turn_id: int | None = None) -> PageStart:
+        """The context, the newest turn of its page, and the registry generation, in one snapshot."""
+
+    async def chain(self, start: int, limit: int) -> tuple[list[TurnRecord], TurnId | None]:
+        """Up to ``limit`` turns ending at ``start``, oldest first, and the cursor to older ones."""
+
+    def note_cursor(self, context: ContextRecord, cursor: int, parent: int) -> None:
+        """Remember that ``cursor`` (whose parent is ``parent``) is on the chain of the context's head."""
+
+    async def payloads(self, hashes: Iterable[bytes]) -> dict[bytes, bytes]:
+        """The uncompressed bytes of each blob named that exists."""
+
+    async def get_blob(self, digest: bytes) -> bytes:
+        """A blob's uncompressed bytes; NotFound if absent."""
+
+    async def stats(self) -> StoreStats:
+        """The counters of ``/v1/stats``, O(1)."""
+
+    async def figures(self) -> dict[str, int]:
+        """The counters and sizes the metrics report, O(1)."""
+
+    async def bundles(self, after: int = 0) -> list[StoredBundle]:
+        """The bundles published after sequence ``after``, in publish order."""
+
+    async def get_bundle(self, bundle_id: str) -> StoredBundle:
+        """A bundle; NotFound if absent."""
+
+    async def registry_generation(self) -> int:
+        """How many bundles have been published."""
+
+    async def check(self) -> dict[str, Any]:
+        """A report of the whole store's integrity."""
+
+    async def close(self) -> None:
+        """Finish every acknowledged write, then release the store."""

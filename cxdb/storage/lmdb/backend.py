@@ -1,0 +1,89 @@
+"""The LMDB store behind the storage interface.
+
+:class:`~cxdb.storage.lmdb.store.Store` does the work. Its reads are short read transactions
+that do not wait on anything, so here they run at once, inside the coroutines the interface asks for.
+Its writes were coroutines already: they resolve once their group commit is durable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from ...model import ContextRecord, StoreStats, TurnId, TurnRecord
+from ..base import AppendResult, PageStart, StoredBundle
+from .store import Store
+from .writer import CommitObserver
+
+__all__ = ["LmdbBackend"]
+
+
+class LmdbBackend:
+    """A :class:`~cxdb.storage.base.Backend` over one LMDB environment."""
+
+    def __init__(self, path: Path, map_size: int, max_batch: int, on_commit: CommitObserver | None = None,
+                 **options: Any) -> None:
+        self.store = Store(path, map_size=map_size, max_batch=max_batch, on_commit=on_commit, **options)
+
+    async def create_context(self, base_turn_id: int = 0, client_tag: str | None = None,
+                             provenance: dict[str, Any] | None = None) -> ContextRecord:
+        return await self.store.create_context(base_turn_id, client_tag, provenance)
+
+    async def append(self, context_id: int, type_id: str, type_version: int, payload: bytes,
+                     parent_turn_id: int | None = None, idempotency_key: str | None = None,
+                     registry_generation: int | None = None, fingerprint: bytes | None = None) -> AppendResult:
+        return await self.store.append(context_id, type_id, type_version, payload, parent_turn_id, idempotency_key,
+                                       registry_generation, fingerprint)
+
+    async def publish_bundle(self, bundle_id: str, body: bytes, generation: int) -> tuple[StoredBundle, bool]:
+        return await self.store.publish_bundle(bundle_id, body, generation)
+
+    async def get_context(self, context_id: int) -> ContextRecord:
+        return self.store.get_context(context_id)
+
+    async def list_contexts(self, limit: int, tag: str | None = None) -> tuple[list[ContextRecord], int]:
+        return self.store.list_contexts(limit, tag)
+
+    async def children(self, context_id: int, recursive: bool = False,
+                       limit: int = 256) -> tuple[list[ContextRecord], int]:
+        return self.store.children(context_id, recursive, limit)
+
+    async def child_ids(self, context_id: int, limit: int) -> tuple[list[int], int]:
+        return self.store.child_ids(context_id, limit)
+
+    async def page_start(self, context_id: int, before_turn_id: int | None = None) -> PageStart:
+        return self.store.page_start(context_id, before_turn_id)
+
+    async def chain(self, start: int, limit: int) -> tuple[list[TurnRecord], TurnId | None]:
+        return self.store.chain(start, limit)
+
+    def note_cursor(self, context: ContextRecord, cursor: int, parent: int) -> None:
+        self.store.note_cursor(context, cursor, parent)
+
+    async def payloads(self, hashes: Iterable[bytes]) -> dict[bytes, bytes]:
+        return self.store.payloads(hashes)
+
+    async def get_blob(self, digest: bytes) -> bytes:
+        return self.store.get_blob(digest)
+
+    async def stats(self) -> StoreStats:
+        return self.store.stats()
+
+    async def figures(self) -> dict[str, int]:
+        return self.store.figures()
+
+    async def bundles(self, after: int = 0) -> list[StoredBundle]:
+        return self.store.bundles(after)
+
+    async def get_bundle(self, bundle_id: str) -> StoredBundle:
+        return self.store.get_bundle(bundle_id)
+
+    async def registry_generation(self) -> int:
+        return self.store.registry_generation()
+
+    async def check(self) -> dict[str, Any]:
+        return self.store.check()
+
+    async def close(self) -> None:
+        self.store.close()
