@@ -32,7 +32,11 @@ class ModelContext:
     parent_context: int | None
     root: int
     fork_turn: int | None
+    tag: str | None = None
     keys: dict[str, tuple[int, tuple[Any, ...]]] = field(default_factory=dict)
+
+
+TAGS = st.sampled_from([None, None, "x", "y", "x2"])
 
 
 class StoreMachine(RuleBasedStateMachine):
@@ -63,29 +67,48 @@ class StoreMachine(RuleBasedStateMachine):
             head = self.turns[head].parent
         return out[::-1]
 
-    def _register(self, record: Any, base: int) -> None:
+    def _register(self, record: Any, base: int, tag: str | None = None) -> None:
         if base:
             origin = self.turns[base].context
             lineage = (origin, self.contexts[origin].root, base)
         else:
             lineage = (None, record.context_id, None)
-        self.contexts[record.context_id] = ModelContext(base, *lineage)
+        self.contexts[record.context_id] = ModelContext(base, *lineage, tag=tag)
+        assert record.client_tag == tag
         assert record.head_turn_id == base
         assert record.head_depth == (self.turns[base].depth if base else 0)
         assert (record.lineage.parent_context_id, record.lineage.root_context_id,
                 record.lineage.fork_turn_id) == lineage
 
-    @rule()
-    def create_empty(self) -> None:
-        record = self.run(self.store.create_context())
-        self._register(record, 0)
+    @rule(tag=TAGS)
+    def create_empty(self, tag: str | None) -> None:
+        record = self.run(self.store.create_context(client_tag=tag))
+        self._register(record, 0, tag)
 
     @precondition(lambda self: self.turns)
-    @rule(data=st.data())
-    def fork(self, data: st.DataObject) -> None:
+    @rule(data=st.data(), tag=TAGS)
+    def fork(self, data: st.DataObject, tag: str | None) -> None:
         base = data.draw(st.sampled_from(sorted(self.turns)))
-        record = self.run(self.store.create_context(base_turn_id=base))
-        self._register(record, base)
+        record = self.run(self.store.create_context(base_turn_id=base, client_tag=tag))
+        self._register(record, base, tag)
+
+    @rule(tag=st.sampled_from(["x", "y", "x2"]), limit=st.integers(0, 6))
+    def list_by_tag(self, tag: str, limit: int) -> None:
+        """The tag index answers what a scan of every context would: the newest activity first."""
+        found, total = self.store.list_contexts(limit, tag=tag)
+        tagged = [self.store.get_context(cid) for cid, model in self.contexts.items() if model.tag == tag]
+        assert total == len(tagged)
+        newest = sorted(tagged, key=lambda c: (c.last_activity_ms, c.context_id), reverse=True)[:limit]
+        assert [c.context_id for c in found] == [c.context_id for c in newest]
+
+    @precondition(lambda self: self.contexts)
+    @rule(data=st.data(), limit=st.integers(0, 4))
+    def children(self, data: st.DataObject, limit: int) -> None:
+        parent = data.draw(st.sampled_from(sorted(self.contexts)))
+        kids = sorted(cid for cid, model in self.contexts.items() if model.parent_context == parent)
+        found, total = self.store.children(parent, limit=limit)
+        assert total == len(kids) and [c.context_id for c in found] == kids[:limit]
+        assert self.store.child_ids(parent, limit) == (kids[:limit], len(kids))
 
     @rule(base=st.integers(10**6, 10**7))
     def fork_missing(self, base: int) -> None:
