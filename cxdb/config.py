@@ -121,6 +121,8 @@ SETTINGS: tuple[Setting, ...] = (
             "Seconds a request's head may take to arrive, from its first byte or the connection's start."),
     Setting("body_timeout", 60.0, _seconds,
             "Seconds a request body may go without progress; a slow upload that keeps sending survives."),
+    Setting("send_timeout", 60.0, _seconds,
+            "Seconds a response may wait in a connection's buffer without the client reading any of it."),
     Setting("idle_timeout", 75.0, _seconds, "Seconds an idle keep-alive connection stays open."),
     Setting("shutdown_grace", 5.0, _seconds,
             "On SIGTERM/SIGINT, seconds requests already received get to finish; a second signal exits at once."),
@@ -154,6 +156,7 @@ class Settings:
     workers: int = 1
     header_timeout: float = 30.0
     body_timeout: float = 60.0
+    send_timeout: float = 60.0
     idle_timeout: float = 75.0
     shutdown_grace: float = 5.0
     metrics: bool = True

@@ -257,3 +257,25 @@ def test_a_client_gone_mid_body_is_not_a_server_error(live_server: LiveServer) -
         assert client.health()["status"] == "ok"
     text = live_server.stderr_text
     assert "ERROR" not in text and "Traceback" not in text, text
+
+
+def test_a_client_that_never_reads_its_answer_is_cut_off(tmp_path: Path) -> None:
+    server = LiveServer(tmp_path / "data", "--send-timeout", "1")
+    try:
+        big_store(server)
+        reader = connect(server)
+        reader.sendall(b"GET /v1/contexts/1/turns?limit=8 HTTP/1.1\r\nHost: x\r\n\r\n")  # a 16 MB answer
+        time.sleep(4)  # read none of it: past the 1 s deadline and the sweep after it
+        reader.settimeout(10)
+        received = 0
+        try:
+            while chunk := reader.recv(1 << 20):  # what the kernels had buffered, then the end
+                received += len(chunk)
+        except ConnectionResetError:
+            pass
+        reader.close()
+        assert 0 < received < 16_000_000
+        with Client(server.url) as client:
+            assert client.health()["status"] == "ok"
+    finally:
+        assert server.stop() == 0

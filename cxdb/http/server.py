@@ -7,6 +7,10 @@ aiohttp bounds only idle keep-alive connections. Here every connection also has:
 - a **body deadline**, by progress: while a handler waits for the body, some of it
   must arrive every ``body_timeout``, so a slow but live upload of a big body
   survives and a stalled one does not;
+- a **send deadline**, by progress: while a response waits in the connection's
+  write buffer, the client must take some of it every ``send_timeout``, so a
+  client that asks for a big page and never reads it does not hold the
+  response (and its handler) forever;
 - the **idle deadline**: aiohttp's keep-alive timeout, set to ``idle_timeout``.
 
 One sweep a second checks every connection of the server, so a deadline costs
@@ -48,6 +52,7 @@ class Guard:
         self.app = app
         self.header_timeout = settings.header_timeout
         self.body_timeout = settings.body_timeout
+        self.send_timeout = settings.send_timeout
         self.connections: set[Connection] = set()
         self._task: asyncio.Task[None] | None = None
 
@@ -76,10 +81,11 @@ class Guard:
             now = loop.time()
             for connection in list(self.connections):
                 try:
-                    reason = connection.overdue(now, self.header_timeout, self.body_timeout)
+                    reason = (connection.overdue(now, self.header_timeout, self.body_timeout)
+                              or connection.stalled(now, self.send_timeout))
                     if reason is not None:
                         log.debug("closing a connection from %s: %s", connection.peer, reason)
-                        connection.force_close()
+                        connection.abort()
                 except Exception:  # one odd connection must not end the sweep for every other
                     log.exception("checking a connection's deadlines failed")
 
@@ -104,6 +110,9 @@ class Connection(RequestHandler):
         """When the current request's head began to arrive (or the connection opened); None once a
         handler has it, until the next byte comes."""
         self.last_data = 0.0
+        self.unsent = 0
+        self.unsent_since: float | None = None
+        """Bytes of response in the write buffer at the last sweep, and since when none was taken."""
         self.request: BaseRequest | None = None
         self.peer: Any = None
 
@@ -135,6 +144,28 @@ class Connection(RequestHandler):
             return None
         if not request.content.is_eof() and now - self.last_data > body_timeout:
             return f"no progress on the request body for {body_timeout:g} s"
+        return None
+
+    def abort(self) -> None:
+        """Close at once, dropping whatever waits to be sent (a graceful close would wait for the very
+        client that stopped reading)."""
+        transport = self.transport
+        self.force_close()
+        if transport is not None:
+            transport.abort()
+
+    def stalled(self, now: float, send_timeout: float) -> str | None:
+        """Why this connection's client is past the send deadline, or None."""
+        transport = self.transport
+        size = transport.get_write_buffer_size() if transport is not None else 0
+        if size == 0:
+            self.unsent, self.unsent_since = 0, None
+            return None
+        if self.unsent_since is None or size < self.unsent:  # a response waits, or the client took some
+            self.unsent_since = now
+        self.unsent = size
+        if now - self.unsent_since > send_timeout:
+            return f"the client read none of {size} waiting bytes for {send_timeout:g} s"
         return None
 
     def receiving(self) -> bool:
