@@ -86,7 +86,7 @@ class Service:
             self.metrics = Metrics(str(settings.metrics_dir) if settings.metrics_dir is not None else None)
         self.store: Backend = open_backend(settings, on_commit=self.metrics.observe_commit if self.metrics else None)
         self._cpu = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cxdb-cpu")
-        self._catalogs = CatalogCache(self.store)
+        self._catalogs = CatalogCache(self.store, self.offload)
         # Weighed by the payload's size: a projection holds about as many bytes as the payload it renders.
         self._projections: LruCache[tuple[bytes, TypeRef | None, RenderOptions], tuple[Projection, int]] = LruCache(
             PROJECTION_CACHE_BYTES, lambda entry: entry[1])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Awaitable, Callable
 
 import orjson
 
@@ -12,8 +13,16 @@ from ..storage import Backend, StoredBundle
 __all__ = ["CatalogCache"]
 
 
+Offload = Callable[..., Awaitable[Catalog]]
+"""Runs a function on a worker thread and awaits its result (:meth:`cxdb.service.Service.offload`)."""
+
+
 def _parse_stored(stored: StoredBundle) -> ParsedBundle:
     return parse_bundle(orjson.loads(stored.body), strict=False)
+
+
+def _catch_up(catalog: Catalog, fresh: list[StoredBundle]) -> Catalog:
+    return catalog.with_bundles(_parse_stored(item) for item in fresh)
 
 
 class CatalogCache:
@@ -24,8 +33,9 @@ class CatalogCache:
     published by another process is picked up too.
     """
 
-    def __init__(self, store: Backend) -> None:
+    def __init__(self, store: Backend, offload: Offload | None = None) -> None:
         self._store = store
+        self._offload = offload
         self._lock = threading.Lock()
         self._catalog = Catalog()
 
@@ -46,7 +56,11 @@ class CatalogCache:
         cached = self._catalog
         if generation > len(cached.bundle_ids):
             fresh = await self._store.bundles(after=len(cached.bundle_ids))
-            self.install(cached.with_bundles(_parse_stored(item) for item in fresh))
+            # Parsing and checking a big bundle takes a while: off the event loop, when there is a thread.
+            if self._offload is not None:
+                self.install(await self._offload(_catch_up, cached, fresh))
+            else:
+                self.install(_catch_up(cached, fresh))
         return self._catalog
 
     def install(self, catalog: Catalog) -> None:

@@ -70,3 +70,31 @@ async def test_another_process_applies_only_the_new_bundles(tmp_path: Path) -> N
             assert descriptor is not None and descriptor.bundle_id == f"b{n}"
         assert parsed == [1] * 60  # one new bundle read per publish, never the whole registry again
         assert (await other.current()).descriptors == (await service._catalogs.current()).descriptors
+
+
+async def test_catching_up_with_a_huge_bundle_does_not_stall_the_event_loop(tmp_path: Path) -> None:
+    async with Service(Settings(data_dir=tmp_path / "data")) as service:
+        other = CatalogCache(service.store, service.offload)  # another worker's view, with its own thread
+        await other.current()
+        assert (await service.publish_bundle("big", many_types(10_000))).created
+
+        gaps: list[float] = []
+        done = asyncio.Event()
+
+        async def tick() -> None:
+            last = time.perf_counter()
+            while not done.is_set():
+                await asyncio.sleep(0.005)
+                now = time.perf_counter()
+                gaps.append(now - last)
+                last = now
+
+        ticker = asyncio.ensure_future(tick())
+        start = time.perf_counter()
+        catalog = await other.current()
+        took = time.perf_counter() - start
+        done.set()
+        await ticker
+        assert len(catalog.latest) == 10_000
+        # The catch-up took a while, and the loop kept turning: its longest pause is a fraction of it.
+        assert max(gaps) < max(0.1, took / 2), (max(gaps), took)
