@@ -19,6 +19,7 @@ import os
 import sys
 import threading
 import time
+import weakref
 
 import orjson
 
@@ -86,6 +87,13 @@ class _BufferedHandler(logging.StreamHandler):  # type: ignore[type-arg]
         stream = open(os.dup(sys.stderr.fileno()), "w", buffering=1 << 16, encoding="utf-8",  # noqa: SIM115
                       errors="backslashreplace", closefd=True)
         super().__init__(stream)
+        self._closed = False
+        self._start_flusher()
+        # Threads do not survive fork(): each worker of --workers N starts its own flusher.
+        handler = weakref.ref(self)
+        os.register_at_fork(after_in_child=lambda: _restart(handler))
+
+    def _start_flusher(self) -> None:
         self._flusher = threading.Thread(target=self._flush_often, name="cxdb-log-flush", daemon=True)
         self._flusher.start()
 
@@ -100,13 +108,20 @@ class _BufferedHandler(logging.StreamHandler):  # type: ignore[type-arg]
                 pass
 
     def _flush_often(self) -> None:
-        while True:
+        while not self._closed:
             time.sleep(FLUSH_SECONDS)
             self.flush_now()
 
     def close(self) -> None:
+        self._closed = True
         self.flush_now()
         super().close()
+
+
+def _restart(handler: weakref.ref[_BufferedHandler]) -> None:
+    found = handler()
+    if found is not None and not found._closed:
+        found._start_flusher()
 
 
 FLUSH_SECONDS = 0.2

@@ -64,3 +64,15 @@ def test_text_lines_and_the_access_log_switch(tmp_path: Path) -> None:
     access = [line for line in quiet.close_streams().splitlines() if "cxdb.access" in line]
     assert access and all("WARNING" in line and "(slow)" in line for line in access)
     assert any("POST /v1/contexts/{context_id}/append 201" in line for line in access)
+
+
+def test_workers_write_their_lines_while_they_run(tmp_path: Path) -> None:
+    """Lines are written in batches by a thread, and threads do not survive fork(): each worker must
+    start its own, or its lines would wait for its exit."""
+    server = LiveServer(tmp_path / "data", "--workers", "2")
+    try:
+        for _ in range(6):
+            call(server, "GET", "/health")
+        wait_until(lambda: server.stderr_text.count("cxdb.access") == 6, timeout=3)
+    finally:
+        assert server.stop() == 0
