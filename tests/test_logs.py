@@ -76,3 +76,24 @@ def test_workers_write_their_lines_while_they_run(tmp_path: Path) -> None:
         wait_until(lambda: server.stderr_text.count("cxdb.access") == 6, timeout=3)
     finally:
         assert server.stop() == 0
+
+
+def test_lines_of_busy_workers_never_interleave(tmp_path: Path) -> None:
+    import concurrent.futures
+
+    server = LiveServer(tmp_path / "data", "--workers", "2", "--log-format", "json")
+    try:
+        call(server, "POST", "/v1/contexts/create", b"{}")
+        body = json.dumps({"type_id": "t", "type_version": 1, "data": {"text": "y" * 2000}}).encode()
+
+        def burst(_: int) -> None:
+            for _ in range(60):
+                call(server, "POST", "/v1/contexts/1/append", body, request_id="r" * 100)
+
+        with concurrent.futures.ThreadPoolExecutor(6) as pool:
+            list(pool.map(burst, range(6)))
+    finally:
+        assert server.stop() == 0
+    lines = server.close_streams().splitlines()
+    parsed = [json.loads(line) for line in lines]  # a line cut by another worker's write would not parse
+    assert sum(line.get("route") == "/v1/contexts/{context_id}/append" for line in parsed) == 360
