@@ -13,7 +13,7 @@ from .keys import REQUEST_ID
 
 __all__ = ["cors_middleware"]
 
-EXPOSE_HEADERS = "ETag, Location, Idempotent-Replayed"  # Location: created contexts and bundles
+EXPOSE_HEADERS = "ETag, Location, Idempotent-Replayed, X-Request-Id"  # Location: created contexts and bundles
 
 
 def cors_middleware(origins: Sequence[str]) -> Middleware:

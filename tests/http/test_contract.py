@@ -309,6 +309,8 @@ async def test_unknown_routes_and_methods(client: Client) -> None:
 async def test_cors(client: Client) -> None:
     response = await client.get("/health", headers={"Origin": "https://ui.example"})
     assert response.headers["Access-Control-Allow-Origin"] == "*"
+    exposed = {name.strip() for name in response.headers["Access-Control-Expose-Headers"].split(",")}
+    assert "X-Request-Id" in exposed and response.headers["X-Request-Id"]  # a browser client can read it
     response = await client.options("/v1/contexts/1/append", headers={
         "Origin": "https://ui.example", "Access-Control-Request-Method": "POST",
         "Access-Control-Request-Headers": "content-type"})
