@@ -17,6 +17,7 @@ Names follow Prometheus conventions: ``cxdb_`` prefix, ``_total`` counters, ``_s
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Iterator
 from typing import Any
 
@@ -102,34 +103,55 @@ class Metrics:
                              ("cache", "result"), **instrument)
         self.connections = Gauge("cxdb_http_connections", "Open HTTP connections.",
                                  multiprocess_mode="livesum", **instrument)
-        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
-        self._caches: dict[tuple[str, bool], Any] = {}
+        self._bounds = (*LATENCY_BUCKETS, float("inf"))
+        self._requests: dict[tuple[str, str, int], list[Any]] = {}  # key -> [count, seconds, per-bucket counts]
+        self._caches: dict[str, tuple[Any, list[int]]] = {}  # name -> (cache, [hits, misses] counted so far)
 
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
-        # The labelled children are kept: finding one through labels() costs more than using it.
-        # Routes are templates and statuses few, so this map stays small.
-        key = (route, method, status)
-        children = self._children.get(key)
-        if children is None:
-            children = self._children[key] = (self.requests.labels(route, method, str(status)),
-                                               self.latency.labels(route))
-        children[0].inc()
-        children[1].observe(seconds)
+        """Count a request. The count waits in this process until :meth:`flush`: an update of the shared
+        files takes a lock and a write to the mapping, several per request, where this is a dict lookup."""
+        entry = self._requests.get((route, method, status))
+        if entry is None:
+            entry = self._requests[(route, method, status)] = [0, 0.0, [0] * len(self._bounds)]
+        entry[0] += 1
+        entry[1] += seconds
+        entry[2][bisect.bisect_left(self._bounds, seconds)] += 1
 
     def observe_commit(self, operations: int, seconds: float, waiting: int) -> None:
         self.batch.observe(operations)
         self.commit.observe(seconds)
         self.queue.set(waiting)
 
-    def cache_lookup(self, cache: str, hit: bool) -> None:
-        key = (cache, hit)
-        child = self._caches.get(key)
-        if child is None:
-            child = self._caches[key] = self.cache.labels(cache, "hit" if hit else "miss")
-        child.inc()
+    def watch_cache(self, name: str, cache: Any) -> None:
+        """Report the lookups of ``cache`` (anything with ``hits`` and ``misses`` counts) under ``name``:
+        its own counts are read at each flush, so a lookup costs the metrics nothing."""
+        self._caches[name] = (cache, [cache.hits, cache.misses])
+
+    def flush(self) -> None:
+        """Add the counts waiting in this process to the instruments. The server calls it every second
+        (each worker for itself) and before every scrape, so a figure is at most a second behind.
+        Called from the event loop only, like the counting."""
+        requests, self._requests = self._requests, {}
+        for (route, method, status), (count, seconds, buckets) in requests.items():
+            self.requests.labels(route, method, str(status)).inc(count)
+            child = self.latency.labels(route)
+            # The histogram takes a whole batch through its bucket values (prometheus-client keeps them
+            # per bucket, not cumulated); tests/test_metrics.py checks this equals observing one by one.
+            child._sum.inc(seconds)
+            for index, number in enumerate(buckets):
+                if number:
+                    child._buckets[index].inc(number)
+        for name, (cache, counted) in self._caches.items():
+            hits, misses = cache.hits, cache.misses
+            if hits > counted[0]:
+                self.cache.labels(name, "hit").inc(hits - counted[0])
+            if misses > counted[1]:
+                self.cache.labels(name, "miss").inc(misses - counted[1])
+            counted[0], counted[1] = hits, misses
 
     def scrape(self, store_figures: dict[str, int]) -> bytes:
         """The Prometheus text format of every figure; ``store_figures`` are the store's counters, read by
         the caller (a database may have to be asked)."""
+        self.flush()
         self._store.figures = store_figures
         return generate_latest(self._scrape)

@@ -9,7 +9,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from cxdb import Client
-from tests.conftest import LiveServer
+from tests.conftest import LiveServer, wait_until
 
 APPEND = ("cxdb_http_requests_total", {"route": "/v1/contexts/{context_id}/append", "method": "POST", "status": "201"})
 
@@ -39,6 +39,9 @@ def test_counters_move_by_exactly_what_was_done(tmp_path: Path, workers: int) ->
                 client.append_turn(context.context_id, {"type_id": "t", "type_version": 1, "data": {"n": n}})
             for _ in range(5):  # the same payload again: dedup hits
                 client.append_turn(context.context_id, {"type_id": "t", "type_version": 1, "data": {"n": 0}})
+            # Each worker adds its counts to the shared figures every second (and the one answering
+            # the scrape does so at once): wait for the other worker's.
+            wait_until(lambda: value(scrape(server), *APPEND) - value(before, *APPEND) >= 42, timeout=5)
             after = scrape(server)
         assert value(after, "cxdb_appends_total") - value(before, "cxdb_appends_total") == 42
         assert value(after, *APPEND) - value(before, *APPEND) == 42
@@ -84,3 +87,31 @@ def test_metrics_can_be_turned_off(tmp_path: Path) -> None:
         refused.value.close()
     finally:
         assert server.stop() == 0
+
+
+def test_batched_counts_equal_counting_one_by_one() -> None:
+    """Requests are counted in the process and added to the instruments in batches; a batch must give
+    exactly what observing each request would (this also guards the histogram internals it uses)."""
+    from prometheus_client import CollectorRegistry, Histogram, generate_latest
+
+    from cxdb.metrics import LATENCY_BUCKETS, Metrics
+
+    metrics = Metrics()
+    reference = Histogram("cxdb_http_request_duration_seconds", "Time to answer a request.", ("route",),
+                          buckets=LATENCY_BUCKETS, registry=None)
+    samples = [0.0001, 0.0005, 0.0007, 0.003, 0.003, 0.02, 0.4, 1.0, 7.5, 30.0]
+    for seconds in samples:
+        metrics.observe_request("/r", "GET", 200, seconds)
+        reference.labels("/r").observe(seconds)
+    figures = dict.fromkeys(("appends", "contexts", "blobs", "payload_bytes", "stored_bytes", "dedup_hits",
+                             "dedup_misses", "bundles", "map_size", "used_bytes"), 0)
+    text = metrics.scrape(figures).decode()
+    registry = CollectorRegistry()
+    registry.register(reference)
+    expected = generate_latest(registry).decode()
+    ours = {line for line in text.splitlines() if line.startswith("cxdb_http_request_duration_seconds_")
+            and "_created" not in line}
+    theirs = {line for line in expected.splitlines() if line.startswith("cxdb_http_request_duration_seconds_")
+              and "_created" not in line}
+    assert ours == theirs and len(ours) == len(LATENCY_BUCKETS) + 3
+    assert 'cxdb_http_requests_total{method="GET",route="/r",status="200"} 10.0' in text

@@ -9,10 +9,8 @@ from aiohttp import web
 from ..config import Settings
 from ..service import Service
 from . import contexts, describe, registry, system, turns
-from .cors import cors_middleware
-from .errors import error_middleware
+from .front import REQUEST_IDS, RequestIds, front_middleware
 from .keys import SERVICE, SETTINGS
-from .server import request_middleware
 
 __all__ = ["create_app"]
 
@@ -22,9 +20,9 @@ def create_app(settings: Settings, service: Service | None = None) -> web.Applic
     draining the writer so every acknowledged append is on disk.
     """
     app = web.Application(client_max_size=settings.max_body_bytes,
-                          middlewares=[request_middleware, cors_middleware(settings.cors_origins),
-                                       error_middleware])
+                          middlewares=[front_middleware(settings)])
     app[SETTINGS] = settings
+    app[REQUEST_IDS] = RequestIds()
     app[turns.PAGE_QUERIES] = turns.page_query_cache()
     # Registration order is match order among paths that share a prefix: the hot routes first.
     app[describe.SPEC] = describe.spec_bytes()

@@ -5,50 +5,47 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from aiohttp import web
-from aiohttp.typedefs import Middleware
 
 from ..errors import NotFound
-from .errors import Handler, error_response
-from .keys import REQUEST_ID
+from .errors import error_response
 
-__all__ = ["cors_middleware"]
+__all__ = ["Cors"]
 
 EXPOSE_HEADERS = "ETag, Location, Idempotent-Replayed, X-Request-Id"  # Location: created contexts and bundles
 
 
-def cors_middleware(origins: Sequence[str]) -> Middleware:
-    allow_all = "*" in origins
-    allowed = frozenset(origins)
+class Cors:
+    """CORS for every response, and the answer to ``OPTIONS`` (preflight or not)."""
 
-    @web.middleware
-    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        allow = ""
-        if request.method == "OPTIONS":
-            methods = _methods(request)
-            if methods is None:
-                return error_response(NotFound("No such route", {}), request_id=request.get(REQUEST_ID))
-            allow = ", ".join(sorted(methods | {"OPTIONS"}))
-            response: web.StreamResponse = web.Response(status=204, headers={"Allow": allow})
-        else:
-            response = await handler(request)
+    def __init__(self, origins: Sequence[str]) -> None:
+        self._allow_all = "*" in origins
+        self._allowed = frozenset(origins)
+
+    @staticmethod
+    def options(request: web.Request, request_id: str | None) -> web.Response:
+        """204 with the path's methods in ``Allow``; 404 for a path no route has."""
+        methods = _methods(request)
+        if methods is None:
+            return error_response(NotFound("No such route", {}), request_id=request_id)
+        return web.Response(status=204, headers={"Allow": ", ".join(sorted(methods | {"OPTIONS"}))})
+
+    def decorate(self, request: web.Request, response: web.StreamResponse) -> None:
+        """Add the CORS headers a response to an allowed origin carries."""
         origin = request.headers.get("Origin")
-        if origin is None or not (allow_all or origin in allowed):
-            return response
+        if origin is None or not (self._allow_all or origin in self._allowed):
+            return
         headers = response.headers
-        if allow_all:
+        if self._allow_all:
             headers["Access-Control-Allow-Origin"] = "*"
         else:
             headers["Access-Control-Allow-Origin"] = origin
             headers.add("Vary", "Origin")
         headers["Access-Control-Expose-Headers"] = EXPOSE_HEADERS
-        if request.method == "OPTIONS":
-            headers["Access-Control-Allow-Methods"] = allow
+        if request.method == "OPTIONS" and response.status == 204:
+            headers["Access-Control-Allow-Methods"] = headers["Allow"]
             headers["Access-Control-Allow-Headers"] = request.headers.get(
                 "Access-Control-Request-Headers", "Content-Type, If-None-Match")
             headers["Access-Control-Max-Age"] = "86400"
-        return response
-
-    return middleware
 
 
 def _methods(request: web.Request) -> set[str] | None:

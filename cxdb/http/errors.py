@@ -27,9 +27,8 @@ from ..errors import (
     PayloadTooLarge,
     error_class,
 )
-from .keys import REQUEST_ID
 
-__all__ = ["DISCONNECTED", "error_middleware", "error_response", "status_for"]
+__all__ = ["DISCONNECTED", "Handler", "answer", "error_response", "status_for"]
 
 log = logging.getLogger("cxdb.http")
 
@@ -73,9 +72,9 @@ DISCONNECTED = (ConnectionResetError, ConnectionAbortedError, BrokenPipeError)
 """What reading a request raises when its client went away: not a server error."""
 
 
-@web.middleware
-async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    request_id = request.get(REQUEST_ID)
+async def answer(request: web.Request, handler: Handler, request_id: str | None) -> web.StreamResponse:
+    """The handler's response, or the envelope for whatever it raised: the one place where exceptions
+    become statuses (called by the front middleware, :mod:`cxdb.http.front`)."""
     try:
         return await handler(request)
     except (HttpProcessingError, RequestPayloadError) as exc:  # bad Content-Encoding, bad chunking

@@ -27,19 +27,16 @@ import secrets
 from typing import Any
 
 from aiohttp import web
-from aiohttp.abc import AbstractAccessLogger
 from aiohttp.http_exceptions import BadHttpMethod
 from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
 
 from ..config import Settings
 from ..errors import BadRequest, CxdbError, error_class
-from ..logs import REQUEST_ID
-from .errors import Handler, error_response
-from .keys import REQUEST_ID as REQUEST_ID_KEY
+from .errors import error_response
 from .keys import SERVICE
 
-__all__ = ["Guard", "Runner", "access_logger", "request_middleware"]
+__all__ = ["Connection", "Guard", "Runner"]
 
 log = logging.getLogger("cxdb.http")
 SWEEP_SECONDS = 1.0
@@ -78,6 +75,9 @@ class Guard:
         loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(SWEEP_SECONDS)
+            service = self.app.get(SERVICE)
+            if service is not None and service.metrics is not None:
+                service.metrics.flush()  # this worker's counts reach the shared metrics files
             now = loop.time()
             for connection in list(self.connections):
                 try:
@@ -185,7 +185,7 @@ class Connection(RequestHandler):
             log.log(level, "refused a malformed request from %s: %s", request.remote, message or exc)
             klass = error_class(status, BadRequest)
             error = klass(_first_line(message) or "Malformed request", {})
-        request_id = _request_id(None)
+        request_id = secrets.token_hex(8)  # the parser refused it: no app, and a rare event
         response = error_response(error, {"X-Request-Id": request_id}, request_id)
         response.force_close()
         return response
@@ -208,9 +208,9 @@ class Runner(web.AppRunner):
     """An AppRunner whose connections have deadlines, and whose shutdown waits at most the grace."""
 
     def __init__(self, app: web.Application, settings: Settings) -> None:
-        super().__init__(app, access_log=logging.getLogger("cxdb.access"),
-                         access_log_class=access_logger(settings.access_log, settings.slow_request_ms),
-                         keepalive_timeout=settings.idle_timeout, shutdown_timeout=settings.shutdown_grace)
+        # The access log is written by the front middleware (cxdb.http.front), not by aiohttp.
+        super().__init__(app, access_log=None, keepalive_timeout=settings.idle_timeout,
+                         shutdown_timeout=settings.shutdown_grace)
         self.guard = Guard(settings, app)
 
     async def _make_server(self) -> web.Server:
@@ -224,64 +224,3 @@ class Runner(web.AppRunner):
     async def cleanup(self) -> None:
         await self.guard.stop()
         await super().cleanup()
-
-
-MAX_REQUEST_ID = 128
-
-
-def _request_id(given: str | None) -> str:
-    """The client's ``X-Request-Id`` when it is sane (printable ASCII, at most 128 characters), else a new one."""
-    if given and len(given) <= MAX_REQUEST_ID and given.isascii() and given.isprintable() and given.strip():
-        return given
-    return secrets.token_hex(8)
-
-
-@web.middleware
-async def request_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Every request's bookkeeping, in one layer: its id (on its log lines, its error details and the
-    ``X-Request-Id`` header), and telling its connection that a handler has it, so the header
-    deadline ends and the body's begins."""
-    request_id = _request_id(request.headers.get("X-Request-Id"))
-    request[REQUEST_ID_KEY] = request_id
-    token = REQUEST_ID.set(request_id)
-    protocol = request.protocol
-    connection = protocol if isinstance(protocol, Connection) else None  # test servers run without deadlines
-    if connection is not None:
-        connection.request = request
-        connection.head_since = None
-    try:
-        response = await handler(request)
-    finally:
-        if connection is not None:
-            connection.request = None
-        REQUEST_ID.reset(token)
-    response.headers["X-Request-Id"] = request_id
-    return response
-
-
-def access_logger(enabled: bool, slow_ms: int) -> type[AbstractAccessLogger]:
-    """The access log: one line per request, at warning level when it took ``slow_ms`` or more (those
-    are logged even when the access log is off). It also counts each request in the metrics: aiohttp
-    calls it once a response is sent, so neither costs a middleware."""
-
-    class AccessLogger(AbstractAccessLogger):
-        def log(self, request: BaseRequest, response: web.StreamResponse, time: float) -> None:
-            duration_ms = round(time * 1000, 3)
-            level = logging.WARNING if duration_ms >= slow_ms else logging.INFO
-            match_info = getattr(request, "match_info", None)  # absent when the parser refused the request
-            resource = match_info.route.resource if match_info is not None else None
-            route = resource.canonical if resource is not None else "(no route)"
-            request_id = request.get(REQUEST_ID_KEY)
-            app = getattr(request, "app", None)
-            service = app.get(SERVICE) if app is not None else None
-            if service is not None and service.metrics is not None:
-                service.metrics.observe_request(route, request.method, response.status, time)
-            if (level == logging.INFO and not enabled) or not self.logger.isEnabledFor(level):
-                return
-            self.logger.log(level, "%s %s %d %.1f ms %d B%s", request.method, route, response.status, duration_ms,
-                            response.body_length, " (slow)" if level == logging.WARNING else "",
-                            extra={"method": request.method, "route": route, "status": response.status,
-                                   "duration_ms": duration_ms, "bytes": response.body_length,
-                                   "remote": request.remote, "request_id": request_id})
-
-    return AccessLogger

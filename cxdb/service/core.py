@@ -92,6 +92,9 @@ class Service:
             PROJECTION_CACHE_BYTES, lambda entry: entry[1])
         self._pages: LruCache[tuple[Any, ...], tuple[bytes, tuple[int, int] | None]] = LruCache(
             PAGE_CACHE_BYTES, lambda entry: len(entry[0]))
+        if self.metrics is not None:
+            self.metrics.watch_cache("page", self._pages)
+            self.metrics.watch_cache("projection", self._projections)
 
     async def start(self) -> None:
         """Load the registry catalog: a store's bundles are read once, at start-up."""
@@ -216,7 +219,9 @@ class Service:
         hint = hint or TypeHint()
         options = options or RenderOptions()
         context, start, generation = await self.store.page_start(context_id, before_turn_id)
-        catalog = await self._catalogs.at(generation)
+        catalog = self._catalogs.cached
+        if generation != len(catalog.bundle_ids):  # the registry changed: catch up (off the hot path)
+            catalog = await self._catalogs.at(generation)
         forced = None
         if hint.mode == "explicit":
             if hint.type_id is None or hint.type_version is None:
@@ -234,8 +239,6 @@ class Service:
             return self._meta(context, catalog) + rendered
         key = (start, limit, view, hint, options, len(catalog.bundle_ids))
         cached = self._pages.get(key)
-        if self.metrics is not None:
-            self.metrics.cache_lookup("page", cached is not None)
         if cached is None:
             cached = await self._render_chain(start, limit, view, hint, options, catalog, forced)
             self._pages.put(key, cached)
@@ -308,8 +311,6 @@ class Service:
                     "error": {"code": "BLOB_MISSING", "message": "the turn's payload is missing"}}
         projection_key = (turn.content_hash, descriptor.ref if descriptor else None, options)
         cached = self._projections.get(projection_key)
-        if self.metrics is not None:
-            self.metrics.cache_lookup("projection", cached is not None)
         if cached is None:
             projection = project(raw, descriptor, lookup, options)
             if len(raw) <= MAX_CACHED_PAYLOAD:
