@@ -2,7 +2,8 @@
 
 Swagger UI's files come from npm's ``swagger-ui-dist`` and ship inside the package
 (``cxdb/static/swagger-ui``; docs/operations.md says which version and how to update it), so the
-page works offline: every request it makes goes to this server.
+page works offline: every request it makes goes to this server. (Its online validator badge, which
+would send the document to swagger.io, is turned off.)
 """
 
 from __future__ import annotations
@@ -36,7 +37,8 @@ DOCS_PAGE = b"""<!doctype html>
   <div id="swagger-ui"></div>
   <script src="docs/swagger-ui-bundle.js"></script>
   <script>
-    window.ui = SwaggerUIBundle({url: "openapi.json", dom_id: "#swagger-ui", deepLinking: true});
+    window.ui = SwaggerUIBundle({url: "openapi.json", dom_id: "#swagger-ui", deepLinking: true,
+                                 validatorUrl: null});
   </script>
 </body>
 </html>
