@@ -15,7 +15,7 @@ import platform
 import sys
 from typing import Any
 
-from . import depth, http_load, latency, memory, observability, projection, storage_ratio, store_appends
+from . import depth, http_load, latency, memory, observability, projection, registry, storage_ratio, store_appends
 from .common import HERE, have_wrk, table
 
 
@@ -100,6 +100,10 @@ def main(argv: list[str] | None = None) -> int:
     proj = results["projection"] = projection.run(5_000 if quick else 20_000)
     rows.append(["typed projections in process", f"{_fmt(proj['cold_turns_per_s'], '/s')} cold",
                  f"{_fmt(proj['cached_turns_per_s'], '/s')} cached", "-"])
+
+    print("registry at scale ...", file=sys.stderr)
+    reg = results["registry"] = registry.run()
+    rows.extend(registry.rows(reg))
 
     print("memory with big turns ...", file=sys.stderr)
     mem = results["memory"] = memory.run(quick)

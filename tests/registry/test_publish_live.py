@@ -4,45 +4,57 @@ applying only what is new (issue 11)."""
 from __future__ import annotations
 
 import asyncio
-import time
+import threading
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from cxdb.config import Settings
+from cxdb.registry import Catalog
 from cxdb.service import Service
 from cxdb.service.registry import CatalogCache
 from tests.registry.test_scale import many_types
 
 
-async def test_appends_keep_committing_while_a_huge_bundle_is_published(tmp_path: Path) -> None:
+def record_threads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The names of the threads that check bundles against a catalog (Catalog.with_bundles)."""
+    threads: list[str] = []
+    original = Catalog.with_bundles
+
+    def recording(self: Catalog, bundles: Any) -> Catalog:
+        threads.append(threading.current_thread().name)
+        return original(self, bundles)
+
+    monkeypatch.setattr(Catalog, "with_bundles", recording)
+    return threads
+
+
+async def test_a_huge_bundle_is_checked_outside_the_writer_and_the_loop(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     async with Service(Settings(data_dir=tmp_path / "data")) as service:
+        threads = record_threads(monkeypatch)
         context = await service.create_context()
         context_id = int(context["context_id"])
-        bundle = many_types(10_000)
-        publishing = asyncio.ensure_future(service.publish_bundle("big", bundle))
-        slowest = 0.0
-        count = 0
-        while not publishing.done():
-            start = time.perf_counter()
-            await service.append(context_id, "t", 1, {"n": count})
-            slowest = max(slowest, time.perf_counter() - start)
-            count += 1
+        publishing = asyncio.ensure_future(service.publish_bundle("big", many_types(10_000)))
+        appended = 0
+        while not publishing.done():  # the writer commits appends meanwhile
+            await service.append(context_id, "t", 1, {"n": appended})
+            appended += 1
             await asyncio.sleep(0)
         assert (await publishing).created
-        assert count > 0
-        assert slowest < 1.0, slowest  # the writer never waits on validation (it did for 19 s)
+        assert appended >= 1
+        assert threads and all(name.startswith("cxdb-cpu") for name in threads), threads
         assert (await service.list_types())["types"][0]["type_id"] == "t0"
 
 
 async def test_restarting_with_a_registry_of_ten_thousand_types(tmp_path: Path) -> None:
+    """bench/registry.py measures how long this takes (target: under 1 s)."""
     settings = Settings(data_dir=tmp_path / "data")
     async with Service(settings) as service:
         assert (await service.publish_bundle("big", many_types(10_000))).created
-    start = time.perf_counter()
     async with Service(settings) as service:
-        opened = time.perf_counter() - start
         assert len((await service.list_types())["types"]) == 10_000
-    assert opened < 5.0, opened  # target 1 s (bench); the quadratic catalog took 66 s
 
 
 async def test_another_process_applies_only_the_new_bundles(tmp_path: Path) -> None:
@@ -72,29 +84,13 @@ async def test_another_process_applies_only_the_new_bundles(tmp_path: Path) -> N
         assert (await other.current()).descriptors == (await service._catalogs.current()).descriptors
 
 
-async def test_catching_up_with_a_huge_bundle_does_not_stall_the_event_loop(tmp_path: Path) -> None:
+async def test_catching_up_with_a_huge_bundle_runs_off_the_event_loop(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     async with Service(Settings(data_dir=tmp_path / "data")) as service:
         other = CatalogCache(service.store, service.offload)  # another worker's view, with its own thread
         await other.current()
         assert (await service.publish_bundle("big", many_types(10_000))).created
-
-        gaps: list[float] = []
-        done = asyncio.Event()
-
-        async def tick() -> None:
-            last = time.perf_counter()
-            while not done.is_set():
-                await asyncio.sleep(0.005)
-                now = time.perf_counter()
-                gaps.append(now - last)
-                last = now
-
-        ticker = asyncio.ensure_future(tick())
-        start = time.perf_counter()
+        threads = record_threads(monkeypatch)
         catalog = await other.current()
-        took = time.perf_counter() - start
-        done.set()
-        await ticker
         assert len(catalog.latest) == 10_000
-        # The catch-up took a while, and the loop kept turning: its longest pause is a fraction of it.
-        assert max(gaps) < max(0.1, took / 2), (max(gaps), took)
+        assert threads and all(name.startswith("cxdb-cpu") for name in threads), threads
