@@ -31,9 +31,6 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
 
-STORE_FIGURES = ("appends", "contexts", "blobs", "payload_bytes", "stored_bytes", "dedup_hits", "dedup_misses",
-                 "bundles", "map_size", "used_bytes")
-"""The store's counters a scrape reports (:meth:`cxdb.storage.base.Backend.figures`)."""
 
 _STORE_COUNTERS = (
     ("appends", "cxdb_appends_total", "Turns appended (idempotent replays excluded)."),
@@ -49,6 +46,8 @@ _STORE_GAUGES = (
     ("map_size", "cxdb_store_map_size_bytes", "The LMDB map size: address space reserved for the store."),
     ("used_bytes", "cxdb_store_used_bytes", "Bytes of the data file in use."),
 )
+STORE_FIGURES = tuple(key for key, _, _ in (*_STORE_COUNTERS, *_STORE_GAUGES))
+"""The store's counters a scrape reports (:meth:`cxdb.storage.base.Backend.figures`)."""
 
 
 class _StoreCollector:

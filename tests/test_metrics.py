@@ -94,7 +94,7 @@ def test_batched_counts_equal_counting_one_by_one() -> None:
     exactly what observing each request would (this also guards the histogram internals it uses)."""
     from prometheus_client import CollectorRegistry, Histogram, generate_latest
 
-    from cxdb.metrics import LATENCY_BUCKETS, Metrics
+    from cxdb.metrics import LATENCY_BUCKETS, STORE_FIGURES, Metrics
 
     metrics = Metrics()
     reference = Histogram("cxdb_http_request_duration_seconds", "Time to answer a request.", ("route",),
@@ -103,8 +103,7 @@ def test_batched_counts_equal_counting_one_by_one() -> None:
     for seconds in samples:
         metrics.observe_request("/r", "GET", 200, seconds)
         reference.labels("/r").observe(seconds)
-    figures = dict.fromkeys(("appends", "contexts", "blobs", "payload_bytes", "stored_bytes", "dedup_hits",
-                             "dedup_misses", "bundles", "map_size", "used_bytes"), 0)
+    figures = dict.fromkeys(STORE_FIGURES, 0)
     text = metrics.scrape(figures).decode()
     registry = CollectorRegistry()
     registry.register(reference)

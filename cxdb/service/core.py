@@ -269,7 +269,8 @@ class Service:
         rendered: list[bytes] = []
         used = 0
         index = 0
-        while index < len(chain):
+        full = False
+        while index < len(chain) and not full:
             group = _group(chain, index, budget - used, 1 if view == "typed" else 2)
             payloads = await self.store.payloads(turn.content_hash for turn in group)
             for turn in group:
@@ -284,13 +285,11 @@ class Service:
                 if rendered and used + len(text) + 1 > budget:
                     next_before = chain[index - 1].turn_id  # the oldest turn sent: older ones follow
                     chain = chain[:index]
+                    full = True
                     break
                 rendered.append(text)
                 used += len(text) + 1
                 index += 1
-            else:
-                continue
-            break
         rendered.reverse()
         body = (b',"turns":[' + b",".join(rendered) + b'],"next_before_turn_id":'
                 + orjson.dumps(None if next_before is None else str(next_before)) + b"}")
