@@ -14,10 +14,9 @@ import orjson
 import pytest
 from aiohttp.test_utils import TestClient
 
-from cxdb.codec import BlobCodec
 from cxdb.http.keys import SERVICE
 from cxdb.service.core import MAX_CACHED_PAYLOAD, PROJECTION_CACHE_BYTES
-from cxdb.storage.lmdb.dictionaries import DictionaryTrainer
+from cxdb.storage.dictionaries import DictionaryTrainer
 from tests.conftest import LiveServer
 from tests.http.test_contract import create, expect_error
 
@@ -25,7 +24,7 @@ Client = TestClient[Any, Any]
 
 
 def test_dictionary_samples_are_bounded_in_bytes() -> None:
-    trainer = DictionaryTrainer(BlobCodec(), lambda op: None, threshold=100, retrain_every=10**9)
+    trainer = DictionaryTrainer(lambda data: None, threshold=100, retrain_every=10**9)
     payload = bytes(range(256)) * 4096  # 1 MiB
     for _ in range(99):
         trainer.observe(payload)

@@ -63,8 +63,6 @@ __all__ = [
     "tag_count",
 ]
 
-MAX_TAG_BYTES = 400
-"""A tag is part of an index key, and LMDB keys are at most 511 bytes."""
 _REC = struct.Struct(">QQQQQQQ")
 _HEAD = struct.Struct(">QQ")
 _U64 = struct.Struct(">Q")

@@ -1,7 +1,7 @@
 """Idempotency keys, scoped to their context.
 
 Sub-database ``idem``: key = context_id u64 BE + the key's UTF-8 bytes (at most
-:data:`MAX_KEY_BYTES`); value::
+:data:`cxdb.storage.rules.MAX_KEY_BYTES`); value::
 
     offset  size  field
     0       8     turn_id         u64 BE, the turn the first request created
@@ -22,9 +22,8 @@ from ...errors import Conflict
 from ...model import TurnId
 from .writer import WriteContext
 
-__all__ = ["MAX_KEY_BYTES", "lookup", "remember"]
+__all__ = ["lookup", "remember"]
 
-MAX_KEY_BYTES = 400
 _VALUE = struct.Struct(">QQ32s")
 _U64 = struct.Struct(">Q")
 

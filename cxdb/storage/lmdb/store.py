@@ -6,21 +6,17 @@ durable. Reads are short read transactions run on the caller's thread.
 
 from __future__ import annotations
 
-import struct
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-import blake3
-
 from ...cache import LruCache
 from ...codec import BlobCodec, UnknownDictionary, content_hash
-from ...errors import Conflict, NotFound, Unprocessable
+from ...errors import Conflict, NotFound
 from ...model import (
     ENCODING_MSGPACK,
-    BlobHash,
     ContextId,
     ContextRecord,
     Page,
@@ -29,15 +25,14 @@ from ...model import (
     TurnRecord,
 )
 from ..base import AppendResult, PageStart, RegistryMoved, StoredBundle
+from ..dictionaries import DictionaryTrainer
+from ..rules import check_append, check_tag, request_digest
 from . import blobs, bundles, contexts, dictionaries, idempotency, turns
 from .counters import read_all, read_one
-from .dictionaries import DictionaryTrainer
 from .env import Environment
 from .writer import CommitObserver, WriteContext, Writer
 
 __all__ = ["AppendResult", "PageStart", "RegistryMoved", "Store"]
-
-_U32_MAX = (1 << 32) - 1
 
 
 class Store:
@@ -70,8 +65,8 @@ class Store:
             self._writer.close()  # no thread; every write is refused as on a closed store
         # Cursors known to be on a context's chain: (context, head, cursor) -> the cursor's parent.
         self._cursors: LruCache[tuple[int, int, int], int] = LruCache(65_536)
-        self._trainer = DictionaryTrainer(self._codec, self._writer.submit, threshold=dictionary_after,
-                                          size=dictionary_size)
+        self._trainer = DictionaryTrainer(dictionaries.keeper(self._codec, self._writer.submit),
+                                          threshold=dictionary_after, size=dictionary_size)
 
     # -- lifetime -------------------------------------------------------
 
@@ -103,8 +98,7 @@ class Store:
     async def create_context(self, base_turn_id: int = 0, client_tag: str | None = None,
                              provenance: dict[str, Any] | None = None) -> ContextRecord:
         """A new context whose head is ``base_turn_id`` (0: empty). NotFound for a missing base."""
-        if client_tag is not None and len(client_tag.encode()) > contexts.MAX_TAG_BYTES:
-            raise Unprocessable("client_tag too long", {"field": "client_tag", "max_bytes": contexts.MAX_TAG_BYTES})
+        check_tag(client_tag)
 
         def op(w: WriteContext) -> ContextRecord:
             if not base_turn_id:
@@ -134,15 +128,11 @@ class Store:
         the type, version, payload and parent): a repeat of the key with another
         fingerprint is a Conflict.
         """
-        if not 0 <= type_version <= _U32_MAX:
-            raise Unprocessable("type_version out of range", {"field": "type_version"})
-        if idempotency_key is not None and len(idempotency_key.encode()) > idempotency.MAX_KEY_BYTES:
-            raise Unprocessable("idempotency_key too long",
-                                {"field": "idempotency_key", "max_bytes": idempotency.MAX_KEY_BYTES})
+        check_append(type_version, idempotency_key)
         digest = content_hash(payload)
         request = b""
         if idempotency_key is not None:
-            request = fingerprint or _request_digest(type_id, type_version, digest, parent_turn_id)
+            request = fingerprint or request_digest(type_id, type_version, digest, parent_turn_id)
 
         def op(w: WriteContext) -> AppendResult:
             if registry_generation is not None and w.counters.get("bundles") != registry_generation:
@@ -390,9 +380,3 @@ class Store:
         """Write a consistent, compacted copy of the live store into a new directory."""
         self._env.copy(Path(dest))
 
-
-def _request_digest(type_id: str, type_version: int, digest: BlobHash, parent: int | None) -> bytes:
-    hasher = blake3.blake3(type_id.encode())
-    hasher.update(struct.pack(">IQ?", type_version, parent or 0, parent is not None))
-    hasher.update(digest)
-    return hasher.digest()

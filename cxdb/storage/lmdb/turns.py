@@ -29,6 +29,7 @@ from typing import Any
 
 from ...errors import Corrupt
 from ...model import BlobHash, ContextId, TurnId, TurnRecord
+from ..rules import child_jump, jump_step
 
 __all__ = ["Links", "ancestor_at_depth", "decode", "encode", "get", "jump_for", "key", "links", "walk"]
 
@@ -94,9 +95,7 @@ def jump_for(txn: Any, turns_db: Any, parent_id: int, parent: Links | None) -> t
         if jumped is None:
             raise Corrupt("a turn's jump target is missing", {"turn_id": str(jump)})
         _, _, grand_jump, grand_jump_depth = jumped
-    if depth - jump_depth == jump_depth - grand_jump_depth:
-        return grand_jump, grand_jump_depth
-    return parent_id, depth
+    return child_jump(parent_id, depth, jump_depth, grand_jump, grand_jump_depth)
 
 
 def ancestor_at_depth(txn: Any, turns_db: Any, turn_id: int, depth: int) -> int:
@@ -111,7 +110,7 @@ def ancestor_at_depth(txn: Any, turns_db: Any, turn_id: int, depth: int) -> int:
     if depth <= 0 or depth > current:
         return 0
     while current > depth:
-        turn_id = jump if jump and jump_depth >= depth else parent
+        turn_id = jump_step(parent, jump, jump_depth, depth)
         found = links(txn, turns_db, turn_id)
         if found is None:
             raise Corrupt("a turn's ancestor is missing", {"turn_id": str(turn_id)})

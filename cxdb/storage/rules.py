@@ -1,0 +1,60 @@
+"""Rules every backend keeps the same way: limits on what a write may carry, the fingerprint of an
+idempotent request, and the skew-binary jump pointers that make a cursor check O(log depth).
+
+Pure: no I/O. A backend stores what these rules compute; it never decides them itself.
+"""
+
+from __future__ import annotations
+
+import struct
+
+import blake3
+
+from ..errors import Unprocessable
+from ..model import BlobHash
+
+__all__ = ["MAX_KEY_BYTES", "MAX_TAG_BYTES", "check_append", "check_tag", "child_jump", "jump_step",
+           "request_digest"]
+
+MAX_TAG_BYTES = 400
+"""A tag is part of an index key (LMDB keys are at most 511 bytes)."""
+MAX_KEY_BYTES = 400
+"""An idempotency key is part of an index key too."""
+_U32_MAX = (1 << 32) - 1
+
+
+def check_tag(client_tag: str | None) -> None:
+    if client_tag is not None and len(client_tag.encode()) > MAX_TAG_BYTES:
+        raise Unprocessable("client_tag too long", {"field": "client_tag", "max_bytes": MAX_TAG_BYTES})
+
+
+def check_append(type_version: int, idempotency_key: str | None) -> None:
+    if not 0 <= type_version <= _U32_MAX:
+        raise Unprocessable("type_version out of range", {"field": "type_version"})
+    if idempotency_key is not None and len(idempotency_key.encode()) > MAX_KEY_BYTES:
+        raise Unprocessable("idempotency_key too long", {"field": "idempotency_key", "max_bytes": MAX_KEY_BYTES})
+
+
+def request_digest(type_id: str, type_version: int, digest: BlobHash, parent: int | None) -> bytes:
+    """What an append asked for, as its idempotency key remembers it: a repeat of the key with another
+    digest is a Conflict."""
+    hasher = blake3.blake3(type_id.encode())
+    hasher.update(struct.pack(">IQ?", type_version, parent or 0, parent is not None))
+    hasher.update(digest)
+    return hasher.digest()
+
+
+def child_jump(parent_id: int, depth: int, jump_depth: int, grand_jump: int, grand_jump_depth: int) -> tuple[int, int]:
+    """The jump pointer and its depth for a new child of ``parent_id`` (Myers' skew-binary scheme).
+
+    ``depth`` and ``jump_depth`` are the parent's depth and its jump's depth; ``grand_jump`` and
+    ``grand_jump_depth`` are the jump pointer of the parent's jump target (0, 0 at the root).
+    """
+    if depth - jump_depth == jump_depth - grand_jump_depth:
+        return grand_jump, grand_jump_depth
+    return parent_id, depth
+
+
+def jump_step(parent: int, jump: int, jump_depth: int, target_depth: int) -> int:
+    """The next turn on the way down to ``target_depth``: the jump when it does not overshoot."""
+    return jump if jump and jump_depth >= target_depth else parent
