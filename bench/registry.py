@@ -49,7 +49,7 @@ def _enums(count: int) -> dict[str, Any]:
 
 async def _start_up(types: int) -> float:
     with tempfile.TemporaryDirectory() as tmp:
-        settings = Settings(data_dir=Path(tmp) / "data")
+        settings = Settings(store=str(Path(tmp) / "data"))
         async with Service(settings) as service:
             await service.publish_bundle("big", many_types(types))
         start = time.perf_counter()

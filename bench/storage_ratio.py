@@ -42,7 +42,7 @@ async def fill(service: Service, conversations: int) -> tuple[int, int, int, int
 
 
 async def _measure(data_dir: Path, conversations: int) -> tuple[tuple[int, int, int, int, int], dict[str, Any]]:
-    async with Service(Settings(data_dir=data_dir)) as service:
+    async with Service(Settings(store=str(data_dir))) as service:
         return await fill(service, conversations), await service.stats()
 
 

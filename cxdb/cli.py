@@ -1,15 +1,16 @@
-"""The ``cxdb`` command: ``serve``, ``check`` and ``backup``.
+"""The ``cxdb`` command: ``serve``, ``check``, ``backup`` and ``migrate``.
 
 Settings are built here, once, from flags and the environment, and passed down.
 A mistake in a setting is one line naming it and exit status 2; a refusal from
 the environment (no space, a directory that cannot be created, a port in use) is
-one line and exit status 1. Only ``serve`` creates a store: ``check`` and
+one line and exit status 1. Only ``serve`` and ``migrate`` create a store: ``check`` and
 ``backup`` open an existing one, read-only.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import errno
 import faulthandler
 import logging
@@ -22,7 +23,7 @@ from pathlib import Path
 import orjson
 
 from . import __version__
-from .config import Settings, add_arguments, settings_from
+from .config import Settings, add_arguments, is_database_url, settings_from, shown_store
 from .errors import CxdbError
 from .logs import configure as configure_logging
 
@@ -47,17 +48,24 @@ def _parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="Run the HTTP server.")
     add_arguments(serve)
     check = commands.add_parser("check", help="Verify the integrity of a store (read-only).")
-    check.add_argument("--data-dir", dest="data_dir", default=None, help="Data directory [CXDB_DATA_DIR]")
-    backup = commands.add_parser("backup", help="Copy a live store, consistently, into a new directory.")
+    _store_argument(check)
+    backup = commands.add_parser("backup", help="Copy a live LMDB store, consistently, into a new directory.")
     backup.add_argument("destination", type=Path, help="A directory that does not exist yet.")
-    backup.add_argument("--data-dir", dest="data_dir", default=None, help="Data directory [CXDB_DATA_DIR]")
+    _store_argument(backup)
+    migrate = commands.add_parser("migrate", help="Create a store's schema, or check the one it has.")
+    _store_argument(migrate)
     return parser
+
+
+def _store_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--store", "--data-dir", dest="store", default=None,
+                        help="A directory (LMDB) or a postgresql:// URL [CXDB_STORE, CXDB_DATA_DIR]")
 
 
 def _prepare_data_dir(path: Path) -> bool:
     """Make sure ``path`` can hold a store; True when it holds none yet."""
     if path.exists() and not path.is_dir():
-        raise _Refused(f"--data-dir: {path.resolve()} is not a directory", 2)
+        raise _Refused(f"--store: {path.resolve()} is not a directory", 2)
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -74,13 +82,16 @@ def _resolve_host(settings: Settings) -> None:
 
 def _serve_command(settings: Settings) -> int:
     from .serve import raise_fd_limit, serve
-    from .storage import Store
+    from .storage import migrate
 
     _resolve_host(settings)
-    new_store = _prepare_data_dir(settings.data_dir)
+    if is_database_url(settings.store):
+        new_store = asyncio.run(migrate(settings))  # the schema, created before any worker starts
+    else:
+        new_store = _prepare_data_dir(Path(settings.store))
+        if settings.workers > 1:  # open it once here: a store that cannot be opened is one line, not N tracebacks
+            asyncio.run(migrate(settings))
     raise_fd_limit()
-    if settings.workers > 1:  # open it once here: a store that cannot be opened is one line, not N tracebacks
-        Store(settings.data_dir, map_size=settings.map_size).close()
     try:
         return serve(settings, new_store)
     except OSError as exc:
@@ -90,18 +101,25 @@ def _serve_command(settings: Settings) -> int:
 
 
 def _store_command(args: argparse.Namespace, settings: Settings) -> int:
-    from .storage import Store
+    from .storage import Store, check, migrate
 
-    with Store(settings.data_dir, map_size=settings.map_size, readonly=True) as store:
-        if args.command == "check":
-            report = store.check()
-            print(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode())
-            return 0 if report["ok"] else 1
+    if args.command == "check":
+        report = asyncio.run(check(settings))
+        print(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode())
+        return 0 if report["ok"] else 1
+    if args.command == "migrate":
+        created = asyncio.run(migrate(settings))
+        print(f"{'created a new store in' if created else 'the store is current:'} {shown_store(settings.store)}")
+        return 0
+    if is_database_url(settings.store):
+        raise _Refused("backup copies an LMDB store; back up PostgreSQL with pg_dump or point-in-time recovery "
+                       "(docs/scale-out.md)", 2)
+    with Store(settings.store, map_size=settings.map_size, readonly=True) as store:
         try:
             store.backup(args.destination)
         except FileExistsError as exc:
             raise _Refused(f"backup: {args.destination} exists already", 1) from exc
-        print(f"backed up {settings.data_dir} to {args.destination}")
+        print(f"backed up {settings.store} to {args.destination}")
         return 0
 
 

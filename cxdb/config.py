@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["SETTINGS", "Setting", "Settings", "add_arguments", "settings_from"]
+__all__ = ["SETTINGS", "Setting", "Settings", "add_arguments", "is_database_url", "settings_from",
+           "shown_store"]
 
 
 def _bool(text: str) -> bool:
@@ -76,6 +77,32 @@ def _map_size(text: str) -> int:
     return value
 
 
+STORE_SCHEMES = ("postgresql://", "postgres://")
+
+
+def _store(text: str) -> str:
+    value = text.strip()
+    if not value:
+        raise ValueError("must be a directory or a postgresql:// URL")
+    return value
+
+
+def is_database_url(store: str) -> bool:
+    """True when ``store`` names a PostgreSQL database rather than an LMDB directory."""
+    return store.startswith(STORE_SCHEMES)
+
+
+def shown_store(store: str) -> str:
+    """``store`` as logs may show it: a URL without its password, a directory as an absolute path."""
+    if not is_database_url(store):
+        return str(Path(store).resolve())
+    scheme, _, rest = store.partition("://")
+    credentials, at, host = rest.rpartition("@")
+    if at and ":" in credentials:
+        credentials = credentials.split(":", 1)[0] + ":***"
+    return f"{scheme}://{credentials}{at}{host}"
+
+
 def _port(text: str) -> int:
     value = int(text)
     if not 0 <= value <= 65535:
@@ -91,6 +118,8 @@ class Setting:
     default: Any
     parse: Callable[[str], Any]
     help: str
+    alias: str | None = None
+    """An older name the setting still answers to, as a flag and in the environment."""
 
     @property
     def flag(self) -> str:
@@ -100,9 +129,20 @@ class Setting:
     def env(self) -> str:
         return "CXDB_" + self.name.upper()
 
+    @property
+    def flags(self) -> tuple[str, ...]:
+        return (self.flag,) if self.alias is None else (self.flag, "--" + self.alias.replace("_", "-"))
+
+    @property
+    def envs(self) -> tuple[str, ...]:
+        return (self.env,) if self.alias is None else (self.env, "CXDB_" + self.alias.upper())
+
 
 SETTINGS: tuple[Setting, ...] = (
-    Setting("data_dir", Path("cxdb-data"), Path, "Directory holding the LMDB environment."),
+    Setting("store", "cxdb-data", _store,
+            "Where the data lives: a directory for the embedded LMDB store, or a postgresql:// URL.",
+            alias="data_dir"),
+    Setting("pool_size", 16, _positive, "PostgreSQL connections each server process keeps at most."),
     Setting("host", "127.0.0.1", str, "Address the HTTP server binds."),
     Setting("port", 9010, _port, "Port the HTTP server binds; 0 picks a free port."),
     Setting("require_registry", False, _bool, "Reject appends of unregistered types with 412."),
@@ -142,7 +182,8 @@ SETTINGS: tuple[Setting, ...] = (
 class Settings:
     """Every setting of a cxdb server, frozen once built."""
 
-    data_dir: Path = Path("cxdb-data")
+    store: str = "cxdb-data"
+    pool_size: int = 16
     host: str = "127.0.0.1"
     port: int = 9010
     require_registry: bool = False
@@ -175,10 +216,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add one flag per setting; unset flags fall back to the environment, then the default."""
     for setting in SETTINGS:
         if setting.parse is _bool:  # --name and --no-name, so a flag can override the environment either way
-            parser.add_argument(setting.flag, dest=setting.name, action=argparse.BooleanOptionalAction,
+            parser.add_argument(*setting.flags, dest=setting.name, action=argparse.BooleanOptionalAction,
                                 default=None, help=f"{setting.help} [{setting.env}]")
         else:
-            parser.add_argument(setting.flag, dest=setting.name, default=None,
+            parser.add_argument(*setting.flags, dest=setting.name, default=None,
                                 help=f"{setting.help} (default: {_show(setting.default)}) [{setting.env}]")
 
 
@@ -200,9 +241,11 @@ def settings_from(args: argparse.Namespace | None, environ: Mapping[str, str],
             continue
         raw = getattr(args, setting.name, None) if args is not None else None
         source = setting.flag
-        if raw is None:
-            raw = environ.get(setting.env)
-            source = setting.env
+        for env in setting.envs:
+            if raw is not None:
+                break
+            raw = environ.get(env)
+            source = env
         if raw is None:
             continue
         if isinstance(raw, bool):  # from --name / --no-name

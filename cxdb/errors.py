@@ -21,7 +21,8 @@ this tree where they arise, with ``raise ... from exc``.
     │   ├── Corrupt                CORRUPT
     │   ├── StoreFull              STORE_FULL
     │   ├── FormatMismatch         FORMAT_MISMATCH
-    │   └── StoreClosed            STORE_CLOSED
+    │   ├── StoreClosed            STORE_CLOSED
+    │   └── StoreUnavailable       STORE_UNAVAILABLE
     └── TransportError             TRANSPORT_ERROR   (client side only)
 
 :data:`HTTP_STATUS` is the one table of statuses: the server resolves an
@@ -49,6 +50,7 @@ __all__ = [
     "StoreClosed",
     "StoreError",
     "StoreFull",
+    "StoreUnavailable",
     "TransportError",
     "Unauthorized",
     "Unprocessable",
@@ -163,6 +165,12 @@ class StoreClosed(StoreError):
     code = "STORE_CLOSED"
 
 
+class StoreUnavailable(StoreError):
+    """The database cannot be reached now (a server backend lost its connection): try again shortly."""
+
+    code = "STORE_UNAVAILABLE"
+
+
 class TransportError(CxdbError):
     """The client could not reach the server or read its answer."""
 
@@ -181,6 +189,7 @@ HTTP_STATUS: dict[type[CxdbError], int] = {
     Unprocessable: 422,
     FailedDependency: 424,
     StoreClosed: 503,
+    StoreUnavailable: 503,
     StoreFull: 507,
 }
 """The HTTP status of each error class; a subclass without a row takes its nearest ancestor's."""

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .config import Settings
+from .config import Settings, shown_store
 from .errors import CxdbError
 from .logs import flush as flush_logs
 
@@ -80,7 +80,7 @@ def describe(settings: Settings) -> str:
     """The settings that differ from their defaults, as ``name=value``."""
     default = Settings()
     changed = [f"{item.name}={getattr(settings, item.name)}" for item in fields(Settings)
-               if item.name not in ("data_dir", "host", "port", "metrics_dir")
+               if item.name not in ("store", "host", "port", "metrics_dir")
                and getattr(settings, item.name) != getattr(default, item.name)]
     return ", ".join(changed) or "none"
 
@@ -92,12 +92,12 @@ def _announce(host: str, port: int) -> None:
 
 
 def _started(settings: Settings, port: int, new_store: bool) -> None:
-    data_dir = settings.data_dir.resolve()
-    log.info("cxdb %s serving %s on %s:%d (workers %d; non-default settings: %s)", __version__, data_dir,
+    store = shown_store(settings.store)
+    log.info("cxdb %s serving %s on %s:%d (workers %d; non-default settings: %s)", __version__, store,
              settings.host, port, settings.workers, describe(settings))
     if new_store:
         log.warning("%s held no store: a new one was created there (if you meant an existing store, "
-                    "check --data-dir)", data_dir)
+                    "check --store)", store)
 
 
 def _quiet_accept_errors(loop: asyncio.AbstractEventLoop) -> None:

@@ -1,13 +1,22 @@
-"""Shared fixtures: a real store in tmp_path, an in-process app, and a live server."""
+"""Shared fixtures: a real store (LMDB in tmp_path, or a fresh schema of a real PostgreSQL), an
+in-process app, and a live server.
+
+Every test that takes ``store_url`` (through ``settings``, ``client``, ``make_client``, ``service`` or
+``live_server``) runs once per backend. The PostgreSQL runs need ``CXDB_TEST_POSTGRES``, a URL of a
+database the tests may create schemas in (``.ci/run`` starts one); without it they are skipped, with
+that reason. A test that is about LMDB itself carries ``@pytest.mark.lmdb_only``.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -25,6 +34,87 @@ REPO = Path(__file__).resolve().parent.parent
 BUNDLES = REPO / "registry_bundles"
 
 
+POSTGRES = os.environ.get("CXDB_TEST_POSTGRES")
+BACKENDS = ("lmdb", "postgres")
+NO_POSTGRES = "CXDB_TEST_POSTGRES is not set (a postgresql:// URL the tests may create schemas in; .ci/run sets it)"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "lmdb_only: a test about the LMDB backend itself; not run on PostgreSQL")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """A test marked ``lmdb_only`` keeps only its LMDB run."""
+    items[:] = [item for item in items if not (
+        item.get_closest_marker("lmdb_only") is not None
+        and getattr(getattr(item, "callspec", None), "params", {}).get("backend") == "postgres")]
+
+
+async def _admin(statement: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(POSTGRES)
+    try:
+        await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
+class PostgresSchema:
+    """A schema of its own in the test database: a store as empty as a new LMDB directory."""
+
+    def __init__(self) -> None:
+        if POSTGRES is None:
+            pytest.skip(NO_POSTGRES)
+        self.name = "t_" + uuid.uuid4().hex[:16]
+        asyncio.run(_admin(f"CREATE SCHEMA {self.name}"))
+        self.url = f"{POSTGRES}{'&' if '?' in POSTGRES else '?'}search_path={self.name}"
+
+    def drop(self) -> None:
+        asyncio.run(_admin(f"DROP SCHEMA IF EXISTS {self.name} CASCADE"))
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """The URL of a fresh PostgreSQL store (skipped when no PostgreSQL is configured)."""
+    schema = PostgresSchema()
+    try:
+        yield schema.url
+    finally:
+        schema.drop()
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def store_url(backend: str, tmp_path: Path) -> Iterator[str]:
+    """A fresh store of the backend under test: an LMDB directory in tmp_path, or a PostgreSQL schema."""
+    if backend == "lmdb":
+        yield str(tmp_path / "data")
+        return
+    schema = PostgresSchema()
+    try:
+        yield schema.url
+    finally:
+        schema.drop()
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def module_store_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A fresh store of each backend, shared by the tests of one module (a fuzzed server's)."""
+    if request.param == "lmdb":
+        yield str(tmp_path_factory.mktemp("store") / "data")
+        return
+    schema = PostgresSchema()
+    try:
+        yield schema.url
+    finally:
+        schema.drop()
+
+
 @pytest.fixture
 def store(tmp_path: Path) -> Iterator[Store]:
     with Store(tmp_path / "data") as opened:
@@ -32,8 +122,8 @@ def store(tmp_path: Path) -> Iterator[Store]:
 
 
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    return Settings(data_dir=tmp_path / "data", port=0)
+def settings(store_url: str) -> Settings:
+    return Settings(store=store_url, port=0)
 
 
 @pytest.fixture
@@ -44,12 +134,12 @@ async def client(aiohttp_client: Any, settings: Settings) -> AsyncIterator[TestC
 
 
 @pytest.fixture
-async def make_client(aiohttp_client: Any, tmp_path: Path) -> AsyncIterator[Any]:
+async def make_client(aiohttp_client: Any, settings: Settings) -> AsyncIterator[Any]:
     """Build a client for an app with changed settings."""
     apps = []
 
     async def make(**changes: Any) -> TestClient[Any, Any]:
-        app = watch(create_app(Settings(data_dir=tmp_path / "data", port=0).replace(**changes)))
+        app = watch(create_app(settings.replace(**changes)))
         apps.append(app)
         return await aiohttp_client(app)
 
@@ -61,11 +151,11 @@ async def make_client(aiohttp_client: Any, tmp_path: Path) -> AsyncIterator[Any]
 class LiveServer:
     """``cxdb serve --port 0`` in a subprocess."""
 
-    def __init__(self, data_dir: Path, *extra: str, env: dict[str, str] | None = None,
+    def __init__(self, store: Path | str, *extra: str, env: dict[str, str] | None = None,
                  preexec_fn: Any = None) -> None:
-        self.data_dir = data_dir
+        self.store = str(store)
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "cxdb", "serve", "--data-dir", str(data_dir), "--port", "0", *extra],
+            [sys.executable, "-m", "cxdb", "serve", "--store", self.store, "--port", "0", *extra],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})},
             preexec_fn=preexec_fn)
         assert self.proc.stdout is not None
@@ -114,8 +204,8 @@ class LiveServer:
 
 
 @pytest.fixture
-def live_server(tmp_path: Path) -> Iterator[LiveServer]:
-    server = LiveServer(tmp_path / "live")
+def live_server(store_url: str) -> Iterator[LiveServer]:
+    server = LiveServer(store_url)
     try:
         yield server
     finally:

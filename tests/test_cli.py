@@ -33,7 +33,7 @@ def test_defaults_match_the_table() -> None:
     for setting in SETTINGS:
         assert getattr(defaults, setting.name) == setting.default, setting.name
         assert setting.help
-    assert (defaults.host, defaults.port, defaults.data_dir) == ("127.0.0.1", 9010, Path("cxdb-data"))
+    assert (defaults.host, defaults.port, defaults.store) == ("127.0.0.1", 9010, "cxdb-data")
 
 
 def test_flag_beats_environment_beats_default() -> None:

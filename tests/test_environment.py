@@ -61,7 +61,7 @@ def test_bad_serve_settings_are_one_line(tmp_path: Path, argv: list[str], status
 def test_a_data_dir_that_is_a_file_or_cannot_be_made(tmp_path: Path) -> None:
     afile = tmp_path / "file"
     afile.write_text("x")
-    one_line(run_cli("serve", "--data-dir", str(afile), "--port", "0"), 2, "--data-dir", "not a directory")
+    one_line(run_cli("serve", "--data-dir", str(afile), "--port", "0"), 2, "--store", "not a directory")
     one_line(run_cli("serve", "--data-dir", str(afile / "sub"), "--port", "0"), 1, "cannot create")
 
 

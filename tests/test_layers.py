@@ -82,9 +82,10 @@ def test_imports_point_down(path: Path) -> None:
     assert not bad, f"{name} imports {sorted(bad)}"
 
 
-def test_only_the_lmdb_backend_touches_lmdb() -> None:
-    users = {module_name(p) for p in MODULES if "lmdb" in imports(p)}
-    assert users and all(in_layer(user, {"cxdb.storage.lmdb"}) for user in users)
+@pytest.mark.parametrize(("library", "package"), [("lmdb", "cxdb.storage.lmdb"), ("asyncpg", "cxdb.storage.postgres")])
+def test_only_a_backend_touches_its_database_library(library: str, package: str) -> None:
+    users = {module_name(p) for p in MODULES if any(i.split(".")[0] == library for i in imports(p))}
+    assert users and all(in_layer(user, {package}) for user in users), sorted(users)
 
 
 def test_nothing_above_storage_names_a_backend() -> None:
@@ -92,7 +93,7 @@ def test_nothing_above_storage_names_a_backend() -> None:
     for path in MODULES:
         name = module_name(path)
         if in_layer(name, UPPER | {"cxdb.serve", "cxdb.metrics"}):
-            named = {i for i in imports(path) if in_layer(i, {"cxdb.storage.lmdb"})}
+            named = {i for i in imports(path) if in_layer(i, {"cxdb.storage.lmdb", "cxdb.storage.postgres"})}
             assert not named, f"{name} imports {sorted(named)}"
 
 

@@ -31,6 +31,7 @@ from ..errors import (
 __all__ = ["DISCONNECTED", "Handler", "answer", "error_response", "status_for"]
 
 log = logging.getLogger("cxdb.http")
+RETRY_AFTER_SECONDS = "1"
 
 def status_for(exc: CxdbError) -> int:
     for klass in type(exc).__mro__:
@@ -51,6 +52,8 @@ def error_response(exc: CxdbError, headers: dict[str, str] | None = None,
         body = {"error": {"code": exc.code, "message": exc.message, "details": {}}}
     if request_id is not None:
         body["error"]["details"] = {**body["error"]["details"], "request_id": request_id}
+    if status == 503:  # the store is closing or its database is out of reach: both pass
+        headers = {**(headers or {}), "Retry-After": RETRY_AFTER_SECONDS}
     return web.Response(status=status, body=orjson.dumps(body), content_type="application/json",
                         headers=headers)
 

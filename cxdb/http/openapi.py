@@ -121,13 +121,19 @@ SCHEMAS: dict[str, Any] = {
 _DESCRIPTIONS = {400: "Bad request: malformed JSON, a bad parameter or path id", 404: "Not found",
                  405: "Method not allowed", 409: "Conflict", 412: "Precondition failed",
                  413: "Body too large", 422: "Unprocessable content", 424: "Failed dependency",
-                 500: "Internal error (generic; the log has the details)", 503: "Store closing",
+                 500: "Internal error (generic; the log has the details)",
+                 503: "Store closing, or its database out of reach; Retry-After says when to try again",
                  507: "No space left on the device holding the store"}
 _ALWAYS = (400, 500, 503)
 
 
+_RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait before trying again",
+                                "schema": {"type": "string", "pattern": "^[0-9]+$"}}}
+
+
 def _errors(*statuses: int) -> dict[str, Any]:
-    return {str(status): {"description": _DESCRIPTIONS[status], "content": {JSON: {"schema": _ref("Error")}}}
+    return {str(status): {"description": _DESCRIPTIONS[status], "content": {JSON: {"schema": _ref("Error")}},
+                          **({"headers": _RETRY_AFTER} if status == 503 else {})}
             for status in sorted({*statuses, *_ALWAYS})}
 
 

@@ -97,7 +97,8 @@ class Service:
             self.metrics.watch_cache("projection", self._projections)
 
     async def start(self) -> None:
-        """Load the registry catalog: a store's bundles are read once, at start-up."""
+        """Open the store, and load the registry catalog: a store's bundles are read once, at start-up."""
+        await self.store.start()
         await self._catalogs.current()
 
     async def close(self) -> None:

@@ -1,24 +1,67 @@
 """Storage: the :class:`~cxdb.storage.base.Backend` the service layer talks to, and the factory that
 opens the one the settings name.
 
-Each backend lives in a package of its own (:mod:`cxdb.storage.lmdb`), and only that package touches
-its database library.
+Each backend lives in a package of its own (:mod:`cxdb.storage.lmdb`, :mod:`cxdb.storage.postgres`),
+and only that package touches its database library. ``settings.store`` picks one: a directory is an
+LMDB store, a ``postgresql://`` URL a PostgreSQL database.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from ..config import Settings
-from .base import AppendResult, Backend, PageStart, RegistryMoved, StoredBundle
+from ..config import Settings, is_database_url
+from ..errors import StoreError
+from .base import AppendResult, Backend, CommitObserver, PageStart, RegistryMoved, StoredBundle
 from .lmdb import Store
 from .lmdb.backend import LmdbBackend
-from .lmdb.writer import CommitObserver
 
-__all__ = ["AppendResult", "Backend", "PageStart", "RegistryMoved", "Store", "StoredBundle", "open_backend"]
+__all__ = ["AppendResult", "Backend", "PageStart", "RegistryMoved", "Store", "StoredBundle", "check",
+           "migrate", "open_backend"]
+
+if TYPE_CHECKING:
+    from .postgres import PostgresBackend
+
+
+def _postgres(settings: Settings, on_commit: CommitObserver | None = None, create: bool = True) -> PostgresBackend:
+    try:
+        from .postgres import PostgresBackend
+    except ImportError as exc:  # asyncpg is an extra
+        raise StoreError("a postgresql:// store needs the postgres extra: pip install 'cxdb[postgres]'") from exc
+    return PostgresBackend(settings.store, settings.pool_size, settings.max_batch, on_commit=on_commit,
+                           create=create)
 
 
 def open_backend(settings: Settings, on_commit: CommitObserver | None = None) -> Backend:
-    """The backend the settings name: today the LMDB environment in ``settings.data_dir``."""
-    return LmdbBackend(Path(settings.data_dir), map_size=settings.map_size, max_batch=settings.max_batch,
+    """The backend ``settings.store`` names, not yet started (``await backend.start()``)."""
+    if is_database_url(settings.store):
+        return _postgres(settings, on_commit)
+    return LmdbBackend(Path(settings.store), map_size=settings.map_size, max_batch=settings.max_batch,
                        on_commit=on_commit)
+
+
+async def migrate(settings: Settings) -> bool:
+    """Create the store's schema, or check the one it has; True when created."""
+    if not is_database_url(settings.store):
+        existed = (Path(settings.store) / "data.mdb").exists()
+        Store(settings.store, map_size=settings.map_size).close()
+        return not existed
+    backend = _postgres(settings, create=False)
+    try:
+        return await backend.migrate()
+    finally:
+        await backend.close()
+
+
+async def check(settings: Settings) -> dict[str, Any]:
+    """``cxdb check``: the integrity report of an existing store, which is only read."""
+    if not is_database_url(settings.store):
+        with Store(settings.store, map_size=settings.map_size, readonly=True) as store:
+            return store.check()
+    backend = _postgres(settings, create=False)
+    await backend.start()
+    try:
+        return await backend.check()
+    finally:
+        await backend.close()

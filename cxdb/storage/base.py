@@ -8,14 +8,17 @@ defined here, once, for every backend.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol
 
 from ..errors import CxdbError
 from ..model import ContextRecord, StoreStats, TurnId, TurnRecord
 
-__all__ = ["AppendResult", "Backend", "PageStart", "RegistryMoved", "StoredBundle"]
+__all__ = ["AppendResult", "Backend", "CommitObserver", "PageStart", "RegistryMoved", "StoredBundle"]
+
+CommitObserver = Callable[[int, float, int], None]
+"""Told of each committed write batch: (operations, seconds it took, operations still waiting)."""
 
 
 class RegistryMoved(CxdbError):
@@ -57,6 +60,9 @@ class Backend(Protocol):
     - an acknowledged write is durable;
     - paging is O(limit) at any depth; counters are O(1).
     """
+
+    async def start(self) -> None:
+        """Open what the backend needs (connections, schema checks) before the first operation."""
 
     async def create_context(self, base_turn_id: int = 0, client_tag: str | None = None,
                              provenance: dict[str, Any] | None = None) -> ContextRecord:

@@ -205,7 +205,7 @@ def test_bundle_published_by_another_process_is_used_on_next_append(live_server:
         client.append_turn(ctx.context_id, {"type_id": "cxdb.chat.Message", "type_version": 1,
                                             "data": {"role": "user", "text": "before"}}, idempotency_key="k1")
         async def publish() -> bool:
-            async with Service(Settings(data_dir=live_server.data_dir)) as other:  # as a second process would
+            async with Service(Settings(store=live_server.store)) as other:  # as a second process would
                 bundle = json.loads((BUNDLES / "conversation-v1.json").read_text())
                 return (await other.publish_bundle("conversation-v1", bundle)).created
 

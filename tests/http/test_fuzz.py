@@ -5,7 +5,6 @@ from __future__ import annotations
 import http.client
 import json
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -14,6 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from cxdb.config import Settings
 from tests.conftest import BUNDLES, LiveServer
 
 leaf = st.one_of(st.none(), st.booleans(), st.integers(-(2**70), 2**70), st.floats(allow_nan=False,
@@ -33,8 +33,8 @@ OK = {200, 201, 204, 400, 404, 409, 412, 413, 422}
 
 
 @pytest.fixture(scope="module")
-def fuzz_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    server = LiveServer(Path(tmp_path_factory.mktemp("fuzz")) / "data")
+def fuzz_server(module_store_url: str) -> Iterator[LiveServer]:
+    server = LiveServer(module_store_url)
     url = urlsplit(server.url)
     conn = http.client.HTTPConnection(url.hostname, url.port, timeout=30)
     assert request(conn, "PUT", "/v1/registry/bundles/conversation-v1",
@@ -100,10 +100,10 @@ def test_integers_are_kept_exactly_or_refused(fuzz_server: LiveServer, number: i
         conn.close()
 
 
-def test_server_is_clean_after_fuzzing(fuzz_server: LiveServer) -> None:
-    from cxdb.storage import Store
+async def test_server_is_clean_after_fuzzing(fuzz_server: LiveServer) -> None:
+    from cxdb.storage import check
 
     assert fuzz_server.stop() == 0
-    with Store(fuzz_server.data_dir) as store:
-        assert store.stats().contexts > 0
-        assert store.check()["ok"]
+    report = await check(Settings(store=fuzz_server.store))
+    assert report["counts"]["contexts"] > 0
+    assert report["ok"], report["problems"]

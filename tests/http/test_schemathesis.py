@@ -24,6 +24,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from cxdb import Client
+from cxdb.config import is_database_url
 from cxdb.http.openapi import build_spec
 from tests.conftest import LiveServer
 
@@ -36,8 +37,8 @@ CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
 
 
 @pytest.fixture(scope="module")
-def fuzzed_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    server = LiveServer(tmp_path_factory.mktemp("fuzz") / "data")
+def fuzzed_server(module_store_url: str) -> Iterator[LiveServer]:
+    server = LiveServer(module_store_url)
     with Client(server.url) as client:  # something to find: a context with turns, a bundle
         context = client.create_context()
         for n in range(3):
@@ -55,9 +56,11 @@ def test_every_operation(case: schemathesis.Case, fuzzed_server: LiveServer) -> 
 def test_the_fuzzed_server_is_healthy_and_its_store_clean(fuzzed_server: LiveServer, tmp_path: Path) -> None:
     with Client(fuzzed_server.url) as client:
         assert client.health()["status"] == "ok"
-    copy = tmp_path / "copy"
-    assert subprocess.run([sys.executable, "-m", "cxdb", "backup", str(copy), "--data-dir",
-                           str(fuzzed_server.data_dir)], capture_output=True).returncode == 0
-    result = subprocess.run([sys.executable, "-m", "cxdb", "check", "--data-dir", str(copy)],
+    checked = fuzzed_server.store
+    if not is_database_url(checked):  # a consistent copy of the live LMDB store
+        checked = str(tmp_path / "copy")
+        assert subprocess.run([sys.executable, "-m", "cxdb", "backup", checked, "--store",
+                               fuzzed_server.store], capture_output=True).returncode == 0
+    result = subprocess.run([sys.executable, "-m", "cxdb", "check", "--store", checked],
                             capture_output=True, text=True)
     assert result.returncode == 0 and '"ok": true' in result.stdout

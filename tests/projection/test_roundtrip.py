@@ -143,7 +143,7 @@ def tags_are_integers(value: Any, bundle: dict[str, Any], type_id: str) -> bool:
 @pytest.fixture(scope="module")
 def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Service, asyncio.AbstractEventLoop]]:
     loop = asyncio.new_event_loop()
-    service = Service(Settings(data_dir=tmp_path_factory.mktemp("roundtrip") / "data"))
+    service = Service(Settings(store=str(tmp_path_factory.mktemp("roundtrip") / "data")))
     loop.run_until_complete(service.start())
     yield service, loop
     loop.run_until_complete(service.close())

@@ -12,9 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from ...model import ContextRecord, StoreStats, TurnId, TurnRecord
-from ..base import AppendResult, PageStart, StoredBundle
+from ..base import AppendResult, CommitObserver, PageStart, StoredBundle
 from .store import Store
-from .writer import CommitObserver
 
 __all__ = ["LmdbBackend"]
 
@@ -25,6 +24,9 @@ class LmdbBackend:
     def __init__(self, path: Path, map_size: int, max_batch: int, on_commit: CommitObserver | None = None,
                  **options: Any) -> None:
         self.store = Store(path, map_size=map_size, max_batch=max_batch, on_commit=on_commit, **options)
+
+    async def start(self) -> None:
+        """Nothing to do: the environment opened with the object."""
 
     async def create_context(self, base_turn_id: int = 0, client_tag: str | None = None,
                              provenance: dict[str, Any] | None = None) -> ContextRecord:

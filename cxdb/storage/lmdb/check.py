@@ -14,26 +14,18 @@ from typing import Any
 
 from ...codec import content_hash
 from ...errors import CxdbError
+from ..report import Report
 from . import contexts, turns
 from .counters import read_all
 from .env import Dbs
 
 __all__ = ["check_store"]
 
-MAX_PROBLEMS = 100
-
 
 def check_store(txn: Any, dbs: Dbs, decode: Callable[[bytes], bytes]) -> dict[str, Any]:
     """A report: ``ok``, ``problems`` (at most 100 listed), ``problem_count`` and ``counts``."""
-    problems: list[dict[str, Any]] = []
-    count = 0
-
-    def problem(kind: str, **details: Any) -> None:
-        nonlocal count
-        count += 1
-        if len(problems) < MAX_PROBLEMS:
-            problems.append({"kind": kind, **details})
-
+    report = Report()
+    problem = report.problem
     blob_count = 0
     for digest, stored in txn.cursor(db=dbs.blobs):
         blob_count += 1
@@ -101,5 +93,4 @@ def check_store(txn: Any, dbs: Dbs, decode: Callable[[bytes], bytes]) -> dict[st
     for name, actual in (("blobs", blob_count), ("turns", turn_count), ("contexts", context_count)):
         if counters[name] != actual:
             problem("counter_wrong", counter=name, recorded=counters[name], actual=actual)
-    return {"ok": count == 0, "problem_count": count, "problems": problems,
-            "counts": {"blobs": blob_count, "turns": turn_count, "contexts": context_count}}
+    return report.result({"blobs": blob_count, "turns": turn_count, "contexts": context_count})

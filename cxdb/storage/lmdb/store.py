@@ -24,13 +24,13 @@ from ...model import (
     TurnId,
     TurnRecord,
 )
-from ..base import AppendResult, PageStart, RegistryMoved, StoredBundle
+from ..base import AppendResult, CommitObserver, PageStart, RegistryMoved, StoredBundle
 from ..dictionaries import DictionaryTrainer
 from ..rules import check_append, check_tag, request_digest
 from . import blobs, bundles, contexts, dictionaries, idempotency, turns
 from .counters import read_all, read_one
 from .env import Environment
-from .writer import CommitObserver, WriteContext, Writer
+from .writer import WriteContext, Writer
 
 __all__ = ["AppendResult", "PageStart", "RegistryMoved", "Store"]
 

@@ -31,15 +31,13 @@ from typing import Any, Generic, TypeVar
 import lmdb
 
 from ...errors import CxdbError, StoreClosed, StoreError
+from ..base import CommitObserver
 from .counters import Counters
 from .env import Dbs, Environment
 
-__all__ = ["CommitObserver", "WriteContext", "Writer"]
+__all__ = ["WriteContext", "Writer"]
 
 T = TypeVar("T")
-CommitObserver = Callable[[int, float, int], None]
-"""Told after each durable group commit: its operations, the commit's seconds (fsync included), and
-the operations then waiting. Runs in the writer thread."""
 log = logging.getLogger("cxdb.storage")
 
 

@@ -1,0 +1,374 @@
+"""The PostgreSQL backend: many stateless gateways on one database.
+
+Appends go through the :class:`~cxdb.storage.postgres.writer.AppendWriter`; every other write is
+one short transaction; every read is one statement (one snapshot, one round trip), except a cursor
+check, which adds one recursive query of O(log depth) rows. Payloads are framed by the same
+:class:`~cxdb.codec.BlobCodec` as on LMDB, and its trained dictionaries live in the database, so
+every gateway can read what any other wrote.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import orjson
+
+from ...cache import LruCache
+from ...codec import BlobCodec, UnknownDictionary, content_hash
+from ...errors import Conflict, NotFound
+from ...model import ContextId, ContextRecord, Lineage, StoreStats, TurnId, TurnRecord
+from ..base import AppendResult, CommitObserver, PageStart, RegistryMoved, StoredBundle
+from ..dictionaries import DictionaryTrainer
+from ..rules import check_append, check_tag, request_digest
+from . import schema
+from .check import check_database
+from .database import Database
+from .rows import CONTEXT, TURN, context, fits, missing_context, turn
+from .writer import AppendWriter, PendingAppend
+
+__all__ = ["PostgresBackend"]
+
+_CHAIN = f"""
+WITH RECURSIVE chain AS (
+    SELECT {TURN}, 1 AS n FROM turns WHERE turn_id = $1
+    UNION ALL
+    SELECT {", ".join("t." + c for c in TURN.split(", "))}, c.n + 1
+    FROM chain c JOIN turns t ON t.turn_id = c.parent_turn_id WHERE c.n < $2)
+SELECT {TURN} FROM chain ORDER BY n DESC"""
+# The ancestor of the head at the cursor's depth, by jump pointers (rules.jump_step): O(log depth) rows.
+_CURSOR = """
+WITH RECURSIVE target AS (SELECT parent_turn_id, depth FROM turns WHERE turn_id = $2),
+walk(turn_id, depth, parent_turn_id, jump_turn_id, jump_depth) AS (
+    SELECT turn_id, depth, parent_turn_id, jump_turn_id, jump_depth FROM turns WHERE turn_id = $1
+    UNION ALL
+    SELECT t.turn_id, t.depth, t.parent_turn_id, t.jump_turn_id, t.jump_depth
+    FROM walk w CROSS JOIN target g JOIN turns t ON t.turn_id = CASE
+        WHEN w.jump_turn_id <> 0 AND w.jump_depth >= g.depth THEN w.jump_turn_id ELSE w.parent_turn_id END
+    WHERE w.depth > g.depth)
+SELECT (SELECT parent_turn_id FROM target),
+       (SELECT w.turn_id FROM walk w CROSS JOIN target g WHERE w.depth = g.depth)"""
+_LIST = f"""
+SELECT k.contexts, c.* FROM counters k LEFT JOIN LATERAL (
+    SELECT {CONTEXT} FROM contexts ORDER BY last_activity_ms DESC, context_id DESC LIMIT $1) c ON true
+WHERE k.id = 1"""
+_LIST_TAG = f"""
+SELECT coalesce((SELECT contexts FROM tag_counts WHERE client_tag = $2), 0), c.*
+FROM (SELECT 1) AS one LEFT JOIN LATERAL (
+    SELECT {CONTEXT} FROM contexts WHERE client_tag = $2
+    ORDER BY last_activity_ms DESC, context_id DESC LIMIT $1) c ON true"""
+_CHILDREN = f"""
+SELECT p.children, c.* FROM contexts p LEFT JOIN LATERAL (
+    SELECT {CONTEXT} FROM contexts WHERE parent_context_id = p.context_id ORDER BY context_id LIMIT $2) c ON true
+WHERE p.context_id = $1"""
+_SUBTREE = """
+WITH RECURSIVE tree(context_id, path) AS (
+    SELECT context_id, ARRAY[context_id] FROM contexts WHERE parent_context_id = $1
+    UNION ALL
+    SELECT c.context_id, t.path || c.context_id FROM tree t JOIN contexts c ON c.parent_context_id = t.context_id)
+SELECT context_id FROM tree ORDER BY cardinality(path), path"""
+_SIZE = "SELECT coalesce(sum(pg_total_relation_size(to_regclass(name))), 0)::bigint FROM unnest($1::text[]) AS name"
+_COUNTERS = ("turns", "contexts", "blobs", "blob_stored", "blob_raw", "dedup_hits", "dedup_misses", "bundles")
+
+
+class PostgresBackend:
+    """A :class:`~cxdb.storage.base.Backend` over one PostgreSQL database."""
+
+    def __init__(self, url: str, pool_size: int, max_batch: int, on_commit: CommitObserver | None = None,
+                 clock: Callable[[], float] = time.time, codec: BlobCodec | None = None,
+                 dictionary_after: int = 2000, dictionary_size: int = 64 * 1024, create: bool = True) -> None:
+        self._db = Database(url, pool_size)
+        self._clock = clock
+        self._create = create
+        self._codec = codec or BlobCodec()
+        self._trainer = DictionaryTrainer(self._keep_dictionary, threshold=dictionary_after, size=dictionary_size)
+        self._writer = AppendWriter(self._db, self._codec, self._trainer.observe, max_batch, on_commit, clock)
+        self._cursors: LruCache[tuple[int, int, int], int] = LruCache(65_536)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # -- lifetime -------------------------------------------------------
+
+    async def migrate(self) -> bool:
+        """Connect, and create the schema when the database has none; True when created. Refused
+        (FormatMismatch) when the database holds a schema version this build does not read."""
+        self._loop = asyncio.get_running_loop()
+        await self._db.open()
+        return await self._db.read(lambda conn: schema.ensure(conn, True))
+
+    async def start(self) -> None:
+        """Connect, create the schema when the database has none (and ``create``), check its version,
+        and load the compression dictionaries."""
+        self._loop = asyncio.get_running_loop()
+        await self._db.open()
+        await self._db.read(lambda conn: schema.ensure(conn, self._create))
+        rows, current = await self._db.read(self._dictionaries)
+        for dict_id, data in rows:
+            self._codec.add_dictionary(dict_id, bytes(data), use=dict_id == current)
+
+    @staticmethod
+    async def _dictionaries(conn: Any) -> tuple[list[Any], int]:
+        return (await conn.fetch("SELECT dict_id, data FROM dictionaries ORDER BY dict_id"),
+                await conn.fetchval("SELECT dict_current FROM counters WHERE id = 1"))
+
+    async def close(self) -> None:
+        await self._writer.close()
+        self._trainer.close()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._db.close()
+
+    # -- writes ---------------------------------------------------------
+
+    async def create_context(self, base_turn_id: int = 0, client_tag: str | None = None,
+                             provenance: dict[str, Any] | None = None) -> ContextRecord:
+        check_tag(client_tag)
+        tag = client_tag.encode() if client_tag is not None else None
+        meta = orjson.dumps(provenance) if provenance is not None else None
+        now = int(self._clock() * 1000)
+
+        async def op(conn: Any) -> ContextRecord:
+            head, depth, parent, root, fork = 0, 0, None, None, None
+            if base_turn_id:
+                row = None
+                if fits(base_turn_id):
+                    row = await conn.fetchrow("SELECT t.depth, t.context_id, c.root_context_id FROM turns t "
+                                              "LEFT JOIN contexts c ON c.context_id = t.context_id "
+                                              "WHERE t.turn_id = $1", base_turn_id)
+                if row is None:
+                    raise NotFound(f"Turn {base_turn_id} not found", {"turn_id": str(base_turn_id)})
+                head, fork = base_turn_id, base_turn_id
+                depth, parent, root = row
+                await conn.execute("UPDATE contexts SET children = children + 1 WHERE context_id = $1", parent)
+            if tag is not None:
+                await conn.execute("INSERT INTO tag_counts (client_tag, contexts) VALUES ($1, 1) ON CONFLICT "
+                                   "(client_tag) DO UPDATE SET contexts = tag_counts.contexts + 1", tag)
+            context_id = await conn.fetchval("UPDATE counters SET next_context = next_context + 1, "
+                                             "contexts = contexts + 1 WHERE id = 1 RETURNING next_context")
+            root_id = context_id if root is None else root
+            await conn.execute(
+                "INSERT INTO contexts (context_id, head_turn_id, head_depth, created_at_ms, last_activity_ms, "
+                "parent_context_id, root_context_id, fork_turn_id, client_tag, provenance) "
+                "VALUES ($1, $2, $3, $4, $4, $5, $6, $7, $8, $9)",
+                context_id, head, depth, now, parent, root_id, fork, tag, meta)
+            lineage = Lineage(ContextId(parent) if parent else None, ContextId(root_id),
+                              TurnId(fork) if fork else None)
+            return ContextRecord(ContextId(context_id), TurnId(head), depth, now, now, client_tag,
+                                 orjson.loads(meta) if meta is not None else None, lineage)
+
+        return await self._db.write(op)
+
+    async def append(self, context_id: int, type_id: str, type_version: int, payload: bytes,
+                     parent_turn_id: int | None = None, idempotency_key: str | None = None,
+                     registry_generation: int | None = None, fingerprint: bytes | None = None) -> AppendResult:
+        check_append(type_version, idempotency_key)
+        digest = content_hash(payload)
+        request = b""
+        if idempotency_key is not None:
+            request = fingerprint or request_digest(type_id, type_version, digest, parent_turn_id)
+        future: asyncio.Future[AppendResult] = asyncio.get_running_loop().create_future()
+        key = idempotency_key.encode() if idempotency_key is not None else None
+        return await self._writer.append(PendingAppend(context_id, type_id, type_version, payload, digest,
+                                                       parent_turn_id, key, request, registry_generation, future))
+
+    async def publish_bundle(self, bundle_id: str, body: bytes, generation: int) -> tuple[StoredBundle, bool]:
+        now = int(self._clock() * 1000)
+        raw_id = bundle_id.encode()
+
+        async def op(conn: Any) -> tuple[StoredBundle, bool]:
+            published = await conn.fetchval("SELECT bundles FROM counters WHERE id = 1 FOR UPDATE")
+            row = await conn.fetchrow("SELECT sequence, published_at_ms, body FROM bundles WHERE bundle_id = $1",
+                                      raw_id)
+            if row is not None:
+                if bytes(row[2]) != body:
+                    raise Conflict("a different bundle is stored under this id", {"bundle_id": bundle_id})
+                return StoredBundle(bundle_id, row[0], row[1], bytes(row[2])), False
+            if published != generation:
+                raise RegistryMoved("the registry changed", {"generation": published})
+            await conn.execute("UPDATE counters SET bundles = bundles + 1 WHERE id = 1")
+            await conn.execute("INSERT INTO bundles (sequence, bundle_id, published_at_ms, body) "
+                               "VALUES ($1, $2, $3, $4)", published + 1, raw_id, now, body)
+            return StoredBundle(bundle_id, published + 1, now, body), True
+
+        return await self._db.write(op)
+
+    def _keep_dictionary(self, data: bytes) -> None:
+        """Called by the trainer on its thread: store the dictionary from the event loop."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        loop.call_soon_threadsafe(self._store_dictionary, data)
+
+    def _store_dictionary(self, data: bytes) -> None:
+        async def store() -> None:
+            async def op(conn: Any) -> int:
+                return await conn.fetchval(  # type: ignore[no-any-return]
+                    "WITH d AS (UPDATE counters SET dicts = dicts + 1, dict_current = dicts + 1 WHERE id = 1 "
+                    "RETURNING dicts) INSERT INTO dictionaries (dict_id, data) SELECT dicts, $1 FROM d "
+                    "RETURNING dict_id", data)
+
+            try:
+                dict_id = await self._db.write(op)
+            except Exception:  # the dictionary is simply not kept; blobs stay as they are
+                return
+            self._codec.add_dictionary(dict_id, data, use=True)
+
+        task = asyncio.ensure_future(store())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # -- reads ----------------------------------------------------------
+
+    async def get_context(self, context_id: int) -> ContextRecord:
+        row = None
+        if fits(context_id):
+            row = await self._db.read(
+                lambda conn: conn.fetchrow(f"SELECT {CONTEXT} FROM contexts WHERE context_id = $1", context_id))
+        if row is None:
+            raise missing_context(context_id)
+        return context(row)
+
+    async def list_contexts(self, limit: int, tag: str | None = None) -> tuple[list[ContextRecord], int]:
+        if tag is None:
+            rows = await self._db.read(lambda conn: conn.fetch(_LIST, limit))
+        else:
+            rows = await self._db.read(lambda conn: conn.fetch(_LIST_TAG, limit, tag.encode()))
+        return [context(row, 1) for row in rows if row[1] is not None], rows[0][0] if rows else 0
+
+    async def children(self, context_id: int, recursive: bool = False,
+                       limit: int = 256) -> tuple[list[ContextRecord], int]:
+        if not fits(context_id):
+            raise missing_context(context_id)
+        if not recursive:
+            rows = await self._db.read(lambda conn: conn.fetch(_CHILDREN, context_id, limit))
+            if not rows:
+                raise missing_context(context_id)
+            return [context(row, 1) for row in rows if row[1] is not None], rows[0][0]
+
+        async def subtree(conn: Any) -> tuple[list[Any], list[int]]:
+            if await conn.fetchval("SELECT 1 FROM contexts WHERE context_id = $1", context_id) is None:
+                raise missing_context(context_id)
+            ids = [row[0] for row in await conn.fetch(_SUBTREE, context_id)]
+            rows = await conn.fetch(f"SELECT {CONTEXT} FROM contexts WHERE context_id = ANY($1::bigint[])",
+                                    ids[:limit])
+            return rows, ids
+
+        rows, ids = await self._db.read(subtree)
+        by_id = {row[0]: context(row) for row in rows}
+        return [by_id[cid] for cid in ids[:limit] if cid in by_id], len(ids)
+
+    async def child_ids(self, context_id: int, limit: int) -> tuple[list[int], int]:
+        if not fits(context_id):
+            return [], 0
+        rows = await self._db.read(lambda conn: conn.fetch(
+            "SELECT p.children, c.context_id FROM contexts p LEFT JOIN LATERAL (SELECT context_id FROM contexts "
+            "WHERE parent_context_id = p.context_id ORDER BY context_id LIMIT $2) c ON true "
+            "WHERE p.context_id = $1", context_id, limit))
+        return [row[1] for row in rows if row[1] is not None], rows[0][0] if rows else 0
+
+    async def page_start(self, context_id: int, before_turn_id: int | None = None) -> PageStart:
+        row = None
+        if fits(context_id):
+            row = await self._db.read(lambda conn: conn.fetchrow(
+                f"SELECT {CONTEXT}, (SELECT bundles FROM counters WHERE id = 1) FROM contexts WHERE context_id = $1",
+                context_id))
+        if row is None:
+            raise missing_context(context_id)
+        found, generation = context(row), row[10]
+        if not before_turn_id:
+            return PageStart(found, found.head_turn_id, generation)
+        key = (context_id, found.head_turn_id, before_turn_id)
+        start = self._cursors.get(key)
+        if start is None:
+            start = await self._cursor_start(found, before_turn_id)
+            self._cursors.put(key, start)
+        return PageStart(found, start, generation)
+
+    async def _cursor_start(self, found: ContextRecord, before_turn_id: int) -> int:
+        missing = NotFound(f"Turn {before_turn_id} is not on context {found.context_id}",
+                           {"before_turn_id": str(before_turn_id), "context_id": str(found.context_id)})
+        if not fits(before_turn_id) or not found.head_turn_id:
+            raise missing
+        parent, on_chain = await self._db.read(
+            lambda conn: conn.fetchrow(_CURSOR, found.head_turn_id, before_turn_id))
+        if parent is None or on_chain != before_turn_id:
+            raise missing
+        return parent  # type: ignore[no-any-return]
+
+    def note_cursor(self, context: ContextRecord, cursor: int, parent: int) -> None:
+        self._cursors.put((context.context_id, context.head_turn_id, cursor), parent)
+
+    async def chain(self, start: int, limit: int) -> tuple[list[TurnRecord], TurnId | None]:
+        if not start or limit <= 0 or not fits(start):
+            return [], None
+        rows = await self._db.read(lambda conn: conn.fetch(_CHAIN, start, limit))
+        found = [turn(row) for row in rows]
+        more = bool(found) and found[0].parent_turn_id != 0
+        return found, found[0].turn_id if more else None
+
+    async def payloads(self, hashes: Iterable[bytes]) -> dict[bytes, bytes]:
+        wanted = list(set(hashes))
+        if not wanted:
+            return {}
+        rows = await self._db.read(lambda conn: conn.fetch(
+            "SELECT content_hash, stored FROM blobs WHERE content_hash = ANY($1::bytea[])", wanted))
+        return {bytes(row[0]): await self._decode(bytes(row[1])) for row in rows}
+
+    async def _decode(self, stored: bytes) -> bytes:
+        try:
+            return self._codec.decode(stored)
+        except UnknownDictionary as exc:  # trained by another gateway since this one started
+            dict_id = exc.dict_id
+            data = await self._db.read(lambda conn: conn.fetchval(
+                "SELECT data FROM dictionaries WHERE dict_id = $1", dict_id))
+            if data is None:
+                raise
+            self._codec.add_dictionary(exc.dict_id, bytes(data))
+            return self._codec.decode(stored)
+
+    async def get_blob(self, digest: bytes) -> bytes:
+        found = await self.payloads([digest])
+        if digest not in found:
+            raise NotFound("Blob not found", {"content_hash": digest.hex()})
+        return found[digest]
+
+    async def _counters(self) -> tuple[dict[str, int], int]:
+        async def read(conn: Any) -> tuple[dict[str, int], int]:
+            row = await conn.fetchrow(f"SELECT {', '.join(_COUNTERS)} FROM counters WHERE id = 1")
+            return dict(zip(_COUNTERS, row, strict=True)), await conn.fetchval(_SIZE, list(schema.TABLES))
+
+        return await self._db.read(read)
+
+    async def stats(self) -> StoreStats:
+        values, size = await self._counters()
+        return StoreStats(values["contexts"], values["turns"], values["blobs"], size, values["blob_stored"],
+                          values["blob_raw"], values["dedup_hits"], values["dedup_misses"])
+
+    async def figures(self) -> dict[str, int]:
+        values, size = await self._counters()
+        return {"appends": values["turns"], "contexts": values["contexts"], "blobs": values["blobs"],
+                "payload_bytes": values["blob_raw"], "stored_bytes": values["blob_stored"],
+                "dedup_hits": values["dedup_hits"], "dedup_misses": values["dedup_misses"],
+                "bundles": values["bundles"], "map_size": 0, "used_bytes": size}
+
+    async def bundles(self, after: int = 0) -> list[StoredBundle]:
+        rows = await self._db.read(lambda conn: conn.fetch(
+            "SELECT bundle_id, sequence, published_at_ms, body FROM bundles WHERE sequence > $1 ORDER BY sequence",
+            after))
+        return [StoredBundle(bytes(row[0]).decode(), row[1], row[2], bytes(row[3])) for row in rows]
+
+    async def get_bundle(self, bundle_id: str) -> StoredBundle:
+        row = await self._db.read(lambda conn: conn.fetchrow(
+            "SELECT sequence, published_at_ms, body FROM bundles WHERE bundle_id = $1", bundle_id.encode()))
+        if row is None:
+            raise NotFound(f"Bundle {bundle_id} not found", {"bundle_id": bundle_id})
+        return StoredBundle(bundle_id, row[0], row[1], bytes(row[2]))
+
+    async def registry_generation(self) -> int:
+        return await self._db.read(
+            lambda conn: conn.fetchval("SELECT bundles FROM counters WHERE id = 1"))
+
+    async def check(self) -> dict[str, Any]:
+        return await self._db.read(lambda conn: check_database(conn, self._decode))

@@ -1,0 +1,47 @@
+"""Rows to records: the columns each query selects, and how they become the shared records."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from ...errors import NotFound
+from ...model import BlobHash, ContextId, ContextRecord, Lineage, TurnId, TurnRecord
+
+__all__ = ["CONTEXT", "I64_MAX", "TURN", "context", "fits", "missing_context", "text", "turn"]
+
+I64_MAX = (1 << 63) - 1
+"""The largest id a ``bigint`` holds; cxdb allocates from 1, so no stored id is above it."""
+
+TURN = ("turn_id, parent_turn_id, depth, context_id, type_id, type_version, encoding, compression, "
+        "uncompressed_len, content_hash, created_at_ms, jump_turn_id")
+CONTEXT = ("context_id, head_turn_id, head_depth, created_at_ms, last_activity_ms, client_tag, provenance, "
+           "parent_context_id, root_context_id, fork_turn_id")
+
+
+def fits(value: int) -> bool:
+    """True when a u64 from a request can name a stored row at all."""
+    return 0 <= value <= I64_MAX
+
+
+def text(value: bytes | None) -> str | None:
+    return bytes(value).decode() if value is not None else None
+
+
+def turn(row: Any, at: int = 0) -> TurnRecord:
+    return TurnRecord(TurnId(row[at]), TurnId(row[at + 1]), row[at + 2], ContextId(row[at + 3]),
+                      bytes(row[at + 4]).decode(), row[at + 5], row[at + 6], row[at + 7], row[at + 8],
+                      BlobHash(bytes(row[at + 9])), row[at + 10], TurnId(row[at + 11]))
+
+
+def context(row: Any, at: int = 0) -> ContextRecord:
+    provenance = row[at + 6]
+    parent, fork = row[at + 7], row[at + 9]
+    lineage = Lineage(ContextId(parent) if parent else None, ContextId(row[at + 8]), TurnId(fork) if fork else None)
+    return ContextRecord(ContextId(row[at]), TurnId(row[at + 1]), row[at + 2], row[at + 3], row[at + 4],
+                         text(row[at + 5]), orjson.loads(provenance) if provenance is not None else None, lineage)
+
+
+def missing_context(context_id: int) -> NotFound:
+    return NotFound(f"Context {context_id} not found", {"context_id": str(context_id)})

@@ -1,0 +1,118 @@
+"""The PostgreSQL schema, created and migrated by cxdb itself.
+
+Every table lives in the first schema of the connection's ``search_path`` (``public`` unless the URL
+says otherwise, e.g. ``?search_path=cxdb``). ``cxdb_schema`` holds one row, the schema version; a
+database whose version this build does not know is refused at start, as an LMDB directory of another
+format is.
+
+Ids are ``bigint``: cxdb allocates them from 1 upward, so they never reach 2^63 - 1, and an id
+above that (a valid u64 in a request) names nothing. Strings the API stores verbatim (tags, type ids,
+idempotency keys, bundle ids, provenance) are ``bytea`` of their UTF-8: PostgreSQL's ``text`` cannot
+hold U+0000, which JSON and LMDB accept, and answers must be identical on both backends.
+
+Only portable SQL: tables, primary keys, unique constraints and plain or partial b-tree indexes; no
+triggers, stored procedures, sequences, advisory locks or extensions (docs/scale-out.md).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ...errors import FormatMismatch
+
+__all__ = ["SCHEMA_VERSION", "TABLES", "ensure"]
+
+SCHEMA_VERSION = 1
+
+_COUNTERS = ("next_turn", "next_context", "turns", "contexts", "blobs", "blob_stored", "blob_raw", "dedup_hits",
+             "dedup_misses", "bundles", "dicts", "dict_current")
+
+_CREATE = (
+    "CREATE TABLE cxdb_schema (singleton boolean PRIMARY KEY CHECK (singleton), version integer NOT NULL)",
+    "CREATE TABLE counters (id smallint PRIMARY KEY CHECK (id = 1), "
+    + ", ".join(f"{name} bigint NOT NULL DEFAULT 0" for name in _COUNTERS) + ")",
+    "INSERT INTO counters (id) VALUES (1)",
+    """CREATE TABLE contexts (
+        context_id bigint PRIMARY KEY,
+        head_turn_id bigint NOT NULL,
+        head_depth bigint NOT NULL,
+        created_at_ms bigint NOT NULL,
+        last_activity_ms bigint NOT NULL,
+        parent_context_id bigint,
+        root_context_id bigint NOT NULL,
+        fork_turn_id bigint,
+        client_tag bytea,
+        provenance bytea,
+        children bigint NOT NULL DEFAULT 0)""",
+    "CREATE INDEX contexts_by_activity ON contexts (last_activity_ms DESC, context_id DESC)",
+    "CREATE INDEX contexts_by_tag ON contexts (client_tag, last_activity_ms DESC, context_id DESC) "
+    "WHERE client_tag IS NOT NULL",
+    "CREATE INDEX contexts_by_parent ON contexts (parent_context_id, context_id) WHERE parent_context_id IS NOT NULL",
+    "CREATE TABLE tag_counts (client_tag bytea PRIMARY KEY, contexts bigint NOT NULL)",
+    """CREATE TABLE turns (
+        turn_id bigint PRIMARY KEY,
+        parent_turn_id bigint NOT NULL,
+        depth bigint NOT NULL,
+        context_id bigint NOT NULL,
+        created_at_ms bigint NOT NULL,
+        jump_turn_id bigint NOT NULL,
+        jump_depth bigint NOT NULL,
+        type_id bytea NOT NULL,
+        type_version bigint NOT NULL,
+        encoding smallint NOT NULL,
+        compression smallint NOT NULL,
+        uncompressed_len bigint NOT NULL,
+        content_hash bytea NOT NULL)""",
+    "CREATE TABLE blobs (content_hash bytea PRIMARY KEY, stored bytea NOT NULL)",
+    """CREATE TABLE idempotency (
+        context_id bigint NOT NULL,
+        idempotency_key bytea NOT NULL,
+        turn_id bigint NOT NULL,
+        created_at_ms bigint NOT NULL,
+        request bytea NOT NULL,
+        PRIMARY KEY (context_id, idempotency_key))""",
+    """CREATE TABLE bundles (
+        sequence bigint PRIMARY KEY,
+        bundle_id bytea NOT NULL UNIQUE,
+        published_at_ms bigint NOT NULL,
+        body bytea NOT NULL)""",
+    "CREATE TABLE dictionaries (dict_id bigint PRIMARY KEY, data bytea NOT NULL)",
+    f"INSERT INTO cxdb_schema (singleton, version) VALUES (true, {SCHEMA_VERSION})",
+)
+
+TABLES = ("cxdb_schema", "counters", "contexts", "tag_counts", "turns", "blobs", "idempotency", "bundles",
+          "dictionaries")
+"""Every table cxdb keeps, so tools (and tests) can name them."""
+
+
+async def _version(conn: Any) -> int | None:
+    present = await conn.fetchval("SELECT to_regclass('cxdb_schema') IS NOT NULL")
+    if not present:
+        return None
+    return await conn.fetchval("SELECT version FROM cxdb_schema")  # type: ignore[no-any-return]
+
+
+async def ensure(conn: Any, create: bool = True) -> bool:
+    """Check the schema version, creating the schema when absent and ``create``; True when created.
+
+    Creating runs in one transaction, so two servers starting at once on an empty database leave one
+    schema: the loser's ``CREATE TABLE`` fails on the winner's committed table, and it checks again.
+    """
+    version = await _version(conn)
+    if version is None and create:
+        try:
+            async with conn.transaction():
+                for statement in _CREATE:
+                    await conn.execute(statement)
+            return True
+        except Exception:  # another server created it meanwhile: check what it made
+            version = await _version(conn)
+            if version is None:
+                raise
+    if version is None:
+        raise FormatMismatch("the database holds no cxdb schema: run `cxdb migrate --store URL` first",
+                             {"schema_version": None, "supported": SCHEMA_VERSION})
+    if version != SCHEMA_VERSION:
+        raise FormatMismatch(f"the database has cxdb schema version {version}; this cxdb reads version "
+                             f"{SCHEMA_VERSION}", {"schema_version": version, "supported": SCHEMA_VERSION})
+    return False
