@@ -177,7 +177,11 @@ class Service:
                     payload = self._encode(catalog, type_id, type_version, data)
             except PreconditionFailed:
                 await self.store.get_context(context_id)  # a missing context is 404 before its type's 412
-                raise
+                newer = await self._catalogs.current()  # another process may have registered the type since
+                if len(newer.bundle_ids) == len(catalog.bundle_ids):
+                    raise
+                catalog = newer
+                continue
             try:
                 result = await self.store.append(context_id, type_id, type_version, payload, parent_turn_id,
                                                  idempotency_key, registry_generation=len(catalog.bundle_ids),

@@ -1,4 +1,5 @@
-"""Model-based test: random create, fork, append and page against a tiny in-memory model."""
+"""Model-based test: random create, fork, append and page against a tiny in-memory model, on each
+backend through the storage interface the service uses."""
 
 from __future__ import annotations
 
@@ -10,12 +11,16 @@ from pathlib import Path
 from typing import Any
 
 import msgpack
+import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
+from cxdb.config import Settings
 from cxdb.errors import Conflict, NotFound
-from cxdb.storage import Store
+from cxdb.model import Page
+from cxdb.storage import Backend, open_backend
+from tests.conftest import NO_POSTGRES, POSTGRES, PostgresSchema
 
 
 @dataclass
@@ -40,25 +45,40 @@ TAGS = st.sampled_from([None, None, "x", "y", "x2"])
 
 
 class StoreMachine(RuleBasedStateMachine):
+    backend = "lmdb"
+
     def __init__(self) -> None:
         super().__init__()
         self.dir = Path(tempfile.mkdtemp(prefix="cxdb-sm-"))
+        self.schema = PostgresSchema() if self.backend == "postgres" else None
+        url = self.schema.url if self.schema is not None else str(self.dir / "data")
         self.loop = asyncio.new_event_loop()
-        self.store = Store(self.dir / "data")
+        self.store: Backend = open_backend(Settings(store=url))
+        self.run(self.store.start())
         self.turns: dict[int, ModelTurn] = {}
         self.contexts: dict[int, ModelContext] = {}
 
     def run(self, coro: Any) -> Any:
         return self.loop.run_until_complete(coro)
 
+    def read_page(self, context_id: int, limit: int, before: int | None) -> Page:
+        """A page as the service reads it: the start in one snapshot, then the chain below it."""
+        context, start, _ = self.run(self.store.page_start(context_id, before))
+        chain, next_before = self.run(self.store.chain(start, limit))
+        if next_before is not None:
+            self.store.note_cursor(context, next_before, chain[0].parent_turn_id)
+        return Page(context, chain, next_before)
+
     def teardown(self) -> None:
         try:
-            report = self.store.check()
+            report = self.run(self.store.check())
             assert report["ok"], report
         finally:
-            self.store.close()
-        self.loop.close()
-        shutil.rmtree(self.dir, ignore_errors=True)
+            self.run(self.store.close())
+            self.loop.close()
+            shutil.rmtree(self.dir, ignore_errors=True)
+            if self.schema is not None:
+                self.schema.drop()
 
     def chain(self, head: int) -> list[int]:
         out = []
@@ -95,8 +115,8 @@ class StoreMachine(RuleBasedStateMachine):
     @rule(tag=st.sampled_from(["x", "y", "x2"]), limit=st.integers(0, 6))
     def list_by_tag(self, tag: str, limit: int) -> None:
         """The tag index answers what a scan of every context would: the newest activity first."""
-        found, total = self.store.list_contexts(limit, tag=tag)
-        tagged = [self.store.get_context(cid) for cid, model in self.contexts.items() if model.tag == tag]
+        found, total = self.run(self.store.list_contexts(limit, tag=tag))
+        tagged = [self.run(self.store.get_context(cid)) for cid, model in self.contexts.items() if model.tag == tag]
         assert total == len(tagged)
         newest = sorted(tagged, key=lambda c: (c.last_activity_ms, c.context_id), reverse=True)[:limit]
         assert [c.context_id for c in found] == [c.context_id for c in newest]
@@ -106,9 +126,21 @@ class StoreMachine(RuleBasedStateMachine):
     def children(self, data: st.DataObject, limit: int) -> None:
         parent = data.draw(st.sampled_from(sorted(self.contexts)))
         kids = sorted(cid for cid, model in self.contexts.items() if model.parent_context == parent)
-        found, total = self.store.children(parent, limit=limit)
+        found, total = self.run(self.store.children(parent, limit=limit))
         assert total == len(kids) and [c.context_id for c in found] == kids[:limit]
-        assert self.store.child_ids(parent, limit) == (kids[:limit], len(kids))
+        assert self.run(self.store.child_ids(parent, limit)) == (kids[:limit], len(kids))
+        subtree, everyone = self.run(self.store.children(parent, recursive=True, limit=limit))
+        expected = self.subtree(parent)
+        assert everyone == len(expected) and [c.context_id for c in subtree] == expected[:limit]
+
+    def subtree(self, parent: int) -> list[int]:
+        """Every descendant, breadth first, each level in its parents' order, children by id."""
+        found: list[int] = []
+        level = [parent]
+        while level:
+            level = [kid for p in level for kid in sorted(c for c, m in self.contexts.items() if m.parent_context == p)]
+            found.extend(level)
+        return found
 
     @rule(base=st.integers(10**6, 10**7))
     def fork_missing(self, base: int) -> None:
@@ -168,7 +200,7 @@ class StoreMachine(RuleBasedStateMachine):
         elif cursor_mode == "any" and self.turns:
             cursor = data.draw(st.sampled_from(sorted(self.turns)))
         try:
-            page = self.store.page(context_id, limit, cursor)
+            page = self.read_page(context_id, limit, cursor)
         except NotFound:
             assert cursor is not None and cursor not in chain
             return
@@ -179,19 +211,25 @@ class StoreMachine(RuleBasedStateMachine):
         more = bool(expected) and expected[0] != chain[0]
         assert page.next_before_turn_id == (expected[0] if more else None)
         for turn in page.turns:
-            assert self.store.get_blob(turn.content_hash) == self.turns[turn.turn_id].payload
+            assert self.run(self.store.get_blob(turn.content_hash)) == self.turns[turn.turn_id].payload
 
     @invariant()
     def heads_and_depths_agree(self) -> None:
         for context_id, model in self.contexts.items():
-            stored = self.store.get_context(context_id)
+            stored = self.run(self.store.get_context(context_id))
             assert stored.head_turn_id == model.head
             assert stored.head_depth == (self.turns[model.head].depth if model.head else 0)
-        stats = self.store.stats()
+        stats = self.run(self.store.stats())
         assert stats.turns == len(self.turns) and stats.contexts == len(self.contexts)
 
 
-StoreMachine.TestCase.settings = settings(max_examples=40, stateful_step_count=40, deadline=None,
-                                          suppress_health_check=[HealthCheck.too_slow])
-TestStoreMachine = StoreMachine.TestCase
+class PostgresMachine(StoreMachine):
+    backend = "postgres"
+
+
+for machine in (StoreMachine, PostgresMachine):
+    machine.TestCase.settings = settings(max_examples=40, stateful_step_count=40, deadline=None,
+                                         suppress_health_check=[HealthCheck.too_slow])
+TestLmdbMachine = StoreMachine.TestCase
+TestPostgresMachine = pytest.mark.skipif(POSTGRES is None, reason=NO_POSTGRES)(PostgresMachine.TestCase)
 
