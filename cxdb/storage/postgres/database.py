@@ -120,6 +120,6 @@ class Database:
         if self._closed:
             raise StoreClosed("the store is closed") from exc
         if attempt + 1 >= ATTEMPTS:
-            log.warning("database unavailable after %d tries: %s: %s", ATTEMPTS, type(exc).__name__, exc)
+            log.debug("database unavailable after %d tries: %s: %s", ATTEMPTS, type(exc).__name__, exc)
             raise StoreUnavailable("the database is unavailable; try again shortly") from exc
         await asyncio.sleep(BACKOFF * (1 << attempt))
