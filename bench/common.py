@@ -62,10 +62,10 @@ def serving(args: Sequence[str], port: int) -> Iterator[str]:
         proc.wait(timeout=60)
 
 
-def cxdb_server(data_dir: Path, *extra: str) -> contextlib.AbstractContextManager[str]:
-    """``cxdb serve`` on a free port."""
+def cxdb_server(store: Path | str, *extra: str) -> contextlib.AbstractContextManager[str]:
+    """``cxdb serve`` on a free port, on ``store`` (an LMDB directory or a postgresql:// URL)."""
     port = free_port()
-    return serving(["-m", "cxdb", "serve", "--data-dir", str(data_dir), "--port", str(port),
+    return serving(["-m", "cxdb", "serve", "--store", str(store), "--port", str(port),
                     "--log-level", "warning", *extra], port)
 
 

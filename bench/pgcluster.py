@@ -1,7 +1,9 @@
-"""A private PostgreSQL cluster for the tests that stop and start the database under a server.
+"""A private PostgreSQL cluster: for the benchmarks, and for the tests that stop and start the database
+under a server.
 
-It runs from a temporary directory on a Unix socket of its own, as the ``postgres`` user when the tests
-run as root (PostgreSQL refuses root), and is removed when the test ends.
+It runs from a temporary directory on a Unix socket of its own, as the ``postgres`` user when run as
+root (PostgreSQL refuses root), with the server's default settings (fsync and synchronous commit on),
+and is removed by :meth:`Cluster.remove`.
 """
 
 from __future__ import annotations
@@ -13,9 +15,11 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-import pytest
+__all__ = ["Cluster", "NoPostgres"]
 
-__all__ = ["Cluster"]
+
+class NoPostgres(RuntimeError):
+    """PostgreSQL's server programs are not installed."""
 
 
 def _bindir() -> Path | None:
@@ -27,10 +31,10 @@ class Cluster:
     def __init__(self) -> None:
         bindir = _bindir()
         if bindir is None:
-            pytest.skip("PostgreSQL's server programs are not installed (apt-get install -y postgresql)")
+            raise NoPostgres("PostgreSQL's server programs are not installed (apt-get install -y postgresql)")
         self.bindir = bindir
         self.dir = Path(tempfile.mkdtemp(prefix="cxdb-pg-"))
-        self._as = []
+        self._as: list[str] = []
         if os.geteuid() == 0:
             shutil.chown(self.dir, "postgres")
             self._as = ["runuser", "-u", "postgres", "--"]
@@ -43,7 +47,7 @@ class Cluster:
 
     def start(self) -> None:
         self._run("pg_ctl", "-D", str(self.dir / "data"), "-l", str(self.dir / "log"), "-w",
-                  "-o", f"-c listen_addresses='' -k {self.dir}", "start")
+                  "-o", f"-c listen_addresses='' -k {self.dir} -c max_connections=200", "start")
 
     def stop(self, mode: str = "fast") -> None:
         self._run("pg_ctl", "-D", str(self.dir / "data"), "-m", mode, "-w", "stop")
