@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 import asyncpg
 
 from ...errors import StoreClosed, StoreFull, StoreUnavailable
+from .pool import Pool, PoolClosed, PoolTimeout
 
 __all__ = ["Database"]
 
@@ -34,7 +35,7 @@ COMMAND_TIMEOUT = 60.0
 ATTEMPTS = 4
 BACKOFF = 0.05
 
-_LOST = (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, OSError, asyncio.TimeoutError,
+_LOST = (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, OSError, asyncio.TimeoutError, PoolTimeout,
          asyncpg.exceptions.OperatorInterventionError, asyncpg.exceptions.InsufficientResourcesError)
 """The connection is gone or the server refuses work for now (shutting down, starting, too many
 connections)."""
@@ -42,54 +43,78 @@ _RETRY = (asyncpg.exceptions.TransactionRollbackError,)
 """The transaction was rolled back for a reason of concurrency (40001, 40P01): run it again."""
 
 
-async def _reset(conn: Any) -> None:
-    """What a connection needs before it serves another request. cxdb keeps no session state (no
-    advisory locks, no LISTEN, no SET, no cursor outside a transaction), so asyncpg's default reset, a
-    round trip on every release that halves the reads a gateway serves, is replaced by ending a
-    transaction an interrupted request may have left open."""
-    if conn.is_in_transaction():
-        await conn.execute("ROLLBACK")
-
-
 def _disk_full(exc: BaseException) -> bool:
     return getattr(exc, "sqlstate", None) == "53100"
 
 
+WRITE_CONNECTIONS = 4
+"""Connections of the write pool: one batch of appends at a time, plus creates and publishes."""
+
+
 class Database:
-    """A pool of connections to one PostgreSQL database, opened by :meth:`open`."""
+    """Two pools of connections to one PostgreSQL database: reads, and write transactions.
+
+    Connections are made when first needed (:class:`~cxdb.storage.postgres.pool.Pool`) and keep no
+    session state: no advisory locks, no LISTEN, no SET, no cursor outside a transaction, so nothing
+    needs resetting between requests. Both use prepared statements (asyncpg's statement cache: one
+    round trip per statement). Reads
+    are point lookups whose plan never depends on the data, so PostgreSQL's cached generic plans
+    serve them. The write pool's connections plan each execution for the arrays its batch sends
+    (``plan_cache_mode = force_custom_plan``, on engines that have the setting): a generic plan fixed
+    while the tables were still nearly empty (a hash join over a scan of ``turns``) would otherwise
+    stick to a connection and make every batch slower as the store grows.
+    """
 
     def __init__(self, url: str, pool_size: int) -> None:
         self._url = url
-        self._pool_size = pool_size
-        self._pool: Any = None
-        self._closed = False
-
-    async def open(self) -> None:
         # Every connection commits synchronously, whatever the URL or the server's default says: an
         # acknowledged write is on disk.
-        self._pool = await asyncpg.create_pool(
-            self._url, min_size=0, max_size=self._pool_size, timeout=CONNECT_TIMEOUT,
-            command_timeout=COMMAND_TIMEOUT, reset=_reset,
-            server_settings={"synchronous_commit": "on", "application_name": "cxdb"})
+        self._settings = {"synchronous_commit": "on", "application_name": "cxdb"}
+        self._reads = Pool(lambda: self._connect(self._settings), pool_size)
+        self._writes: Pool | None = None
+        self._closed = False
+
+    def _connect(self, settings: dict[str, str]) -> Awaitable[Any]:
+        connection: Awaitable[Any] = asyncpg.connect(self._url, timeout=CONNECT_TIMEOUT,
+                                                     command_timeout=COMMAND_TIMEOUT, server_settings=settings)
+        return connection
+
+    async def open(self) -> None:
+        settings = self._settings
+        if await self.read(lambda conn: conn.fetchval("SELECT current_setting('plan_cache_mode', true)")):
+            settings = {**settings, "plan_cache_mode": "force_custom_plan"}
+        self._writes = Pool(lambda: self._connect(settings), WRITE_CONNECTIONS)
 
     async def close(self) -> None:
         self._closed = True
-        if self._pool is not None:
-            await self._pool.close()
+        for pool in (self._reads, self._writes):
+            if pool is not None:
+                await pool.close()
 
     @asynccontextmanager
-    async def _connection(self) -> AsyncIterator[Any]:
-        if self._closed or self._pool is None:
+    async def _connection(self, pool: Pool | None) -> AsyncIterator[Any]:
+        if self._closed or pool is None:
             raise StoreClosed("the store is closed")
-        async with self._pool.acquire(timeout=ACQUIRE_TIMEOUT) as conn:
+        try:
+            conn = await pool.acquire(ACQUIRE_TIMEOUT)
+        except PoolClosed as exc:
+            raise StoreClosed("the store is closed") from exc
+        try:
             yield conn
+        except (*_LOST, asyncio.CancelledError):
+            pool.release(conn, broken=True)
+            raise
+        except BaseException:
+            pool.release(conn)
+            raise
+        pool.release(conn)
 
     async def read(self, fn: Callable[[Any], Awaitable[T]]) -> T:
         """``fn(connection)``, retried when the connection is lost; its statements each see their own
         snapshot, so a read that needs one snapshot is one statement."""
         for attempt in range(ATTEMPTS):
             try:
-                async with self._connection() as conn:
+                async with self._connection(self._reads) as conn:
                     return await fn(conn)
             except (*_LOST, *_RETRY) as exc:
                 await self._failed(exc, attempt)
@@ -101,7 +126,7 @@ class Database:
         for attempt in range(ATTEMPTS):
             committing = False
             try:
-                async with self._connection() as conn:
+                async with self._connection(self._writes) as conn:
                     transaction = conn.transaction()
                     await transaction.start()
                     try:
