@@ -31,12 +31,15 @@ from .writer import AppendWriter, PendingAppend
 
 __all__ = ["PostgresBackend"]
 
+# Recursive walks take one primary-key lookup per step: LATERAL ... LIMIT 1 keeps the planner from
+# joining the recursion to a scan of turns, which it picks when its statistics lag behind the table.
 _CHAIN = f"""
 WITH RECURSIVE chain AS (
     SELECT {TURN}, 1 AS n FROM turns WHERE turn_id = $1
     UNION ALL
-    SELECT {", ".join("t." + c for c in TURN.split(", "))}, c.n + 1
-    FROM chain c JOIN turns t ON t.turn_id = c.parent_turn_id WHERE c.n < $2)
+    SELECT t.*, c.n + 1 FROM chain c CROSS JOIN LATERAL (
+        SELECT {TURN} FROM turns WHERE turn_id = c.parent_turn_id LIMIT 1) t
+    WHERE c.parent_turn_id <> 0 AND c.n < $2)
 SELECT {TURN} FROM chain ORDER BY n DESC"""
 # The ancestor of the head at the cursor's depth, by jump pointers (rules.jump_step): O(log depth) rows.
 _CURSOR = """
@@ -44,9 +47,10 @@ WITH RECURSIVE target AS (SELECT parent_turn_id, depth FROM turns WHERE turn_id 
 walk(turn_id, depth, parent_turn_id, jump_turn_id, jump_depth) AS (
     SELECT turn_id, depth, parent_turn_id, jump_turn_id, jump_depth FROM turns WHERE turn_id = $1
     UNION ALL
-    SELECT t.turn_id, t.depth, t.parent_turn_id, t.jump_turn_id, t.jump_depth
-    FROM walk w CROSS JOIN target g JOIN turns t ON t.turn_id = CASE
-        WHEN w.jump_turn_id <> 0 AND w.jump_depth >= g.depth THEN w.jump_turn_id ELSE w.parent_turn_id END
+    SELECT t.* FROM walk w CROSS JOIN target g CROSS JOIN LATERAL (
+        SELECT turn_id, depth, parent_turn_id, jump_turn_id, jump_depth FROM turns WHERE turn_id = CASE
+            WHEN w.jump_turn_id <> 0 AND w.jump_depth >= g.depth THEN w.jump_turn_id ELSE w.parent_turn_id END
+        LIMIT 1) t
     WHERE w.depth > g.depth)
 SELECT (SELECT parent_turn_id FROM target),
        (SELECT w.turn_id FROM walk w CROSS JOIN target g WHERE w.depth = g.depth)"""
@@ -67,7 +71,8 @@ _SUBTREE = """
 WITH RECURSIVE tree(context_id, path) AS (
     SELECT context_id, ARRAY[context_id] FROM contexts WHERE parent_context_id = $1
     UNION ALL
-    SELECT c.context_id, t.path || c.context_id FROM tree t JOIN contexts c ON c.parent_context_id = t.context_id)
+    SELECT c.context_id, t.path || c.context_id FROM tree t CROSS JOIN LATERAL (
+        SELECT context_id FROM contexts WHERE parent_context_id = t.context_id OFFSET 0) c)
 SELECT context_id FROM tree ORDER BY cardinality(path), path"""
 _SIZE = "SELECT coalesce(sum(pg_total_relation_size(to_regclass(name))), 0)::bigint FROM unnest($1::text[]) AS name"
 _COUNTERS = ("turns", "contexts", "blobs", "blob_stored", "blob_raw", "dedup_hits", "dedup_misses", "bundles")

@@ -35,12 +35,24 @@ COMMAND_TIMEOUT = 60.0
 ATTEMPTS = 4
 BACKOFF = 0.05
 
-_LOST = (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, OSError, asyncio.TimeoutError, PoolTimeout,
-         asyncpg.exceptions.OperatorInterventionError, asyncpg.exceptions.InsufficientResourcesError)
-"""The connection is gone or the server refuses work for now (shutting down, starting, too many
-connections)."""
+_LOST = (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, asyncpg.InternalClientError, OSError,
+         asyncio.TimeoutError, PoolTimeout, asyncpg.exceptions.OperatorInterventionError,
+         asyncpg.exceptions.InsufficientResourcesError)
+"""The connection is gone, unusable (left mid-operation), or the server refuses work for now
+(shutting down, starting, too many connections): the connection is dropped and the work tried again."""
 _RETRY = (asyncpg.exceptions.TransactionRollbackError,)
 """The transaction was rolled back for a reason of concurrency (40001, 40P01): run it again."""
+
+
+async def _roll_back(conn: Any) -> None:
+    """End a failed transaction; a connection that cannot (it was lost, or left mid-operation) is
+    closed, so the pool drops it instead of handing it to the next request."""
+    if conn.is_closed():
+        return
+    try:
+        await conn.execute("ROLLBACK")
+    except Exception:
+        conn.terminate()
 
 
 def _disk_full(exc: BaseException) -> bool:
@@ -48,21 +60,19 @@ def _disk_full(exc: BaseException) -> bool:
 
 
 WRITE_CONNECTIONS = 4
-"""Connections of the write pool: one batch of appends at a time, plus creates and publishes."""
+"""Connections of the write pool: the batch of appends in flight, plus creates and publishes."""
 
 
 class Database:
-    """Two pools of connections to one PostgreSQL database: reads, and write transactions.
+    """Two pools of connections to one PostgreSQL database: reads, and write transactions, so that a
+    burst of one never waits for a connection held by the other.
 
     Connections are made when first needed (:class:`~cxdb.storage.postgres.pool.Pool`) and keep no
     session state: no advisory locks, no LISTEN, no SET, no cursor outside a transaction, so nothing
-    needs resetting between requests. Both use prepared statements (asyncpg's statement cache: one
-    round trip per statement). Reads
-    are point lookups whose plan never depends on the data, so PostgreSQL's cached generic plans
-    serve them. The write pool's connections plan each execution for the arrays its batch sends
-    (``plan_cache_mode = force_custom_plan``, on engines that have the setting): a generic plan fixed
-    while the tables were still nearly empty (a hash join over a scan of ``turns``) would otherwise
-    stick to a connection and make every batch slower as the store grows.
+    needs resetting between requests. Statements are prepared once per connection (asyncpg's
+    statement cache: one round trip per statement), and written so that their cached generic plans
+    stay good as the tables grow from empty: lookups by key, and recursive walks whose every step is a
+    primary-key lookup.
     """
 
     def __init__(self, url: str, pool_size: int) -> None:
@@ -80,10 +90,7 @@ class Database:
         return connection
 
     async def open(self) -> None:
-        settings = self._settings
-        if await self.read(lambda conn: conn.fetchval("SELECT current_setting('plan_cache_mode', true)")):
-            settings = {**settings, "plan_cache_mode": "force_custom_plan"}
-        self._writes = Pool(lambda: self._connect(settings), WRITE_CONNECTIONS)
+        self._writes = Pool(lambda: self._connect(self._settings), WRITE_CONNECTIONS)
 
     async def close(self) -> None:
         self._closed = True
@@ -120,23 +127,25 @@ class Database:
                 await self._failed(exc, attempt)
         raise AssertionError("unreachable")
 
-    async def write(self, fn: Callable[[Any], Awaitable[T]]) -> T:
+    async def write(self, fn: Callable[[Any], Awaitable[T]], begin: str = "BEGIN") -> T:
         """``fn(connection)`` in one transaction, committed before this returns; retried whole while
-        nothing can have been committed. ``fn`` must have no effect outside the database."""
+        nothing can have been committed. ``fn`` must have no effect outside the database.
+
+        ``begin`` is the simple-protocol script that opens the transaction: it may go on after
+        ``BEGIN`` with statements of its own (taking row locks, say) in the same round trip.
+        """
         for attempt in range(ATTEMPTS):
             committing = False
             try:
                 async with self._connection(self._writes) as conn:
-                    transaction = conn.transaction()
-                    await transaction.start()
+                    await conn.execute(begin)
                     try:
                         result = await fn(conn)
                     except BaseException:
-                        if not conn.is_closed():
-                            await transaction.rollback()
+                        await _roll_back(conn)
                         raise
                     committing = True
-                    await transaction.commit()
+                    await conn.execute("COMMIT")
                     return result
             except _RETRY as exc:  # rolled back for certain, even at COMMIT
                 await self._failed(exc, attempt)

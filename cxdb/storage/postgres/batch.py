@@ -1,0 +1,325 @@
+"""One batch of appends, as one transaction of four round trips (five with idempotency keys).
+
+1. ``BEGIN`` and ``LOCK`` in one simple-protocol script: the batch's contexts, ``SELECT ... FOR
+   UPDATE`` in id order. Appends to one context serialize here across every gateway; a head moves by
+   compare-and-set under this lock. The statements after it see what the transactions it waited for
+   committed (READ COMMITTED takes a snapshot per statement), which is why nothing is read here.
+2. ``READ``: the heads and the registry generation, the jump-pointer spines of the heads and of the
+   parents named (O(log depth) rows each: all the skew-binary pointers of any chain grown from them
+   need), and which payloads are stored already. With idempotency keys, one more statement reads
+   their records.
+3. In memory: each append decided in order (an append may build on one earlier in the batch), and
+   the new payloads compressed.
+4. ``WRITE``: one statement stores the new blobs (``ON CONFLICT DO NOTHING``: one another gateway
+   stored meanwhile is a dedup hit), allocates the turn ids from the counter row and adds the
+   counts, inserts the turns, moves the heads and records the idempotency keys. The counter row's
+   lock is held from here to COMMIT only.
+5. COMMIT, synchronously.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from ...codec import BlobCodec
+from ...errors import Conflict, CxdbError, StoreError
+from ...model import ENCODING_MSGPACK, BlobHash, ContextId, TurnId, TurnRecord
+from ..base import AppendResult, RegistryMoved
+from ..rules import child_jump
+from .rows import TURN, fits, missing_context, turn
+
+__all__ = ["INLINE_ENCODE_BYTES", "PendingAppend", "RegistryRace", "apply", "begin"]
+
+INLINE_ENCODE_BYTES = 64 * 1024
+"""New payloads up to this many bytes in all are compressed on the event loop; more go to a thread."""
+SPINE_HOPS = 192
+
+# Each step of the spine is a primary-key lookup: LATERAL ... LIMIT 1 keeps the planner from joining
+# the recursion to a scan of turns, which it picks when its statistics lag behind the table.
+_READ = f"""
+WITH RECURSIVE spine(turn_id, depth, jump_turn_id, jump_depth, hops) AS (
+    SELECT turn_id, depth, jump_turn_id, jump_depth, 0 FROM turns
+    WHERE turn_id = ANY($1::bigint[] || ARRAY(SELECT head_turn_id FROM contexts WHERE context_id = ANY($2::bigint[])))
+    UNION ALL
+    SELECT t.turn_id, t.depth, t.jump_turn_id, t.jump_depth, s.hops + 1
+    FROM spine s CROSS JOIN LATERAL (
+        SELECT turn_id, depth, jump_turn_id, jump_depth FROM turns WHERE turn_id = s.jump_turn_id LIMIT 1) t
+    WHERE s.jump_turn_id <> 0 AND s.hops < {SPINE_HOPS})
+SELECT 1, turn_id, depth, jump_turn_id, jump_depth, NULL::bytea
+FROM (SELECT DISTINCT turn_id, depth, jump_turn_id, jump_depth FROM spine) AS links
+UNION ALL
+SELECT 0, context_id, head_turn_id, head_depth, NULL, NULL FROM contexts WHERE context_id = ANY($2::bigint[])
+UNION ALL
+SELECT 2, get_byte(stored, 0), NULL, NULL, NULL, content_hash FROM blobs WHERE content_hash = ANY($3::bytea[])
+UNION ALL
+SELECT 3, bundles, NULL, NULL, NULL, NULL FROM counters WHERE id = 1"""
+_IDEMPOTENCY = f"""
+SELECT i.context_id, i.idempotency_key, i.request, i.turn_id, {", ".join("t." + c for c in TURN.split(", "))}
+FROM idempotency i LEFT JOIN turns t ON t.turn_id = i.turn_id
+WHERE (i.context_id, i.idempotency_key) IN (SELECT * FROM unnest($1::bigint[], $2::bytea[]))"""
+# Ids are base + slot; a parent or jump given as -slot is a turn of this batch.
+_WRITE = """
+WITH b AS (
+    INSERT INTO blobs (content_hash, stored) SELECT * FROM unnest($1::bytea[], $2::bytea[])
+    ON CONFLICT DO NOTHING RETURNING content_hash, length(stored) AS size),
+n AS (
+    SELECT count(*) AS new_blobs, coalesce(sum(b.size), 0) AS new_stored, coalesce(sum(r.raw), 0) AS new_raw
+    FROM b JOIN unnest($1::bytea[], $3::bigint[]) AS r(hash, raw) ON r.hash = b.content_hash),
+c AS (
+    UPDATE counters SET next_turn = next_turn + $4, turns = turns + $4, blobs = blobs + n.new_blobs,
+        blob_stored = blob_stored + n.new_stored, blob_raw = blob_raw + n.new_raw,
+        dedup_hits = dedup_hits + $4 - n.new_blobs, dedup_misses = dedup_misses + n.new_blobs
+    FROM n WHERE id = 1 RETURNING next_turn - $4 AS base, bundles),
+t AS (
+    INSERT INTO turns (turn_id, parent_turn_id, depth, context_id, created_at_ms, jump_turn_id, jump_depth,
+                       type_id, type_version, encoding, compression, uncompressed_len, content_hash)
+    SELECT c.base + u.slot, CASE WHEN u.parent < 0 THEN c.base - u.parent ELSE u.parent END, u.depth,
+           u.context_id, $5, CASE WHEN u.jump < 0 THEN c.base - u.jump ELSE u.jump END, u.jump_depth,
+           u.type_id, u.type_version, 1, u.compression, u.length, u.hash
+    FROM c, unnest($6::bigint[], $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[], $11::bigint[],
+                   $12::bytea[], $13::bigint[], $14::smallint[], $15::bigint[], $16::bytea[])
+         AS u(slot, parent, depth, context_id, jump, jump_depth, type_id, type_version, compression, length, hash)
+    RETURNING 1),
+h AS (
+    UPDATE contexts AS x SET head_turn_id = CASE WHEN v.head < 0 THEN c.base - v.head ELSE v.head END,
+        head_depth = v.depth, last_activity_ms = $5
+    FROM c, unnest($17::bigint[], $18::bigint[], $19::bigint[], $20::bigint[]) AS v(id, old_head, head, depth)
+    WHERE x.context_id = v.id AND x.head_turn_id = v.old_head
+    RETURNING 1),
+k AS (
+    INSERT INTO idempotency (context_id, idempotency_key, turn_id, created_at_ms, request)
+    SELECT w.context_id, w.key, c.base + w.slot, $5, w.request
+    FROM c, unnest($21::bigint[], $22::bytea[], $23::bigint[], $24::bytea[]) AS w(context_id, key, slot, request)
+    ON CONFLICT (context_id, idempotency_key)
+    DO UPDATE SET turn_id = EXCLUDED.turn_id, created_at_ms = EXCLUDED.created_at_ms, request = EXCLUDED.request
+    RETURNING 1)
+SELECT c.base, c.bundles, (SELECT count(*) FROM h), (SELECT count(*) FROM t),
+       (SELECT coalesce(array_agg(content_hash), '{}') FROM b)
+FROM c"""
+# A blob another gateway stored between READ and WRITE: the turns take its framing's compression.
+_RACED = """
+UPDATE turns SET compression = get_byte(b.stored, 0) FROM blobs b
+WHERE turns.turn_id = ANY($1::bigint[]) AND b.content_hash = turns.content_hash
+RETURNING turns.turn_id, turns.compression"""
+
+
+@dataclass(slots=True)
+class PendingAppend:
+    """One append waiting for its batch."""
+
+    context_id: int
+    type_id: str
+    type_version: int
+    payload: bytes
+    digest: BlobHash
+    parent_turn_id: int | None
+    key: bytes | None
+    request: bytes
+    generation: int | None
+    future: asyncio.Future[AppendResult]
+
+
+@dataclass(slots=True)
+class _Planned:
+    """An append the batch will write; ``slot`` numbers it among them (its id is allocated later)."""
+
+    index: int
+    slot: int
+    parent: int
+    depth: int
+    jump: int
+    jump_depth: int
+
+
+@dataclass(slots=True)
+class _Repeat:
+    """An append repeating the idempotency key of a planned one: a replay of its turn, or a Conflict."""
+
+    plan: _Planned
+    same: bool
+
+
+class RegistryRace(Exception):
+    """A bundle was published between the batch's read of the generation and its counter update."""
+
+
+Links = dict[int, tuple[int, int, int]]
+"""turn id -> (depth, jump, jump depth)."""
+
+
+def begin(batch: list[PendingAppend]) -> str:
+    """The script that opens a batch's transaction and locks its contexts, in id order (every writer
+    locks in that order, so two never deadlock). Ids are integers, written as a literal."""
+    ids = ",".join(str(i) for i in sorted({op.context_id for op in batch if fits(op.context_id)}))
+    return (f"BEGIN; SELECT 1 FROM contexts WHERE context_id = ANY('{{{ids}}}'::bigint[]) "
+            "ORDER BY context_id FOR UPDATE")
+
+
+async def apply(conn: Any, batch: list[PendingAppend], codec: BlobCodec,
+                clock: Callable[[], float]) -> tuple[list[AppendResult | CxdbError], list[bytes]]:
+    """Run the batch in ``conn``'s open transaction: each append's result or error, and the payloads
+    stored new. Has no effect outside the database, so the caller may run it again."""
+    now = int(clock() * 1000)
+    ids = sorted({op.context_id for op in batch if fits(op.context_id)})
+    parents = list({op.parent_turn_id for op in batch if op.parent_turn_id and fits(op.parent_turn_id)})
+    heads: dict[int, tuple[int, int]] = {}
+    links: Links = {}
+    compression: dict[bytes, int] = {}
+    generation = 0  # as the batch starts; WRITE reads it again under the counter row's lock
+    for kind, a, b, c, d, digest in await conn.fetch(_READ, parents, ids, list({op.digest for op in batch})):
+        if kind == 1:
+            links[a] = (b, c, d)
+        elif kind == 0:
+            heads[a] = (b, c)
+        elif kind == 2:
+            compression[bytes(digest)] = a
+        else:
+            generation = a
+    earlier = await _earlier(conn, batch, heads)
+
+    outcome: list[AppendResult | CxdbError | _Planned | _Repeat] = []
+    planned: list[_Planned] = []
+    batch_keys: dict[tuple[int, bytes], _Planned] = {}
+    moved: dict[int, tuple[int, int]] = {}  # context -> the head it had before this batch
+    for index, op in enumerate(batch):
+        decided = _decide(op, generation, heads, earlier, batch_keys, batch)
+        if decided is not None:
+            outcome.append(decided)
+            continue
+        head = heads[op.context_id][0]
+        parent = head if op.parent_turn_id is None else op.parent_turn_id
+        plan = _plan(index, len(planned) + 1, parent, links)
+        if plan is None:
+            outcome.append(Conflict(f"Parent turn {parent} not found",
+                                    {"parent_turn_id": str(parent), "context_id": str(op.context_id)}))
+            continue
+        planned.append(plan)
+        outcome.append(plan)
+        links[-plan.slot] = (plan.depth, plan.jump, plan.jump_depth)  # a later append may build on it
+        moved.setdefault(op.context_id, heads[op.context_id])
+        heads[op.context_id] = (-plan.slot, plan.depth)
+        if op.key is not None:
+            batch_keys[(op.context_id, op.key)] = plan
+    records: dict[int, TurnRecord] = {}
+    new_payloads: list[bytes] = []
+    if planned:
+        records, new_payloads = await _write(conn, batch, planned, compression, heads, moved, generation, now, codec)
+    return [_final(result, batch[index], records) for index, result in enumerate(outcome)], new_payloads
+
+
+def _decide(op: PendingAppend, generation: int, heads: dict[int, tuple[int, int]],
+            earlier: dict[tuple[int, bytes], tuple[bytes, int, TurnRecord | None]],
+            batch_keys: dict[tuple[int, bytes], _Planned],
+            batch: list[PendingAppend]) -> AppendResult | CxdbError | _Repeat | None:
+    """What an append comes to without writing anything, in the LMDB store's order of checks; None when
+    it is to be written."""
+    if op.generation is not None and op.generation != generation:
+        return RegistryMoved("the registry changed", {"generation": generation})
+    if op.context_id not in heads:
+        return missing_context(op.context_id)
+    if op.key is None:
+        return None
+    found = batch_keys.get((op.context_id, op.key))
+    if found is not None:
+        return _Repeat(found, batch[found.index].request == op.request)
+    stored = earlier.get((op.context_id, op.key))
+    if stored is None:
+        return None
+    request, turn_id, record = stored
+    if request != op.request:
+        return _key_conflict(op, turn_id)
+    return AppendResult(record, True) if record is not None else None
+
+
+def _plan(index: int, slot: int, parent: int, links: Links) -> _Planned | None:
+    """The new turn's depth and skew-binary jump pointer; None when the parent does not exist."""
+    if not parent:
+        return _Planned(index, slot, 0, 1, 0, 0)
+    found = links.get(parent)
+    if found is None:
+        return None
+    depth, jump, jump_depth = found
+    grand = links.get(jump) if jump else (0, 0, 0)
+    if grand is None:  # READ reaches every jump target; a gap is damage
+        raise StoreError("a turn's jump target is missing", {"turn_id": str(jump)})
+    child, child_depth = child_jump(parent, depth, jump_depth, grand[1], grand[2])
+    return _Planned(index, slot, parent, depth + 1, child, child_depth)
+
+
+async def _write(conn: Any, batch: list[PendingAppend], planned: list[_Planned], compression: dict[bytes, int],
+                 heads: dict[int, tuple[int, int]], moved: dict[int, tuple[int, int]], generation: int, now: int,
+                 codec: BlobCodec) -> tuple[dict[int, TurnRecord], list[bytes]]:
+    ops = [batch[plan.index] for plan in planned]
+    fresh: dict[bytes, bytes] = {}
+    for op in ops:
+        if op.digest not in compression:
+            fresh.setdefault(op.digest, op.payload)
+    framed = await _encode(codec, list(fresh.values()))
+    ours = dict(compression)
+    ours.update({digest: kind for digest, (_, kind) in zip(fresh, framed, strict=True)})
+    contexts = sorted(moved)
+    keyed = [plan for plan in planned if batch[plan.index].key is not None]
+    base, bundles, moved_count, inserted, stored_new = await conn.fetchrow(
+        _WRITE, list(fresh), [stored for stored, _ in framed], [len(raw) for raw in fresh.values()],
+        len(planned), now,
+        [plan.slot for plan in planned], [plan.parent for plan in planned], [plan.depth for plan in planned],
+        [op.context_id for op in ops], [plan.jump for plan in planned], [plan.jump_depth for plan in planned],
+        [op.type_id.encode() for op in ops], [op.type_version for op in ops],
+        [ours[op.digest] for op in ops], [len(op.payload) for op in ops], [op.digest for op in ops],
+        contexts, [moved[c][0] for c in contexts], [heads[c][0] for c in contexts], [heads[c][1] for c in contexts],
+        [batch[p.index].context_id for p in keyed], [batch[p.index].key for p in keyed], [p.slot for p in keyed],
+        [batch[p.index].request for p in keyed])
+    if bundles != generation and any(op.generation is not None for op in ops):
+        raise RegistryRace()  # a bundle was published since the batch read the generation: run it again
+    if moved_count != len(contexts) or inserted != len(planned):  # the row locks make this impossible
+        raise StoreError("a context head moved under its lock")
+    stored = {bytes(digest) for digest in stored_new}
+    raced = [base + plan.slot for plan, op in zip(planned, ops, strict=True)
+             if op.digest in fresh and op.digest not in stored]
+    fixed: dict[int, int] = {}
+    if raced:
+        fixed = {turn_id: kind for turn_id, kind in await conn.fetch(_RACED, raced)}
+
+    def real(turn_id: int) -> int:
+        return base - turn_id if turn_id < 0 else turn_id
+
+    records = {plan.slot: TurnRecord(
+        TurnId(base + plan.slot), TurnId(real(plan.parent)), plan.depth, ContextId(op.context_id), op.type_id,
+        op.type_version, ENCODING_MSGPACK, fixed.get(base + plan.slot, ours[op.digest]),
+        len(op.payload), op.digest, now, TurnId(real(plan.jump))) for plan, op in zip(planned, ops, strict=True)}
+    return records, [fresh[digest] for digest in fresh if digest in stored]
+
+
+async def _encode(codec: BlobCodec, payloads: list[bytes]) -> list[tuple[bytes, int]]:
+    if sum(len(raw) for raw in payloads) <= INLINE_ENCODE_BYTES:
+        return [codec.encode(raw) for raw in payloads]
+    return await asyncio.get_running_loop().run_in_executor(None, lambda: [codec.encode(raw) for raw in payloads])
+
+
+async def _earlier(conn: Any, batch: list[PendingAppend], heads: dict[int, tuple[int, int]]) -> dict[
+        tuple[int, bytes], tuple[bytes, int, TurnRecord | None]]:
+    keyed = {(op.context_id, op.key) for op in batch if op.key is not None and op.context_id in heads}
+    if not keyed:
+        return {}
+    rows = await conn.fetch(_IDEMPOTENCY, [c for c, _ in keyed], [k for _, k in keyed])
+    return {(row[0], bytes(row[1])): (bytes(row[2]), row[3], turn(row, 4) if row[4] is not None else None)
+            for row in rows}
+
+
+def _final(result: Any, op: PendingAppend, records: dict[int, TurnRecord]) -> AppendResult | CxdbError:
+    if isinstance(result, _Planned):
+        return AppendResult(records[result.slot], False)
+    if isinstance(result, _Repeat):
+        record = records[result.plan.slot]
+        return AppendResult(record, True) if result.same else _key_conflict(op, record.turn_id)
+    assert isinstance(result, AppendResult | CxdbError)
+    return result
+
+
+def _key_conflict(op: PendingAppend, turn_id: int) -> Conflict:
+    assert op.key is not None
+    return Conflict("idempotency key reused with a different request",
+                    {"context_id": str(op.context_id), "idempotency_key": op.key.decode(), "turn_id": str(turn_id)})
