@@ -79,6 +79,20 @@ def run(seconds: int = 5, rounds: int = 3, connections: int = 32) -> dict[str, A
     return out
 
 
+def rows(out: dict[str, Any]) -> list[list[str]]:
+    """Rows for ``python -m bench``'s table."""
+    found = []
+    for workers in (1, 2):
+        served = f"{workers} gateway{'s' if workers > 1 else ''}"
+        found.append([f"PostgreSQL: durable appends over HTTP ({served})", f"{out[f'pg_post_{workers}']:,.0f}/s",
+                      f"{out[f'pg_vs_lmdb_post_{workers}']:.2f}x LMDB, {out[f'pg_vs_base_post_{workers}']:.2f}x bare",
+                      ">= 0.7x LMDB"])
+        found.append([f"PostgreSQL: typed page of 64 over HTTP ({served})", f"{out[f'pg_get_{workers}']:,.0f}/s",
+                      f"{out[f'pg_vs_lmdb_get_{workers}']:.2f}x LMDB, {out[f'pg_vs_base_get_{workers}']:.2f}x bare",
+                      ">= 0.8x LMDB"])
+    return found
+
+
 def report(out: dict[str, Any]) -> str:
     rows = []
     for workers in (1, 2):

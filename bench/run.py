@@ -15,8 +15,20 @@ import platform
 import sys
 from typing import Any
 
-from . import depth, http_load, latency, memory, observability, projection, registry, storage_ratio, store_appends
+from . import (
+    depth,
+    http_load,
+    latency,
+    memory,
+    observability,
+    postgres,
+    projection,
+    registry,
+    storage_ratio,
+    store_appends,
+)
 from .common import HERE, have_wrk, table
+from .pgcluster import NoPostgres
 
 
 def _fmt(value: float, unit: str = "") -> str:
@@ -65,6 +77,12 @@ def main(argv: list[str] | None = None) -> int:
             rows.append([f"typed page of 64 turns over HTTP ({served})", _fmt(http["cxdb_get"], "/s"),
                          f"{http['get_ratio']:.2f}x bare GET of the same bytes ({_fmt(http['base_get'], '/s')})",
                          ">= 0.5x"])
+        print("PostgreSQL against LMDB ...", file=sys.stderr)
+        try:
+            pg = results["postgres"] = postgres.run(seconds=3 if quick else 5, rounds=2 if quick else 3)
+            rows.extend(postgres.rows(pg))
+        except NoPostgres as exc:
+            print(f"{exc}: skipping the PostgreSQL scenarios", file=sys.stderr)
         print("metrics and access log A/B ...", file=sys.stderr)
         obs = results["observability"] = observability.run(rounds=3 if quick else 5, seconds=3)
         rows.extend(observability.rows(obs))
