@@ -43,8 +43,10 @@ _STORE_COUNTERS = (
 )
 _STORE_GAUGES = (
     ("blobs", "cxdb_blobs", "Blobs stored."),
-    ("map_size", "cxdb_store_map_size_bytes", "The LMDB map size: address space reserved for the store."),
-    ("used_bytes", "cxdb_store_used_bytes", "Bytes of the data file in use."),
+    ("map_size", "cxdb_store_map_size_bytes",
+     "The LMDB map size: address space reserved for the store (0 on PostgreSQL)."),
+    ("used_bytes", "cxdb_store_used_bytes",
+     "Bytes the store takes: of the LMDB data file in use, or of cxdb's PostgreSQL tables and indexes."),
 )
 STORE_FIGURES = tuple(key for key, _, _ in (*_STORE_COUNTERS, *_STORE_GAUGES))
 """The store's counters a scrape reports (:meth:`cxdb.storage.base.Backend.figures`)."""

@@ -33,6 +33,7 @@ __all__ = ["DISCONNECTED", "Handler", "answer", "error_response", "status_for"]
 log = logging.getLogger("cxdb.http")
 RETRY_AFTER_SECONDS = "1"
 
+
 def status_for(exc: CxdbError) -> int:
     for klass in type(exc).__mro__:
         if klass in HTTP_STATUS:

@@ -92,8 +92,8 @@ def test_typed_exceptions(live_server: LiveServer, call: Any, exception: type[cx
         assert client.health().status == "ok"
 
 
-def test_precondition_failed_is_typed(tmp_path: Any) -> None:
-    server = LiveServer(tmp_path / "strict", "--require-registry")
+def test_precondition_failed_is_typed(store_url: str) -> None:
+    server = LiveServer(store_url, "--require-registry")
     try:
         with Client(server.url) as client:
             client.create_context()
@@ -126,14 +126,14 @@ def test_iter_turns_pages_to_the_root(live_server: LiveServer) -> None:
         assert [t.data.i for t in seen[:3]] == [999, 998, 997]
 
 
-def test_restart_keeps_data_and_client_reconnects(tmp_path: Any) -> None:
-    first = LiveServer(tmp_path / "data")
+def test_restart_keeps_data_and_client_reconnects(store_url: str) -> None:
+    first = LiveServer(store_url)
     client = Client(first.url)
     ctx = client.create_context()
     kept = client.append_turn(ctx.context_id, {"type_id": "n", "type_version": 1, "data": {"before": True}})
     assert first.stop() == 0
     port = first.url.rsplit(":", 1)[1]
-    second = LiveServer(tmp_path / "data", "--port", port)
+    second = LiveServer(store_url, "--port", port)
     try:
         turns = client.get_turns(ctx.context_id).turns
         assert [t.turn_id for t in turns] == [kept.turn_id] and turns[0].data == {"before": True}

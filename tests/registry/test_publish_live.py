@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -31,8 +30,8 @@ def record_threads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
 
 async def test_a_huge_bundle_is_checked_outside_the_writer_and_the_loop(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    async with Service(Settings(store=str(tmp_path / "data"))) as service:
+        store_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    async with Service(Settings(store=store_url)) as service:
         threads = record_threads(monkeypatch)
         context = await service.create_context()
         context_id = int(context["context_id"])
@@ -48,16 +47,16 @@ async def test_a_huge_bundle_is_checked_outside_the_writer_and_the_loop(
         assert (await service.list_types())["types"][0]["type_id"] == "t0"
 
 
-async def test_restarting_with_a_registry_of_ten_thousand_types(tmp_path: Path) -> None:
+async def test_restarting_with_a_registry_of_ten_thousand_types(store_url: str) -> None:
     """bench/registry.py measures how long this takes (target: under 1 s)."""
-    settings = Settings(store=str(tmp_path / "data"))
+    settings = Settings(store=store_url)
     async with Service(settings) as service:
         assert (await service.publish_bundle("big", many_types(10_000))).created
     async with Service(settings) as service:
         assert len((await service.list_types())["types"]) == 10_000
 
 
-async def test_another_process_applies_only_the_new_bundles(tmp_path: Path) -> None:
+async def test_another_process_applies_only_the_new_bundles(store_url: str) -> None:
     """A second catalog cache over the same store stands for another worker's."""
     parsed: list[int] = []
 
@@ -73,7 +72,7 @@ async def test_another_process_applies_only_the_new_bundles(tmp_path: Path) -> N
             parsed.append(len(found))
             return found
 
-    async with Service(Settings(store=str(tmp_path / "data"))) as service:
+    async with Service(Settings(store=store_url)) as service:
         other = CatalogCache(Counting(service.store))  # type: ignore[arg-type]
         for n in range(60):
             body = many_types(1, f"b{n}") | {"types": {f"x{n}": many_types(1)["types"]["t0"]}}
@@ -85,8 +84,8 @@ async def test_another_process_applies_only_the_new_bundles(tmp_path: Path) -> N
 
 
 async def test_catching_up_with_a_huge_bundle_runs_off_the_event_loop(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    async with Service(Settings(store=str(tmp_path / "data"))) as service:
+        store_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    async with Service(Settings(store=store_url)) as service:
         other = CatalogCache(service.store, service.offload)  # another worker's view, with its own thread
         await other.current()
         assert (await service.publish_bundle("big", many_types(10_000))).created
