@@ -26,6 +26,7 @@ from ..rules import check_append, check_tag, request_digest
 from . import schema
 from .check import check_database
 from .database import Database
+from .reads import ContextReads
 from .rows import CONTEXT, TURN, context, fits, missing_context, turn
 from .writer import AppendWriter, PendingAppend
 
@@ -91,6 +92,7 @@ class PostgresBackend:
         self._trainer = DictionaryTrainer(self._keep_dictionary, threshold=dictionary_after, size=dictionary_size)
         self._writer = AppendWriter(self._db, self._codec, self._trainer.observe, max_batch, on_commit, clock)
         self._cursors: LruCache[tuple[int, int, int], int] = LruCache(65_536)
+        self._contexts = ContextReads(self._db)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -227,10 +229,7 @@ class PostgresBackend:
     # -- reads ----------------------------------------------------------
 
     async def get_context(self, context_id: int) -> ContextRecord:
-        row = None
-        if fits(context_id):
-            row = await self._db.read(
-                lambda conn: conn.fetchrow(f"SELECT {CONTEXT} FROM contexts WHERE context_id = $1", context_id))
+        row = await self._contexts.get(context_id) if fits(context_id) else None
         if row is None:
             raise missing_context(context_id)
         return context(row)
@@ -274,11 +273,7 @@ class PostgresBackend:
         return [row[1] for row in rows if row[1] is not None], rows[0][0] if rows else 0
 
     async def page_start(self, context_id: int, before_turn_id: int | None = None) -> PageStart:
-        row = None
-        if fits(context_id):
-            row = await self._db.read(lambda conn: conn.fetchrow(
-                f"SELECT {CONTEXT}, (SELECT bundles FROM counters WHERE id = 1) FROM contexts WHERE context_id = $1",
-                context_id))
+        row = await self._contexts.get(context_id) if fits(context_id) else None
         if row is None:
             raise missing_context(context_id)
         found, generation = context(row), row[10]
