@@ -86,7 +86,7 @@ def _serve_command(settings: Settings) -> int:
 
     _resolve_host(settings)
     if is_database_url(settings.store):
-        new_store = asyncio.run(migrate(settings))  # the schema, created before any worker starts
+        new_store = asyncio.run(migrate(settings)) == "created"  # the schema, before any worker starts
     else:
         new_store = _prepare_data_dir(Path(settings.store))
         if settings.workers > 1:  # open it once here: a store that cannot be opened is one line, not N tracebacks
@@ -108,8 +108,10 @@ def _store_command(args: argparse.Namespace, settings: Settings) -> int:
         print(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode())
         return 0 if report["ok"] else 1
     if args.command == "migrate":
-        created = asyncio.run(migrate(settings))
-        print(f"{'created a new store in' if created else 'the store is current:'} {shown_store(settings.store)}")
+        outcome = asyncio.run(migrate(settings))
+        said = {"created": "created a new store in", "upgraded": "upgraded the store in",
+                "current": "the store is current:"}
+        print(f"{said[outcome]} {shown_store(settings.store)}")
         return 0
     if is_database_url(settings.store):
         raise _Refused("backup copies an LMDB store; back up PostgreSQL with pg_dump or point-in-time recovery "

@@ -41,12 +41,12 @@ def open_backend(settings: Settings, on_commit: CommitObserver | None = None) ->
                        on_commit=on_commit)
 
 
-async def migrate(settings: Settings) -> bool:
-    """Create the store's schema, or check the one it has; True when created."""
+async def migrate(settings: Settings) -> str:
+    """Create the store, or bring it up to date: ``"created"``, ``"upgraded"`` or ``"current"``."""
     if not is_database_url(settings.store):
         existed = (Path(settings.store) / "data.mdb").exists()
-        Store(settings.store, map_size=settings.map_size).close()
-        return not existed
+        Store(settings.store, map_size=settings.map_size).close()  # an older format is upgraded on open
+        return "current" if existed else "created"
     backend = _postgres(settings, create=False)
     try:
         return await backend.migrate()

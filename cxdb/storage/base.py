@@ -15,7 +15,8 @@ from typing import Any, NamedTuple, Protocol
 from ..errors import CxdbError
 from ..model import ContextRecord, StoreStats, TurnId, TurnRecord
 
-__all__ = ["AppendResult", "Backend", "CommitObserver", "PageStart", "RegistryMoved", "StoredBundle"]
+__all__ = ["EVENT_KINDS", "AppendResult", "Backend", "CommitObserver", "Event", "PageStart", "RegistryMoved",
+           "StoredBundle"]
 
 CommitObserver = Callable[[int, float, int], None]
 """Told of each committed write batch: (operations, seconds it took, operations still waiting)."""
@@ -49,6 +50,28 @@ class StoredBundle:
     sequence: int
     published_at_ms: int
     body: bytes
+
+
+EVENT_KINDS = ("context_created", "turn_appended", "registry_published")
+"""The kinds of change the event log records; an event's kind is stored as its index here + 1."""
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One entry of the event log, with what it names, read back in the same snapshot.
+
+    ``context_created``: ``context`` (its head as created is ``head_turn_id``/``head_depth``, the turn it
+    was forked at, or 0). ``turn_appended``: ``turn``. ``registry_published``: ``bundle_id``.
+    """
+
+    sequence: int
+    kind: str
+    created_at_ms: int
+    context: ContextRecord | None = None
+    turn: TurnRecord | None = None
+    bundle_id: str | None = None
+    head_turn_id: int = 0
+    head_depth: int = 0
 
 
 class Backend(Protocol):
@@ -118,6 +141,16 @@ class Backend(Protocol):
 
     async def registry_generation(self) -> int:
         """How many bundles have been published."""
+
+    async def events(self, after: int, limit: int) -> list[Event]:
+        """Up to ``limit`` events with a sequence above ``after``, in sequence order. Sequences grow
+        strictly in commit order, and an event is written in the transaction of its change."""
+
+    async def event_bounds(self) -> tuple[int, int]:
+        """(oldest, newest) sequence retained; (0, newest) when none is."""
+
+    async def prune_events(self, before_ms: int, limit: int) -> int:
+        """Delete up to ``limit`` of the oldest events recorded before ``before_ms``; how many went."""
 
     async def check(self) -> dict[str, Any]:
         """A report of the whole store's integrity."""

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ...model import ContextRecord, StoreStats, TurnId, TurnRecord
-from ..base import AppendResult, CommitObserver, PageStart, StoredBundle
+from ..base import AppendResult, CommitObserver, Event, PageStart, StoredBundle
 from .store import Store
 
 __all__ = ["LmdbBackend"]
@@ -83,6 +83,15 @@ class LmdbBackend:
 
     async def registry_generation(self) -> int:
         return self.store.registry_generation()
+
+    async def events(self, after: int, limit: int) -> list[Event]:
+        return self.store.events(after, limit)
+
+    async def event_bounds(self) -> tuple[int, int]:
+        return self.store.event_bounds()
+
+    async def prune_events(self, before_ms: int, limit: int) -> int:
+        return await self.store.prune_events(before_ms, limit)
 
     async def check(self) -> dict[str, Any]:
         return self.store.check()

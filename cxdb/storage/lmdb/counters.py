@@ -16,7 +16,7 @@ __all__ = ["NAMES", "Counters", "read_all", "read_one"]
 
 NAMES = (
     "next_turn", "next_context", "turns", "contexts", "blobs", "blob_stored", "blob_raw",
-    "dedup_hits", "dedup_misses", "bundles", "dicts", "dict_current",
+    "dedup_hits", "dedup_misses", "bundles", "dicts", "dict_current", "next_event",
 )
 _U64 = struct.Struct(">Q")
 

@@ -20,14 +20,17 @@ name           owner                       holds
 ``tagact``     :mod:`.contexts`            per-tag activity index
 ``ctxtag``     :mod:`.contexts`            each tagged context's tag
 ``counts``     :mod:`.contexts`            per-tag and per-parent totals
+``events``     :mod:`.events`              the event log
 =============  ==========================  =====================
 
 ``meta`` key ``b"format"`` holds the format parameters as JSON. They are
 written when the store is created and compared on every open; a mismatch is a
-:class:`~cxdb.errors.FormatMismatch`, never silent misreading. A store of format
-1 (before ``tagact``, ``ctxtag`` and ``counts``) opens with :attr:`Environment.upgrade`
-set, and the store builds those indexes before it serves (see
-:meth:`Environment.upgraded`).
+:class:`~cxdb.errors.FormatMismatch`, never silent misreading. A store of an older
+format opens with :attr:`Environment.upgrade` set to its version, and the store
+brings it up to date before it serves (see :meth:`Environment.upgraded`): format 1
+lacks ``tagact``, ``ctxtag`` and ``counts``, which are built; format 2 lacks the
+event log, which starts empty. Format 3 keeps a build that predates the event log
+from writing to the store without recording events.
 """
 
 from __future__ import annotations
@@ -50,10 +53,10 @@ from ...errors import FormatMismatch, StoreClosed, StoreError, StoreFull
 
 __all__ = ["FORMAT", "Dbs", "Environment", "no_space"]
 
-FORMAT: dict[str, Any] = {"format_version": 2, "hash": HASH_NAME, "codec": CODEC_NAME, "int_keys": "u64be"}
-_UPGRADABLE = ({**FORMAT, "format_version": 1},)
+FORMAT: dict[str, Any] = {"format_version": 3, "hash": HASH_NAME, "codec": CODEC_NAME, "int_keys": "u64be"}
+_UPGRADABLE = ({**FORMAT, "format_version": 1}, {**FORMAT, "format_version": 2})
 _DB_NAMES = ("meta", "blobs", "turns", "contexts", "ctxmeta", "activity", "tags", "children", "idem",
-             "bundles", "bundleseq", "tagact", "ctxtag", "counts")
+             "bundles", "bundleseq", "tagact", "ctxtag", "counts", "events")
 MAX_MAP_SIZE = 1 << 44
 
 
@@ -75,6 +78,7 @@ class Dbs:
     tagact: Any
     ctxtag: Any
     counts: Any
+    events: Any
 
 
 class _Gate:
@@ -222,8 +226,8 @@ class Environment:
             raise StoreError("cannot open the store", {"path": str(path), "reason": str(exc)}) from exc
         self._gate = _Gate()
         self._closed = False
-        self.upgrade = False
-        """The store is of an older format that :meth:`upgraded` brings up to date."""
+        self.upgrade = 0
+        """The format version of an older store that :meth:`upgraded` brings up to date; 0 when current."""
         try:
             if not readonly:
                 self._env.reader_check()
@@ -264,7 +268,7 @@ class Environment:
             if self.readonly:
                 raise StoreError(f"the store at {self.path.resolve()} is of an older format: start `cxdb serve` "
                                  "on it once to upgrade it", {"path": str(self.path.resolve())})
-            self.upgrade = True
+            self.upgrade = int(found["format_version"])
             return
         if found != FORMAT:
             raise FormatMismatch("the data directory was written in another format",
@@ -276,7 +280,7 @@ class Environment:
         with self._env.begin(write=True) as txn:
             build(txn)
             txn.put(b"format", orjson.dumps(FORMAT), db=self.dbs.meta)
-        self.upgrade = False
+        self.upgrade = 0
 
     def read(self) -> _Read:
         """A short read transaction, as a context manager; never hold it across an ``await``."""

@@ -24,10 +24,10 @@ from ...model import (
     TurnId,
     TurnRecord,
 )
-from ..base import AppendResult, CommitObserver, PageStart, RegistryMoved, StoredBundle
+from ..base import AppendResult, CommitObserver, Event, PageStart, RegistryMoved, StoredBundle
 from ..dictionaries import DictionaryTrainer
 from ..rules import check_append, check_tag, request_digest
-from . import blobs, bundles, contexts, dictionaries, idempotency, turns
+from . import blobs, bundles, contexts, dictionaries, events, idempotency, turns
 from .counters import read_all, read_one
 from .env import Environment
 from .writer import WriteContext, Writer
@@ -54,8 +54,10 @@ class Store:
         self._codec = codec or BlobCodec()
         self._env = Environment(self.path, map_size=map_size, readonly=readonly)
         self._dbs = self._env.dbs
-        if self._env.upgrade:
+        if self._env.upgrade == 1:
             self._env.upgraded(lambda txn: contexts.build_indexes(txn, self._dbs))
+        elif self._env.upgrade:
+            self._env.upgraded(lambda txn: None)  # the event log starts empty
         with self._env.read() as txn:
             current = read_one(txn, self._dbs.meta, "dict_current")
             for dict_id, data in dictionaries.load_all(txn, self._dbs.meta):
@@ -102,15 +104,18 @@ class Store:
 
         def op(w: WriteContext) -> ContextRecord:
             if not base_turn_id:
-                return contexts.create(w, 0, 0, 0, None, 0, client_tag, provenance)
-            found = turns.get(w.txn, w.dbs.turns, base_turn_id)
-            if found is None:
-                raise NotFound(f"Turn {base_turn_id} not found", {"turn_id": str(base_turn_id)})
-            base = found[0]
-            origin = contexts.get(w.txn, w.dbs, base.context_id, with_meta=False)
-            root = origin.lineage.root_context_id if origin is not None else None
-            return contexts.create(w, base.turn_id, base.depth, base.context_id, root, base.turn_id,
-                                   client_tag, provenance)
+                created = contexts.create(w, 0, 0, 0, None, 0, client_tag, provenance)
+            else:
+                found = turns.get(w.txn, w.dbs.turns, base_turn_id)
+                if found is None:
+                    raise NotFound(f"Turn {base_turn_id} not found", {"turn_id": str(base_turn_id)})
+                base = found[0]
+                origin = contexts.get(w.txn, w.dbs, base.context_id, with_meta=False)
+                root = origin.lineage.root_context_id if origin is not None else None
+                created = contexts.create(w, base.turn_id, base.depth, base.context_id, root, base.turn_id,
+                                          client_tag, provenance)
+            events.record(w, "context_created", created.context_id, created.head_turn_id, created.head_depth)
+            return created
 
         return await self._writer.run(op)
 
@@ -160,6 +165,7 @@ class Store:
             contexts.move_head(w, context_id, head_id, turn_id, record.depth)
             if idempotency_key is not None:
                 idempotency.remember(w, context_id, idempotency_key, turn_id, request)
+            events.record(w, "turn_appended", context_id, turn_id)
             return AppendResult(record, False)
 
         return await self._writer.run(op)
@@ -182,7 +188,9 @@ class Store:
                 return existing, False
             if w.counters.get("bundles") != generation:
                 raise RegistryMoved("the registry changed", {"generation": w.counters.get("bundles")})
-            return bundles.put(w, bundle_id, body), True
+            stored = bundles.put(w, bundle_id, body)
+            events.record(w, "registry_published", 0, stored.sequence)
+            return stored, True
 
         return await self._writer.run(op)
 
@@ -368,6 +376,20 @@ class Store:
         """How many bundles have been published; changes whenever the registry does."""
         with self._env.read() as txn:
             return read_one(txn, self._dbs.meta, "bundles")
+
+    def events(self, after: int, limit: int) -> list[Event]:
+        """Up to ``limit`` events after sequence ``after``, in order, with what they name."""
+        with self._env.read() as txn:
+            return events.read(txn, self._dbs, after, limit)
+
+    def event_bounds(self) -> tuple[int, int]:
+        """(oldest, newest) retained sequence: (0, newest) when the log is empty."""
+        with self._env.read() as txn:
+            return events.bounds(txn, self._dbs, read_one(txn, self._dbs.meta, "next_event"))
+
+    async def prune_events(self, before_ms: int, limit: int) -> int:
+        """Delete up to ``limit`` of the oldest events recorded before ``before_ms``, in one write."""
+        return await self._writer.run(lambda w: events.prune(w, before_ms, limit))
 
     def check(self) -> dict[str, Any]:
         """Verify the whole store; see :mod:`cxdb.storage.check`."""

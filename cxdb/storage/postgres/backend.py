@@ -20,14 +20,14 @@ from ...cache import LruCache
 from ...codec import BlobCodec, UnknownDictionary, content_hash
 from ...errors import Conflict, NotFound
 from ...model import ContextId, ContextRecord, Lineage, StoreStats, TurnId, TurnRecord
-from ..base import AppendResult, CommitObserver, PageStart, RegistryMoved, StoredBundle
+from ..base import EVENT_KINDS, AppendResult, CommitObserver, Event, PageStart, RegistryMoved, StoredBundle
 from ..dictionaries import DictionaryTrainer
 from ..rules import check_append, check_tag, request_digest
 from . import schema
 from .check import check_database
 from .database import Database
 from .reads import ContextReads
-from .rows import CONTEXT, TURN, context, fits, missing_context, turn
+from .rows import CONTEXT, TURN, context, fits, missing_context, text, turn
 from .writer import AppendWriter, PendingAppend
 
 __all__ = ["PostgresBackend"]
@@ -77,6 +77,16 @@ WITH RECURSIVE tree(context_id, path) AS (
 SELECT context_id FROM tree ORDER BY cardinality(path), path"""
 _SIZE = "SELECT coalesce(sum(pg_total_relation_size(to_regclass(name))), 0)::bigint FROM unnest($1::text[]) AS name"
 _COUNTERS = ("turns", "contexts", "blobs", "blob_stored", "blob_raw", "dedup_hits", "dedup_misses", "bundles")
+_EVENTS = f"""
+SELECT e.sequence, e.kind, e.created_at_ms, e.a, e.b,
+       {", ".join("c." + name for name in CONTEXT.split(", "))},
+       {", ".join("t." + name for name in TURN.split(", "))},
+       g.bundle_id
+FROM events e
+LEFT JOIN contexts c ON e.kind = 1 AND c.context_id = e.context_id
+LEFT JOIN turns t ON e.kind = 2 AND t.turn_id = e.a
+LEFT JOIN bundles g ON e.kind = 3 AND g.sequence = e.a
+WHERE e.sequence > $1 ORDER BY e.sequence LIMIT $2"""
 
 
 class PostgresBackend:
@@ -98,9 +108,10 @@ class PostgresBackend:
 
     # -- lifetime -------------------------------------------------------
 
-    async def migrate(self) -> bool:
-        """Connect, and create the schema when the database has none; True when created. Refused
-        (FormatMismatch) when the database holds a schema version this build does not read."""
+    async def migrate(self) -> str:
+        """Connect, and create the schema when the database has none or bring an older one up to date:
+        ``"created"``, ``"upgraded"`` or ``"current"``. Refused (FormatMismatch) when the database holds
+        a schema version this build does not know."""
         self._loop = asyncio.get_running_loop()
         await self._db.open()
         return await self._db.read(lambda conn: schema.ensure(conn, True))
@@ -152,14 +163,16 @@ class PostgresBackend:
             if tag is not None:
                 await conn.execute("INSERT INTO tag_counts (client_tag, contexts) VALUES ($1, 1) ON CONFLICT "
                                    "(client_tag) DO UPDATE SET contexts = tag_counts.contexts + 1", tag)
-            context_id = await conn.fetchval("UPDATE counters SET next_context = next_context + 1, "
-                                             "contexts = contexts + 1 WHERE id = 1 RETURNING next_context")
+            context_id, event = await conn.fetchrow(
+                "UPDATE counters SET next_context = next_context + 1, contexts = contexts + 1, "
+                "next_event = next_event + 1 WHERE id = 1 RETURNING next_context, next_event")
             root_id = context_id if root is None else root
             await conn.execute(
-                "INSERT INTO contexts (context_id, head_turn_id, head_depth, created_at_ms, last_activity_ms, "
-                "parent_context_id, root_context_id, fork_turn_id, client_tag, provenance) "
-                "VALUES ($1, $2, $3, $4, $4, $5, $6, $7, $8, $9)",
-                context_id, head, depth, now, parent, root_id, fork, tag, meta)
+                "WITH c AS (INSERT INTO contexts (context_id, head_turn_id, head_depth, created_at_ms, "
+                "last_activity_ms, parent_context_id, root_context_id, fork_turn_id, client_tag, provenance) "
+                "VALUES ($1, $2, $3, $4, $4, $5, $6, $7, $8, $9)) "
+                "INSERT INTO events (sequence, kind, created_at_ms, context_id, a, b) VALUES ($10, 1, $4, $1, $2, $3)",
+                context_id, head, depth, now, parent, root_id, fork, tag, meta, event)
             lineage = Lineage(ContextId(parent) if parent else None, ContextId(root_id),
                               TurnId(fork) if fork else None)
             return ContextRecord(ContextId(context_id), TurnId(head), depth, now, now, client_tag,
@@ -194,9 +207,11 @@ class PostgresBackend:
                 return StoredBundle(bundle_id, row[0], row[1], bytes(row[2])), False
             if published != generation:
                 raise RegistryMoved("the registry changed", {"generation": published})
-            await conn.execute("UPDATE counters SET bundles = bundles + 1 WHERE id = 1")
-            await conn.execute("INSERT INTO bundles (sequence, bundle_id, published_at_ms, body) "
-                               "VALUES ($1, $2, $3, $4)", published + 1, raw_id, now, body)
+            await conn.execute(
+                "WITH k AS (UPDATE counters SET bundles = bundles + 1, next_event = next_event + 1 WHERE id = 1 "
+                "RETURNING next_event), b AS (INSERT INTO bundles (sequence, bundle_id, published_at_ms, body) "
+                "VALUES ($1, $2, $3, $4)) INSERT INTO events (sequence, kind, created_at_ms, context_id, a, b) "
+                "SELECT next_event, 3, $3, 0, $1, 0 FROM k", published + 1, raw_id, now, body)
             return StoredBundle(bundle_id, published + 1, now, body), True
 
         return await self._db.write(op)
@@ -369,6 +384,44 @@ class PostgresBackend:
     async def registry_generation(self) -> int:
         return await self._db.read(
             lambda conn: conn.fetchval("SELECT bundles FROM counters WHERE id = 1"))
+
+    async def events(self, after: int, limit: int) -> list[Event]:
+        if limit <= 0 or not fits(after):
+            return []
+        rows = await self._db.read(lambda conn: conn.fetch(_EVENTS, after, limit))
+        found = []
+        for row in rows:
+            kind = EVENT_KINDS[row[1] - 1]
+            if kind == "context_created":
+                found.append(Event(row[0], kind, row[2], context=context(row, 5) if row[5] is not None else None,
+                                   head_turn_id=row[3], head_depth=row[4]))
+            elif kind == "turn_appended":
+                found.append(Event(row[0], kind, row[2], turn=turn(row, 15) if row[15] is not None else None))
+            else:
+                found.append(Event(row[0], kind, row[2], bundle_id=text(row[27])))
+        return found
+
+    async def event_bounds(self) -> tuple[int, int]:
+        row = await self._db.read(lambda conn: conn.fetchrow(
+            "SELECT coalesce((SELECT min(sequence) FROM events), 0), next_event FROM counters WHERE id = 1"))
+        return row[0], row[1]
+
+    async def prune_events(self, before_ms: int, limit: int) -> int:
+        async def op(conn: Any) -> int:
+            # The retained log stays a suffix: delete the oldest events up to the first that is recent
+            # enough, even if a later one carries an older time (gateways' clocks differ a little).
+            rows = await conn.fetch("SELECT sequence, created_at_ms FROM events ORDER BY sequence LIMIT $1", limit)
+            last = 0
+            for sequence, created in rows:
+                if created >= before_ms:
+                    break
+                last = sequence
+            if not last:
+                return 0
+            status = await conn.execute("DELETE FROM events WHERE sequence <= $1", last)
+            return int(status.split()[-1])
+
+        return await self._db.write(op)
 
     async def check(self) -> dict[str, Any]:
         return await self._db.read(lambda conn: check_database(conn, self._decode))

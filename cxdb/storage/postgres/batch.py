@@ -11,9 +11,10 @@
 3. In memory: each append decided in order (an append may build on one earlier in the batch), and
    the new payloads compressed.
 4. ``WRITE``: one statement stores the new blobs (``ON CONFLICT DO NOTHING``: one another gateway
-   stored meanwhile is a dedup hit), allocates the turn ids from the counter row and adds the
-   counts, inserts the turns, moves the heads and records the idempotency keys. The counter row's
-   lock is held from here to COMMIT only.
+   stored meanwhile is a dedup hit), allocates the turn ids and event sequences from the counter row
+   and adds the counts, inserts the turns and their ``turn_appended`` events, moves the heads and
+   records the idempotency keys. The counter row's lock is held from here to COMMIT only, so event
+   sequences grow in commit order across every gateway.
 5. COMMIT, synchronously.
 """
 
@@ -71,8 +72,14 @@ n AS (
 c AS (
     UPDATE counters SET next_turn = next_turn + $4, turns = turns + $4, blobs = blobs + n.new_blobs,
         blob_stored = blob_stored + n.new_stored, blob_raw = blob_raw + n.new_raw,
-        dedup_hits = dedup_hits + $4 - n.new_blobs, dedup_misses = dedup_misses + n.new_blobs
-    FROM n WHERE id = 1 RETURNING next_turn - $4 AS base, bundles),
+        dedup_hits = dedup_hits + $4 - n.new_blobs, dedup_misses = dedup_misses + n.new_blobs,
+        next_event = next_event + $4
+    FROM n WHERE id = 1 RETURNING next_turn - $4 AS base, next_event - $4 AS event_base, bundles),
+e AS (
+    INSERT INTO events (sequence, kind, created_at_ms, context_id, a, b)
+    SELECT c.event_base + u.slot, 2, $5, u.context_id, c.base + u.slot, 0
+    FROM c, unnest($6::bigint[], $9::bigint[]) AS u(slot, context_id)
+    RETURNING 1),
 t AS (
     INSERT INTO turns (turn_id, parent_turn_id, depth, context_id, created_at_ms, jump_turn_id, jump_depth,
                        type_id, type_version, encoding, compression, uncompressed_len, content_hash)
@@ -96,7 +103,7 @@ k AS (
     ON CONFLICT (context_id, idempotency_key)
     DO UPDATE SET turn_id = EXCLUDED.turn_id, created_at_ms = EXCLUDED.created_at_ms, request = EXCLUDED.request
     RETURNING 1)
-SELECT c.base, c.bundles, (SELECT count(*) FROM h), (SELECT count(*) FROM t),
+SELECT c.base, c.bundles, (SELECT count(*) FROM h), (SELECT count(*) FROM t), (SELECT count(*) FROM e),
        (SELECT coalesce(array_agg(content_hash), '{}') FROM b)
 FROM c"""
 # A blob another gateway stored between READ and WRITE: the turns take its framing's compression.
@@ -262,7 +269,7 @@ async def _write(conn: Any, batch: list[PendingAppend], planned: list[_Planned],
     ours.update({digest: kind for digest, (_, kind) in zip(fresh, framed, strict=True)})
     contexts = sorted(moved)
     keyed = [plan for plan in planned if batch[plan.index].key is not None]
-    base, bundles, moved_count, inserted, stored_new = await conn.fetchrow(
+    base, bundles, moved_count, inserted, recorded, stored_new = await conn.fetchrow(
         _WRITE, list(fresh), [stored for stored, _ in framed], [len(raw) for raw in fresh.values()],
         len(planned), now,
         [plan.slot for plan in planned], [plan.parent for plan in planned], [plan.depth for plan in planned],
@@ -274,7 +281,7 @@ async def _write(conn: Any, batch: list[PendingAppend], planned: list[_Planned],
         [batch[p.index].request for p in keyed])
     if bundles != generation and any(op.generation is not None for op in ops):
         raise RegistryRace()  # a bundle was published since the batch read the generation: run it again
-    if moved_count != len(contexts) or inserted != len(planned):  # the row locks make this impossible
+    if moved_count != len(contexts) or len(planned) != inserted or len(planned) != recorded:  # locks forbid it
         raise StoreError("a context head moved under its lock")
     stored = {bytes(digest) for digest in stored_new}
     raced = [base + plan.slot for plan, op in zip(planned, ops, strict=True)

@@ -22,10 +22,17 @@ from ...errors import FormatMismatch
 
 __all__ = ["SCHEMA_VERSION", "TABLES", "ensure"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _COUNTERS = ("next_turn", "next_context", "turns", "contexts", "blobs", "blob_stored", "blob_raw", "dedup_hits",
-             "dedup_misses", "bundles", "dicts", "dict_current")
+             "dedup_misses", "bundles", "dicts", "dict_current", "next_event")
+_EVENTS = """CREATE TABLE events (
+        sequence bigint PRIMARY KEY,
+        kind smallint NOT NULL,
+        created_at_ms bigint NOT NULL,
+        context_id bigint NOT NULL,
+        a bigint NOT NULL,
+        b bigint NOT NULL)"""
 
 _CREATE = (
     "CREATE TABLE cxdb_schema (singleton boolean PRIMARY KEY CHECK (singleton), version integer NOT NULL)",
@@ -77,11 +84,17 @@ _CREATE = (
         published_at_ms bigint NOT NULL,
         body bytea NOT NULL)""",
     "CREATE TABLE dictionaries (dict_id bigint PRIMARY KEY, data bytea NOT NULL)",
+    _EVENTS,
     f"INSERT INTO cxdb_schema (singleton, version) VALUES (true, {SCHEMA_VERSION})",
 )
+_MIGRATIONS: dict[int, tuple[str, ...]] = {
+    # 1 -> 2: the event log (it starts empty; what happened before has no events).
+    1: ("ALTER TABLE counters ADD COLUMN next_event bigint NOT NULL DEFAULT 0", _EVENTS),
+}
+"""The statements that bring a schema of each older version to the next one."""
 
 TABLES = ("cxdb_schema", "counters", "contexts", "tag_counts", "turns", "blobs", "idempotency", "bundles",
-          "dictionaries")
+          "dictionaries", "events")
 """Every table cxdb keeps, so tools (and tests) can name them."""
 
 
@@ -92,11 +105,13 @@ async def _version(conn: Any) -> int | None:
     return await conn.fetchval("SELECT version FROM cxdb_schema")  # type: ignore[no-any-return]
 
 
-async def ensure(conn: Any, create: bool = True) -> bool:
-    """Check the schema version, creating the schema when absent and ``create``; True when created.
+async def ensure(conn: Any, create: bool = True) -> str:
+    """Check the schema version; with ``create``, create the schema when absent and bring an older one
+    up to date. Says which: ``"created"``, ``"upgraded"`` or ``"current"``.
 
-    Creating runs in one transaction, so two servers starting at once on an empty database leave one
-    schema: the loser's ``CREATE TABLE`` fails on the winner's committed table, and it checks again.
+    Both run in one transaction, so a crash leaves the old schema whole, and two servers starting at
+    once leave one schema: the loser's ``CREATE TABLE`` fails on the winner's committed table (then it
+    checks again), and an upgrade locks the version row first.
     """
     version = await _version(conn)
     if version is None and create:
@@ -104,7 +119,7 @@ async def ensure(conn: Any, create: bool = True) -> bool:
             async with conn.transaction():
                 for statement in _CREATE:
                     await conn.execute(statement)
-            return True
+            return "created"
         except Exception:  # another server created it meanwhile: check what it made
             version = await _version(conn)
             if version is None:
@@ -112,7 +127,23 @@ async def ensure(conn: Any, create: bool = True) -> bool:
     if version is None:
         raise FormatMismatch("the database holds no cxdb schema: run `cxdb migrate --store URL` first",
                              {"schema_version": None, "supported": SCHEMA_VERSION})
+    if version in _MIGRATIONS and create:
+        return await _upgrade(conn)
     if version != SCHEMA_VERSION:
+        hint = "; run `cxdb migrate --store URL` to upgrade it" if version in _MIGRATIONS else ""
         raise FormatMismatch(f"the database has cxdb schema version {version}; this cxdb reads version "
-                             f"{SCHEMA_VERSION}", {"schema_version": version, "supported": SCHEMA_VERSION})
-    return False
+                             f"{SCHEMA_VERSION}{hint}", {"schema_version": version, "supported": SCHEMA_VERSION})
+    return "current"
+
+
+async def _upgrade(conn: Any) -> str:
+    async with conn.transaction():
+        version = await conn.fetchval("SELECT version FROM cxdb_schema FOR UPDATE")
+        if version == SCHEMA_VERSION:  # another server upgraded it while this one waited
+            return "current"
+        while version != SCHEMA_VERSION:
+            for statement in _MIGRATIONS[version]:
+                await conn.execute(statement)
+            version += 1
+        await conn.execute("UPDATE cxdb_schema SET version = $1", SCHEMA_VERSION)
+    return "upgraded"
