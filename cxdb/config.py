@@ -103,6 +103,13 @@ def shown_store(store: str) -> str:
     return f"{scheme}://{credentials}{at}{host}"
 
 
+def _duration(text: str) -> float:
+    value = float(text)
+    if not 0 < value <= 10 * 365 * 86_400:
+        raise ValueError(f"must be a number of seconds above 0 and at most ten years: {text!r}")
+    return value
+
+
 def _port(text: str) -> int:
     value = int(text)
     if not 0 <= value <= 65535:
@@ -166,6 +173,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("idle_timeout", 75.0, _seconds, "Seconds an idle keep-alive connection stays open."),
     Setting("shutdown_grace", 5.0, _seconds,
             "On SIGTERM/SIGINT, seconds requests already received get to finish; a second signal exits at once."),
+    Setting("event_retention", 604_800.0, _duration,
+            "Seconds events are kept for streams to resume from; older ones are pruned (default 7 days)."),
+    Setting("event_heartbeat", 15.0, _seconds, "Seconds between heartbeat comments on an idle event stream."),
+    Setting("max_streams", 1000, _positive, "Most event streams one server process serves at once; more get 503."),
     Setting("metrics", True, _on_off, "Serve Prometheus metrics at /metrics: on or off."),
     Setting("metrics_dir", None, Path,
             "Directory for the metrics files the workers share (emptied at start-up); default: a fresh "
@@ -200,6 +211,9 @@ class Settings:
     send_timeout: float = 60.0
     idle_timeout: float = 75.0
     shutdown_grace: float = 5.0
+    event_retention: float = 604_800.0
+    event_heartbeat: float = 15.0
+    max_streams: int = 1000
     metrics: bool = True
     metrics_dir: Path | None = None
     log_level: str = "info"

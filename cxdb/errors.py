@@ -17,6 +17,7 @@ this tree where they arise, with ``raise ... from exc``.
     ├── PreconditionFailed         PRECONDITION_FAILED
     ├── Unprocessable              UNPROCESSABLE_ENTITY
     ├── FailedDependency           FAILED_DEPENDENCY
+    ├── TooManyStreams             TOO_MANY_STREAMS
     ├── StoreError                 INTERNAL_ERROR
     │   ├── Corrupt                CORRUPT
     │   ├── StoreFull              STORE_FULL
@@ -51,6 +52,7 @@ __all__ = [
     "StoreError",
     "StoreFull",
     "StoreUnavailable",
+    "TooManyStreams",
     "TransportError",
     "Unauthorized",
     "Unprocessable",
@@ -135,6 +137,12 @@ class FailedDependency(CxdbError):
     code = "FAILED_DEPENDENCY"
 
 
+class TooManyStreams(CxdbError):
+    """The server serves as many event streams as it may (``--max-streams``): try again shortly."""
+
+    code = "TOO_MANY_STREAMS"
+
+
 class StoreError(CxdbError):
     """The store could not do what was asked for a reason of its own."""
 
@@ -190,6 +198,7 @@ HTTP_STATUS: dict[type[CxdbError], int] = {
     FailedDependency: 424,
     StoreClosed: 503,
     StoreUnavailable: 503,
+    TooManyStreams: 503,
     StoreFull: 507,
 }
 """The HTTP status of each error class; a subclass without a row takes its nearest ancestor's."""

@@ -55,6 +55,7 @@ async def _admin(statement: str) -> None:
 
     conn = await asyncpg.connect(POSTGRES)
     try:
+        await conn.execute("SET lock_timeout = '30s'")  # a test that left a transaction open fails, not hangs
         await conn.execute(statement)
     finally:
         await conn.close()

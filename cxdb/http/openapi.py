@@ -114,7 +114,9 @@ SCHEMAS: dict[str, Any] = {
                     "uptime_seconds": {"type": "integer", "minimum": 0}}, ["status", "version", "uptime_seconds"]),
     "Stats": _obj({name: {"type": "integer", "minimum": 0} for name in (
         "contexts", "turns", "blobs", "storage_bytes", "blob_stored_bytes", "blob_raw_bytes", "dedup_hits")}
-        | {"dedup_hit_rate": {"type": "number", "minimum": 0, "maximum": 1}},
+        | {"dedup_hit_rate": {"type": "number", "minimum": 0, "maximum": 1},
+           "oldest_event_sequence": {**U64, "description": "The oldest event retained; 0 when none is."},
+           "newest_event_sequence": {**U64, "description": "The newest event recorded; 0 before any."}},
         ["contexts", "turns", "blobs", "storage_bytes", "dedup_hit_rate"]),
 }
 
@@ -153,6 +155,11 @@ def _path(name: str, schema: dict[str, Any]) -> dict[str, Any]:
 
 
 BOOL = {"type": "string", "enum": ["1", "true", "yes", "0", "false", "no"]}
+SSE_EVENT = {"type": "object", "required": ["data"], "properties": {
+    "id": {**U64, "description": "The event's sequence (absent on reset)."},
+    "event": {"type": "string", "enum": ["context_created", "turn_appended", "registry_published", "reset"]},
+    "data": {"type": "string", "contentMediaType": "application/json", "description": "The event's fields, as JSON."},
+    "retry": {"type": "integer"}}}
 CONTEXT_ID = _path("context_id", U64)
 BLOCKS = [_query("include_provenance", BOOL, "Include provenance."),
           _query("include_lineage", BOOL, "Include the lineage block.")]
@@ -256,6 +263,26 @@ def _paths() -> dict[str, Any]:
         "/health": _get("Liveness", "health", "Health"),
         "/healthz": _get("Liveness (alias)", "healthz", "Health"),
         "/v1/stats": _get("Store counters, all O(1)", "stats", "Stats"),
+        "/v1/events": {"get": {
+            "summary": "The store's changes as Server-Sent Events, resumable with no gap", "operationId": "events",
+            "description": "Events `context_created`, `turn_appended` and `registry_published`, each with "
+                           "`id: <sequence>` and JSON `data` (ids as decimal strings). Resume with the "
+                           "`Last-Event-ID` header or `after`: every retained event after it is sent, then the "
+                           "stream goes on live. A resume point older than the retention window first gets "
+                           "`event: reset` with `{\"oldest_sequence\"}`. Comment heartbeats keep an idle "
+                           "stream open.",
+            "parameters": [
+                _query("after", U64, "Resume after this sequence (as Last-Event-ID does)."),
+                {"name": "Last-Event-ID", "in": "header", "required": False, "schema": U64,
+                 "description": "The last sequence received: the stream resumes after it."},
+                {"name": "context_id", "in": "query", "required": False, "schema": {"type": "array", "items": U64},
+                 "style": "form", "explode": True,
+                 "description": "Only events of these contexts (repeatable, at most 256)."},
+                _query("events", {"type": "string", "pattern": "^[a-z_]+(,[a-z_]+)*$"},
+                       "Comma-separated kinds: context_created, turn_appended, registry_published."),
+            ],
+            "responses": {"200": {"description": "An endless stream of events, each described by this schema",
+                                  "content": {"text/event-stream": {"schema": SSE_EVENT}}}, **_errors()}}},
         "/openapi.json": {"get": {"summary": "This document", "operationId": "openapi",
                                   "responses": {"200": {"description": "OpenAPI 3.1",
                                                         "content": {JSON: {"schema": {"type": "object"}}}},

@@ -31,6 +31,7 @@ __all__ = [
     "query_u64",
     "read_json",
     "read_object",
+    "u64_value",
 ]
 
 _TRUE = ("1", "true", "yes")
@@ -47,6 +48,11 @@ def _u64(text: str, name: str) -> int:
         return parse_u64(text)
     except ValueError as exc:
         raise BadRequest(f"{name} must be a u64 decimal string", {"parameter": name, "value": text}) from exc
+
+
+def u64_value(text: str, name: str) -> int:
+    """A u64 given as decimal text in parameter or header ``name``; BadRequest naming it otherwise."""
+    return _u64(text, name)
 
 
 def path_id(request: web.Request, name: str) -> int:

@@ -28,7 +28,8 @@ from ..metrics import Metrics
 from ..model import ContextRecord, TurnRecord, iso_utc
 from ..projection import Projection, RenderOptions, encode_typed, project
 from ..registry import Catalog, parse_bundle
-from ..storage import Backend, RegistryMoved, StoredBundle, open_backend
+from ..storage import Backend, Event, RegistryMoved, StoredBundle, open_backend
+from .events import Changes, Pruner
 from .registry import CatalogCache
 from .views import MAX_LINEAGE_CHILDREN, context_view, turn_head
 
@@ -95,13 +96,22 @@ class Service:
         if self.metrics is not None:
             self.metrics.watch_cache("page", self._pages)
             self.metrics.watch_cache("projection", self._projections)
+        self.changes = Changes(self.store)
+        self._pruner = Pruner(self.store, settings.event_retention, clock)
+        self._pruning: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        """Open the store, and load the registry catalog: a store's bundles are read once, at start-up."""
+        """Open the store, load the registry catalog (a store's bundles are read once, at start-up),
+        and start pruning events past their retention."""
         await self.store.start()
         await self._catalogs.current()
+        self._pruning = asyncio.get_running_loop().create_task(self._pruner.run())
 
     async def close(self) -> None:
+        if self._pruning is not None:
+            self._pruning.cancel()
+            await asyncio.gather(self._pruning, return_exceptions=True)
+        self.changes.close()
         self._cpu.shutdown(wait=True)
         await self.store.close()
 
@@ -128,6 +138,7 @@ class Service:
                              provenance: dict[str, Any] | None = None) -> dict[str, Any]:
         """Create (or, with a base turn, fork) a context."""
         context = await self.store.create_context(base_turn_id, client_tag, provenance)
+        self.changes.poke()
         return context_view(context, True, True, [], 0)
 
     async def get_context(self, context_id: int, include_provenance: bool = True,
@@ -190,6 +201,8 @@ class Service:
             except RegistryMoved:
                 # Another process published a bundle: encode against the registry as it is now.
                 catalog = await self._catalogs.current()
+        if not result.replayed:
+            self.changes.poke()
         turn = result.turn
         return {"context_id": str(turn.context_id), "turn_id": str(turn.turn_id),
                 "parent_turn_id": str(turn.parent_turn_id), "depth": turn.depth,
@@ -355,8 +368,10 @@ class Service:
                 stored, created = await self.store.publish_bundle(bundle_id, bundle.body, len(catalog.bundle_ids))
             except RegistryMoved:
                 continue
-            if created and candidate is not None:
-                self._catalogs.install(candidate)
+            if created:
+                self.changes.poke()
+                if candidate is not None:
+                    self._catalogs.install(candidate)
             return Published(created, _etag(stored.body))
 
     async def get_bundle(self, bundle_id: str) -> BundleBody:
@@ -391,10 +406,20 @@ class Service:
 
     async def stats(self) -> dict[str, Any]:
         stats = await self.store.stats()
+        oldest, newest = await self.store.event_bounds()
         return {"contexts": stats.contexts, "turns": stats.turns, "blobs": stats.blobs,
                 "storage_bytes": stats.storage_bytes, "dedup_hit_rate": round(stats.dedup_hit_rate, 6),
                 "blob_stored_bytes": stats.blob_stored_bytes, "blob_raw_bytes": stats.blob_raw_bytes,
-                "dedup_hits": stats.dedup_hits}
+                "dedup_hits": stats.dedup_hits, "oldest_event_sequence": str(oldest),
+                "newest_event_sequence": str(newest)}
+
+    async def events(self, after: int, limit: int) -> list[Event]:
+        """Up to ``limit`` events after sequence ``after``, in order."""
+        return await self.store.events(after, limit)
+
+    async def event_bounds(self) -> tuple[int, int]:
+        """(oldest, newest) retained event sequence; oldest is 0 when none is retained."""
+        return await self.store.event_bounds()
 
     async def check(self) -> dict[str, Any]:
         return await self.store.check()

@@ -2,7 +2,7 @@
 transaction.
 
 Sub-database ``events``: key = sequence u64 BE (from counter ``next_event``, so strictly increasing
-in commit order: there is one writer); value (41 bytes)::
+in commit order: there is one writer); value (33 bytes)::
 
     offset  size  field
     0       1     kind: 1 context_created, 2 turn_appended, 3 registry_published

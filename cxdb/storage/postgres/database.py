@@ -32,6 +32,7 @@ ACQUIRE_TIMEOUT = 10.0
 """Seconds a request may wait for a free connection of the pool."""
 COMMAND_TIMEOUT = 60.0
 """Seconds one statement may run."""
+ROLLBACK_TIMEOUT = 5.0
 ATTEMPTS = 4
 BACKOFF = 0.05
 
@@ -50,7 +51,7 @@ async def _roll_back(conn: Any) -> None:
     if conn.is_closed():
         return
     try:
-        await conn.execute("ROLLBACK")
+        await asyncio.wait_for(conn.execute("ROLLBACK"), ROLLBACK_TIMEOUT)
     except Exception:
         conn.terminate()
 
@@ -141,8 +142,11 @@ class Database:
                     await conn.execute(begin)
                     try:
                         result = await fn(conn)
-                    except BaseException:
+                    except Exception:
                         await _roll_back(conn)
+                        raise
+                    except BaseException:  # cancelled: never wait on a connection left mid-statement
+                        conn.terminate()  # the server rolls the transaction back when the socket closes
                         raise
                     committing = True
                     await conn.execute("COMMIT")

@@ -1,0 +1,137 @@
+"""``GET /v1/events``: the store's changes as Server-Sent Events, resumable with no gap.
+
+Each event carries ``id: <sequence>``. A client resumes with ``Last-Event-ID`` (or ``?after=``, for
+clients that cannot set headers): every retained event after it is sent, then the stream goes on
+live. Without a resume point the stream starts at the newest event. A resume point older than the
+retention window gets ``event: reset`` first, with the oldest sequence still retained, so the client
+knows to read the state again. The stream reads the durable log from its own position, so a slow
+client falls behind without the server holding anything for it; it ends on shutdown, and the client
+resumes where it was.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+import orjson
+from aiohttp import web
+
+from ..errors import BadRequest, TooManyStreams
+from ..service import Service
+from ..service.events import EVENT_KINDS, event_context, event_data
+from .errors import DISCONNECTED
+from .keys import SERVICE, SETTINGS
+from .params import query_u64, u64_value
+
+__all__ = ["STREAMS", "Streams", "routes"]
+
+routes = web.RouteTableDef()
+READ_BATCH = 256
+MAX_CONTEXT_FILTERS = 256
+RETRY_MS = 1000
+
+
+class Streams:
+    """The event streams of one application: how many are open, and the signal that ends them."""
+
+    def __init__(self) -> None:
+        self.open = 0
+        self.closing = asyncio.Event()
+
+    async def close_all(self, app: web.Application) -> None:
+        """``on_shutdown``: every stream ends at its next step; clients resume elsewhere or later."""
+        self.closing.set()
+
+
+STREAMS = web.AppKey("streams", Streams)
+
+
+@dataclass(frozen=True, slots=True)
+class _Filter:
+    contexts: frozenset[int] | None
+    kinds: frozenset[str]
+
+
+def _parse(request: web.Request) -> tuple[int | None, _Filter]:
+    query = request.query
+    header = request.headers.get("Last-Event-ID")
+    after = u64_value(header.strip(), "Last-Event-ID") if header is not None and header.strip() else None
+    if after is None:
+        after = query_u64(query, "after")
+    texts = query.getall("context_id", [])
+    if len(texts) > MAX_CONTEXT_FILTERS:
+        raise BadRequest(f"at most {MAX_CONTEXT_FILTERS} context_id filters", {"parameter": "context_id"})
+    contexts = frozenset(u64_value(text, "context_id") for text in texts) if texts else None
+    kinds = frozenset(EVENT_KINDS)
+    if "events" in query:
+        asked = {part.strip() for part in query["events"].split(",") if part.strip()}
+        if not asked or not asked <= kinds:
+            raise BadRequest(f"events must name some of {', '.join(EVENT_KINDS)}",
+                             {"parameter": "events", "value": query["events"]})
+        kinds = frozenset(asked)
+    return after, _Filter(contexts, kinds)
+
+
+def _frame(event: str, data: object, event_id: int | None = None) -> bytes:
+    head = f"id: {event_id}\n" if event_id is not None else ""
+    return f"{head}event: {event}\n".encode() + b"data: " + orjson.dumps(data) + b"\n\n"
+
+
+@routes.get("/v1/events")
+async def events(request: web.Request) -> web.StreamResponse:
+    after, wanted = _parse(request)
+    service = request.app[SERVICE]
+    settings = request.app[SETTINGS]
+    streams = request.app[STREAMS]
+    if streams.open >= settings.max_streams:
+        raise TooManyStreams("the server serves as many event streams as it may; try again shortly",
+                             {"max_streams": settings.max_streams})
+    oldest, newest = await service.event_bounds()
+    response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
+                                           "X-Accel-Buffering": "no"})
+    streams.open += 1
+    try:
+        await response.prepare(request)
+        await response.write(f"retry: {RETRY_MS}\n\n".encode())
+        position = newest if after is None else after
+        if after is not None and after < newest and (oldest == 0 or oldest > after + 1):
+            # Events after the resume point were pruned: say from where the log goes on.
+            first = oldest if oldest else newest + 1
+            await response.write(_frame("reset", {"oldest_sequence": str(first)}))
+            position = first - 1
+        await _stream(response, service, streams, position, wanted, settings.event_heartbeat)
+    except DISCONNECTED:
+        pass  # the client went away: nobody reads the rest
+    finally:
+        streams.open -= 1
+    return response
+
+
+async def _stream(response: web.StreamResponse, service: Service, streams: Streams, position: int,
+                  wanted: _Filter, heartbeat: float) -> None:
+    while not streams.closing.is_set():
+        batch = await service.events(position, READ_BATCH)
+        for event in batch:
+            position = event.sequence
+            if event.kind not in wanted.kinds:
+                continue
+            if wanted.contexts is not None and event_context(event) not in wanted.contexts:
+                continue
+            await response.write(_frame(event.kind, event_data(event), event.sequence))
+        if len(batch) == READ_BATCH:
+            continue
+        if not await _wait(service, streams, position, heartbeat) and not streams.closing.is_set():
+            await response.write(b": heartbeat\n\n")
+
+
+async def _wait(service: Service, streams: Streams, position: int, heartbeat: float) -> bool:
+    """Until the log grows past ``position`` (True), the heartbeat is due or the server closes (False)."""
+    grew = asyncio.ensure_future(service.changes.wait(position, heartbeat))
+    closing = asyncio.ensure_future(streams.closing.wait())
+    try:
+        await asyncio.wait({grew, closing}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (grew, closing):
+            task.cancel()
+    return grew.done() and not grew.cancelled() and grew.result()
