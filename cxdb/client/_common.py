@@ -10,7 +10,8 @@ import orjson
 
 from ..errors import CxdbError, TransportError, Unprocessable, error_class
 
-__all__ = ["Record", "bundle_body", "error_from", "query", "quote_id", "to_record", "transport_error", "turn_body"]
+__all__ = ["EventParser", "Record", "bundle_body", "error_from", "events_request", "query", "quote_id", "to_record",
+           "transport_error", "turn_body"]
 
 class Record(dict[str, Any]):
     """A JSON object that also allows attribute access: ``ctx.context_id``."""
@@ -86,3 +87,44 @@ def bundle_body(bundle: dict[str, Any] | str | os.PathLike[str]) -> tuple[str, b
     if not isinstance(bundle_id, str):
         raise Unprocessable("the bundle has no bundle_id", {"field": "bundle_id"})
     return bundle_id, raw
+
+
+def events_request(last: int | str | None, context_ids: tuple[int | str, ...] | list[int | str],
+                   kinds: tuple[str, ...] | list[str]) -> tuple[str, dict[str, str]]:
+    """The path and headers of a ``GET /v1/events`` that resumes after ``last``."""
+    pairs = [("context_id", str(context_id)) for context_id in context_ids]
+    if kinds:
+        pairs.append(("events", ",".join(kinds)))
+    headers = {"Accept": "text/event-stream"}
+    if last is not None:
+        headers["Last-Event-ID"] = str(last)
+    return "/v1/events" + ("?" + urlencode(pairs) if pairs else ""), headers
+
+
+class EventParser:
+    """Server-Sent Events, a line at a time: :meth:`feed` returns each complete event as a
+    :class:`Record` (``event``, ``id``, ``data`` parsed from JSON) and keeps the server's ``retry``."""
+
+    def __init__(self) -> None:
+        self.retry = 1.0
+        self._fields: dict[str, str] = {}
+
+    def feed(self, line: str) -> Record | None:
+        line = line.rstrip("\r\n")
+        if not line:
+            fields, self._fields = self._fields, {}
+            if "data" not in fields:
+                return None
+            return Record(event=fields.get("event", "message"), id=fields.get("id"),
+                          data=to_record(orjson.loads(fields["data"])))
+        if line.startswith(":"):
+            return None
+        name, _, value = line.partition(":")
+        value = value[1:] if value.startswith(" ") else value
+        if name == "retry" and value.isdigit():
+            self.retry = int(value) / 1000
+        elif name in ("event", "id"):
+            self._fields[name] = value
+        elif name == "data":
+            self._fields["data"] = self._fields["data"] + "\n" + value if "data" in self._fields else value
+        return None

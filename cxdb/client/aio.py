@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Mapping
 from types import TracebackType
 from typing import Any
 
 import aiohttp
 
-from ._common import error_from, transport_error
+from ._common import EventParser, error_from, events_request, transport_error
 from .methods import Call, Methods, Response
 from .sync import DEFAULT_URL
 
@@ -46,6 +47,39 @@ class AsyncClient(Methods[Awaitable[Any]]):
         if response.status >= 400:
             raise error_from(response.status, response.body)
         return call.parse(response)
+
+    async def events(self, after: int | str | None = None,
+                     context_ids: tuple[int | str, ...] | list[int | str] = (), kinds: tuple[str, ...] | list[str] = (),
+                     reconnect: bool = True) -> AsyncIterator[Any]:
+        """Like :meth:`cxdb.Client.events`: the store's changes, resumed after the last id on reconnect."""
+        last = after
+        path, _ = events_request(None, context_ids, kinds)
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=self._timeout, headers=self._headers)
+        # A stream never ends by itself: only the time between two reads is bounded (heartbeats come often).
+        timeout = aiohttp.ClientTimeout(total=None, sock_read=self._timeout.total)
+        while True:
+            parser = EventParser()
+            _, headers = events_request(last, context_ids, kinds)
+            try:
+                async with self._session.get(self.base_url + path, headers=headers, timeout=timeout) as reply:
+                    if reply.status >= 400:
+                        body = await reply.read()
+                        if not (reconnect and reply.status == 503):
+                            raise error_from(reply.status, body)
+                    else:
+                        async for line in reply.content:
+                            event = parser.feed(line.decode())
+                            if event is not None:
+                                if event.id is not None:
+                                    last = event.id
+                                yield event
+                        if not reconnect:
+                            return
+            except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+                if not reconnect:
+                    raise transport_error(self.base_url, exc, sent=True) from exc
+            await asyncio.sleep(parser.retry)
 
     async def iter_turns(self, context_id: int | str, page_size: int = 64, **options: Any) -> AsyncIterator[Any]:
         """Every turn from the head to the root, newest first, one page at a time."""

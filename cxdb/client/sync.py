@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import http.client
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit
 
 from ..errors import TransportError
-from ._common import error_from, transport_error
+from ._common import EventParser, error_from, events_request, transport_error
 from .methods import Call, Methods, Response
 
 __all__ = ["Client"]
@@ -113,6 +114,49 @@ class Client(Methods[Any]):
             before = page["next_before_turn_id"]
             if before is None:
                 return
+
+    def events(self, after: int | str | None = None, context_ids: tuple[int | str, ...] | list[int | str] = (),
+               kinds: tuple[str, ...] | list[str] = (), reconnect: bool = True) -> Iterator[Any]:
+        """``GET /v1/events``: the store's changes, each a :class:`Record` with ``event``, ``id`` and ``data``,
+        forever. Starts after sequence ``after`` (or with the next change). When the connection drops
+        or the server restarts, it reconnects and resumes after the last id it yielded, so nothing is
+        missed or repeated; ``reconnect=False`` raises instead. Stop by breaking out of the loop.
+        """
+        last = after
+        path, _ = events_request(None, context_ids, kinds)
+        while True:
+            klass = http.client.HTTPSConnection if self._tls else http.client.HTTPConnection
+            conn = klass(self._host, self._port, timeout=self._timeout)
+            parser = EventParser()
+            try:
+                _, headers = events_request(last, context_ids, kinds)
+                try:
+                    conn.request("GET", self._prefix + path, headers={**self._headers, **headers})
+                    reply = conn.getresponse()
+                except (OSError, http.client.HTTPException) as exc:
+                    if not reconnect:
+                        raise transport_error(self.base_url, exc, sent=False) from exc
+                else:
+                    if reply.status >= 400:
+                        body = reply.read()
+                        if not (reconnect and reply.status == 503):
+                            raise error_from(reply.status, body)
+                    else:
+                        try:
+                            while line := reply.readline():
+                                event = parser.feed(line.decode())
+                                if event is not None:
+                                    if event.id is not None:
+                                        last = event.id
+                                    yield event
+                        except (OSError, http.client.HTTPException) as exc:
+                            if not reconnect:
+                                raise transport_error(self.base_url, exc, sent=True) from exc
+                        if not reconnect:
+                            return  # the server ended the stream (it is shutting down)
+            finally:
+                conn.close()
+            time.sleep(parser.retry)
 
     def _drop(self) -> None:
         conn: http.client.HTTPConnection | None = getattr(self._local, "conn", None)
