@@ -17,6 +17,7 @@ from typing import Any
 
 from . import (
     depth,
+    events,
     http_load,
     latency,
     memory,
@@ -83,6 +84,9 @@ def main(argv: list[str] | None = None) -> int:
             rows.extend(postgres.rows(pg))
         except NoPostgres as exc:
             print(f"{exc}: skipping the PostgreSQL scenarios", file=sys.stderr)
+        print("live events ...", file=sys.stderr)
+        live = results["events"] = events.run(seconds=3 if quick else 5, rounds=2 if quick else 3)
+        rows.extend(events.rows(live))
         print("metrics and access log A/B ...", file=sys.stderr)
         obs = results["observability"] = observability.run(rounds=3 if quick else 5, seconds=3)
         rows.extend(observability.rows(obs))

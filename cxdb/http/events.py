@@ -19,7 +19,7 @@ from aiohttp import web
 
 from ..errors import BadRequest, TooManyStreams
 from ..service import Service
-from ..service.events import EVENT_KINDS, event_context, event_data
+from ..service.events import EVENT_KINDS
 from .errors import DISCONNECTED
 from .keys import SERVICE, SETTINGS
 from .params import query_u64, u64_value
@@ -42,6 +42,8 @@ class Streams:
     async def close_all(self, app: web.Application) -> None:
         """``on_shutdown``: every stream ends at its next step; clients resume elsewhere or later."""
         self.closing.set()
+        if SERVICE in app:
+            app[SERVICE].changes.interrupt()
 
 
 STREAMS = web.AppKey("streams", Streams)
@@ -111,15 +113,12 @@ async def events(request: web.Request) -> web.StreamResponse:
 async def _stream(response: web.StreamResponse, service: Service, streams: Streams, position: int,
                   wanted: _Filter, heartbeat: float) -> None:
     while not streams.closing.is_set():
-        batch = await service.events(position, READ_BATCH)
-        for event in batch:
-            position = event.sequence
-            if event.kind not in wanted.kinds:
-                continue
-            if wanted.contexts is not None and event_context(event) not in wanted.contexts:
-                continue
-            await response.write(_frame(event.kind, event_data(event), event.sequence))
-        if len(batch) == READ_BATCH:
+        batch, position, more = await service.changes.read(position, READ_BATCH, wanted.contexts)
+        frames = [b"id: %d\nevent: %s\ndata: %s\n\n" % (item.sequence, item.kind.encode(), item.data)
+                  for item in batch if item.kind in wanted.kinds]
+        if frames:
+            await response.write(b"".join(frames))
+        if more:
             continue
         if not await _wait(service, streams, position, heartbeat) and not streams.closing.is_set():
             await response.write(b": heartbeat\n\n")
@@ -127,11 +126,4 @@ async def _stream(response: web.StreamResponse, service: Service, streams: Strea
 
 async def _wait(service: Service, streams: Streams, position: int, heartbeat: float) -> bool:
     """Until the log grows past ``position`` (True), the heartbeat is due or the server closes (False)."""
-    grew = asyncio.ensure_future(service.changes.wait(position, heartbeat))
-    closing = asyncio.ensure_future(streams.closing.wait())
-    try:
-        await asyncio.wait({grew, closing}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for task in (grew, closing):
-            task.cancel()
-    return grew.done() and not grew.cancelled() and grew.result()
+    return await service.changes.wait(position, heartbeat)

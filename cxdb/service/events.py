@@ -10,19 +10,31 @@ gateway is therefore seen within one poll; correctness never depends on the wake
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
+
+import orjson
 
 from ..model import iso_utc
 from ..storage import Backend, Event
 
-__all__ = ["EVENT_KINDS", "POLL_SECONDS", "Changes", "Pruner", "event_data", "event_context"]
+__all__ = ["EVENT_KINDS", "POLL_SECONDS", "Changes", "FeedItem", "Pruner", "event_context", "event_data", "feed_item"]
 
 log = logging.getLogger("cxdb.service")
 EVENT_KINDS = ("context_created", "turn_appended", "registry_published")
 POLL_SECONDS = 0.02
+MIN_GAP_SECONDS = 0.02
+"""Polls are at least this far apart, so a burst of writes is read as one batch."""
+RING_BYTES = 4 * 1024 * 1024
+"""The rendered recent events one process keeps for its streams, in bytes."""
+ITEM_OVERHEAD = 200
+"""What one ring entry costs beyond its JSON, roughly: the object and its deque slot."""
+FILL_BATCH = 1024
 PRUNE_STEP = 1000
 """Events one pruning transaction deletes at most: appends wait for no longer."""
 
@@ -58,66 +70,180 @@ def event_data(event: Event) -> dict[str, Any]:
     return {}
 
 
-class Changes:
-    """Wakes the streams of this process when the event log has grown.
+@dataclass(frozen=True, slots=True)
+class FeedItem:
+    """An event as streams send it: its ``data`` rendered to JSON once, for every stream."""
 
-    One poller per process reads the log's newest sequence every :data:`POLL_SECONDS` while a stream
-    waits, and at once after :meth:`poke`; when it has grown, every waiting stream wakes and reads.
+    sequence: int
+    kind: str
+    context_id: int | None
+    data: bytes
+
+
+def feed_item(event: Event) -> FeedItem:
+    return FeedItem(event.sequence, event.kind, event_context(event), orjson.dumps(event_data(event)))
+
+
+class Changes:
+    """The newest events of this process's store, read once for every stream, and the wake-up.
+
+    One poller per process, running while any stream waits, reads the log's newest sequence every
+    :data:`POLL_SECONDS`, and at once after :meth:`poke` (at most every :data:`MIN_GAP_SECONDS`, so a
+    burst of writes is read as one batch). New events are read once, rendered once, and kept in a
+    ring bounded in bytes; a stream whose position the ring covers sends from it, and one that fell
+    further behind reads the store itself. Either way each stream keeps its own position.
     """
 
-    def __init__(self, store: Backend) -> None:
+    def __init__(self, store: Backend, ring_bytes: int = RING_BYTES) -> None:
         self._store = store
+        self._ring_bytes = ring_bytes
+        self._ring: deque[FeedItem] = deque()
+        self._by_context: dict[int, deque[FeedItem]] = {}
+        self._held = 0
         self._newest = 0
+        self._read_to: int | None = None
         self._grew = asyncio.Event()
         self._kick = asyncio.Event()
         self._waiting = 0
+        self._interrupted = False
         self._poller: asyncio.Task[None] | None = None
 
     def poke(self) -> None:
         """A write of this process committed: look now rather than at the next poll."""
         self._kick.set()
 
+    def after(self, position: int, contexts: frozenset[int] | None = None) -> tuple[list[FeedItem], int] | None:
+        """The ring's events after ``position`` (of ``contexts`` only, when given), oldest first, and
+        the sequence up to which the ring was looked at; None when the ring does not reach back that
+        far (the caller reads the store). With ``contexts``, only those contexts' entries are visited,
+        so a stream that follows a few contexts costs nothing for the others' events."""
+        ring = self._ring
+        if not ring or position < ring[0].sequence - 1:
+            return None
+        newest = ring[-1].sequence
+        if contexts is not None:
+            found: list[FeedItem] = []
+            for context_id in contexts:
+                entries = self._by_context.get(context_id)
+                if entries:
+                    found.extend(_newer(entries, position))
+            found.sort(key=_sequence)
+            return found, newest
+        start = position + 1 - ring[0].sequence
+        if start < len(ring) and ring[start].sequence != position + 1:  # not consecutive: find it
+            return [item for item in ring if item.sequence > position], newest
+        return list(itertools.islice(ring, max(0, start), None)), newest
+
+    async def read(self, position: int, limit: int,
+                   contexts: frozenset[int] | None = None) -> tuple[list[FeedItem], int, bool]:
+        """Events after ``position`` (those of ``contexts``, when given), the sequence read up to, and
+        whether more may follow at once: from the ring when it has them, else up to ``limit`` from
+        the store."""
+        found = self.after(position, contexts)
+        if found is not None:
+            return found[0], max(position, found[1]), False
+        events = await self._store.events(position, limit)
+        items = [feed_item(event) for event in events]
+        if contexts is not None:
+            items = [item for item in items if item.context_id in contexts]
+        return items, events[-1].sequence if events else position, len(events) == limit
+
     async def wait(self, position: int, timeout: float) -> bool:
-        """Until the log holds events after ``position``, or ``timeout``; False on timeout."""
+        """Until the log holds events after ``position`` (True), or ``timeout`` or :meth:`interrupt`
+        (False). Waiting creates no task: a thousand streams waking cost a thousand resumptions."""
         if self._newest > position:
             return True
         self._waiting += 1
         if self._poller is None or self._poller.done():
             self._poller = asyncio.get_running_loop().create_task(self._poll())
         try:
-            deadline = time.monotonic() + timeout
-            while self._newest <= position:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return False
-                try:
-                    await asyncio.wait_for(self._grew.wait(), left)
-                except TimeoutError:
-                    return False
-            return True
+            async with asyncio.timeout(timeout):
+                while self._newest <= position and not self._interrupted:
+                    await self._grew.wait()
+        except TimeoutError:
+            return False
         finally:
             self._waiting -= 1
+        return not self._interrupted
+
+    def interrupt(self) -> None:
+        """Make every wait return False, now and from now on (the server is shutting down)."""
+        self._interrupted = True
+        self._wake()
+
+    def _wake(self) -> None:
+        woken, self._grew = self._grew, asyncio.Event()
+        woken.set()
 
     async def _poll(self) -> None:
+        # The ring restarts with each poller: while no stream waited, nobody read it.
+        self._ring.clear()
+        self._by_context.clear()
+        self._held = 0
+        self._read_to = None
         while self._waiting:
+            polled = time.monotonic()
             try:
                 _, newest = await self._store.event_bounds()
+                if newest > self._newest:
+                    await self._fill(newest)
             except Exception:  # the store is out of reach: the streams keep waiting, the poll goes on
                 log.debug("event poll failed", exc_info=True)
                 newest = self._newest
             if newest > self._newest:
                 self._newest = newest
-                woken, self._grew = self._grew, asyncio.Event()
-                woken.set()
+                self._wake()
             self._kick.clear()
             try:
                 await asyncio.wait_for(self._kick.wait(), POLL_SECONDS)
             except TimeoutError:
                 pass
+            gap = MIN_GAP_SECONDS - (time.monotonic() - polled)
+            if gap > 0:
+                await asyncio.sleep(gap)
+
+    async def _fill(self, newest: int) -> None:
+        if self._read_to is None:  # the ring starts with what is new from now on
+            self._read_to = newest
+            return
+        while self._read_to < newest:
+            events = await self._store.events(self._read_to, FILL_BATCH)
+            if not events:
+                break
+            for event in events:
+                item = feed_item(event)
+                self._ring.append(item)
+                if item.context_id is not None:
+                    self._by_context.setdefault(item.context_id, deque()).append(item)
+                self._held += len(item.data) + ITEM_OVERHEAD
+            self._read_to = events[-1].sequence
+            while self._held > self._ring_bytes and len(self._ring) > 1:
+                dropped = self._ring.popleft()  # the oldest of the ring is the oldest of its context too
+                self._held -= len(dropped.data) + ITEM_OVERHEAD
+                if dropped.context_id is not None:
+                    entries = self._by_context[dropped.context_id]
+                    entries.popleft()
+                    if not entries:
+                        del self._by_context[dropped.context_id]
 
     def close(self) -> None:
         if self._poller is not None:
             self._poller.cancel()
+
+
+def _sequence(item: FeedItem) -> int:
+    return item.sequence
+
+
+def _newer(entries: deque[FeedItem], position: int) -> list[FeedItem]:
+    """The entries after ``position``, walking back from the newest: O(what is returned)."""
+    found = []
+    for item in reversed(entries):
+        if item.sequence <= position:
+            break
+        found.append(item)
+    found.reverse()
+    return found
 
 
 class Pruner:
