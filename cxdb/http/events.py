@@ -12,12 +12,13 @@ resumes where it was.
 from __future__ import annotations
 
 import asyncio
+import logging
 from dataclasses import dataclass
 
 import orjson
 from aiohttp import web
 
-from ..errors import BadRequest, TooManyStreams
+from ..errors import BadRequest, CxdbError, TooManyStreams
 from ..service import Service
 from ..service.events import EVENT_KINDS
 from .errors import DISCONNECTED
@@ -27,6 +28,7 @@ from .params import query_u64, u64_value
 __all__ = ["STREAMS", "Streams", "routes"]
 
 routes = web.RouteTableDef()
+log = logging.getLogger("cxdb.http")
 READ_BATCH = 256
 MAX_CONTEXT_FILTERS = 256
 RETRY_MS = 1000
@@ -105,6 +107,8 @@ async def events(request: web.Request) -> web.StreamResponse:
         await _stream(response, service, streams, position, wanted, settings.event_heartbeat)
     except DISCONNECTED:
         pass  # the client went away: nobody reads the rest
+    except CxdbError as exc:  # the store failed mid-stream: end it; the client resumes from its last id
+        log.warning("event stream ended: %s", exc.message)
     finally:
         streams.open -= 1
     return response
