@@ -29,7 +29,7 @@ def two_workers(module_store_url: str) -> Iterator[LiveServer]:
 
 
 @given(ops=OPS, cuts=CUTS)
-@settings(max_examples=12, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck))
 def test_received_events_equal_the_changes_made(two_workers: LiveServer, ops: list[tuple[str, int]],
                                                 cuts: list[int]) -> None:
     expected: list[tuple[str, str]] = []  # (kind, the context or turn id it names)
