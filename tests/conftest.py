@@ -10,6 +10,7 @@ that reason. A test that is about LMDB itself carries ``@pytest.mark.lmdb_only``
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import subprocess
@@ -90,30 +91,31 @@ def backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
-@pytest.fixture
-def store_url(backend: str, tmp_path: Path) -> Iterator[str]:
-    """A fresh store of the backend under test: an LMDB directory in tmp_path, or a PostgreSQL schema."""
+@contextlib.contextmanager
+def fresh_store(backend: str, directory: Path) -> Iterator[str]:
+    """A fresh store of ``backend``: an LMDB directory under ``directory``, or a PostgreSQL schema."""
     if backend == "lmdb":
-        yield str(tmp_path / "data")
+        yield str(directory / "data")
         return
     schema = PostgresSchema()
     try:
         yield schema.url
     finally:
         schema.drop()
+
+
+@pytest.fixture
+def store_url(backend: str, tmp_path: Path) -> Iterator[str]:
+    """A fresh store of the backend under test."""
+    with fresh_store(backend, tmp_path) as url:
+        yield url
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
 def module_store_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A fresh store of each backend, shared by the tests of one module (a fuzzed server's)."""
-    if request.param == "lmdb":
-        yield str(tmp_path_factory.mktemp("store") / "data")
-        return
-    schema = PostgresSchema()
-    try:
-        yield schema.url
-    finally:
-        schema.drop()
+    with fresh_store(str(request.param), tmp_path_factory.mktemp("store")) as url:
+        yield url
 
 
 @pytest.fixture

@@ -124,10 +124,5 @@ async def _stream(response: web.StreamResponse, service: Service, streams: Strea
             await response.write(b"".join(frames))
         if more:
             continue
-        if not await _wait(service, streams, position, heartbeat) and not streams.closing.is_set():
+        if not await service.changes.wait(position, heartbeat) and not streams.closing.is_set():
             await response.write(b": heartbeat\n\n")
-
-
-async def _wait(service: Service, streams: Streams, position: int, heartbeat: float) -> bool:
-    """Until the log grows past ``position`` (True), the heartbeat is due or the server closes (False)."""
-    return await service.changes.wait(position, heartbeat)

@@ -28,7 +28,7 @@ from ..metrics import Metrics
 from ..model import ContextRecord, TurnRecord, iso_utc
 from ..projection import Projection, RenderOptions, encode_typed, project
 from ..registry import Catalog, parse_bundle
-from ..storage import Backend, Event, RegistryMoved, StoredBundle, open_backend
+from ..storage import Backend, RegistryMoved, StoredBundle, open_backend
 from .events import Changes, Pruner
 from .registry import CatalogCache
 from .views import MAX_LINEAGE_CHILDREN, context_view, turn_head
@@ -412,10 +412,6 @@ class Service:
                 "blob_stored_bytes": stats.blob_stored_bytes, "blob_raw_bytes": stats.blob_raw_bytes,
                 "dedup_hits": stats.dedup_hits, "oldest_event_sequence": str(oldest),
                 "newest_event_sequence": str(newest)}
-
-    async def events(self, after: int, limit: int) -> list[Event]:
-        """Up to ``limit`` events after sequence ``after``, in order."""
-        return await self.store.events(after, limit)
 
     async def event_bounds(self) -> tuple[int, int]:
         """(oldest, newest) retained event sequence; oldest is 0 when none is retained."""

@@ -238,13 +238,14 @@ def test_an_event_of_any_worker_reaches_a_stream_on_every_worker(store_url: str)
 
 
 def test_shutdown_ends_streams_and_they_resume_on_the_next_server(store_url: str) -> None:
-    server = LiveServer(store_url, "--shutdown-grace", "30")
+    # A grace of a day: a server that exits at all was not held by the open stream, which it ended.
+    server = LiveServer(store_url, "--shutdown-grace", "86400")
     with Client(server.url) as client:
         context = client.create_context()
     stream = Stream(server.url, "?after=0")
     try:
         assert stream.event()["id"] == "1"
-        assert server.stop(timeout=20) == 0  # well inside the 30 s grace: the stream does not hold it
+        assert server.stop() == 0
         with pytest.raises(AssertionError, match="the stream ended"):
             stream.frame()
     finally:

@@ -5,7 +5,7 @@ registry id claimed by two at once goes to one."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -38,18 +38,24 @@ def publish_conversation(url: str) -> None:
 MESSAGE = {"type_id": "cxdb.chat.Message", "type_version": 1}
 
 
+def through_both(gateways: tuple[LiveServer, LiveServer], count: int, call: Callable[[Client, int], Any]) -> list[Any]:
+    """``call(client, n)`` for n in range(count), all at once, alternating between the two gateways."""
+    def one(n: int) -> Any:
+        with Client(gateways[n % 2].url) as client:
+            return call(client, n)
+
+    with ThreadPoolExecutor(count) as pool:
+        return list(pool.map(one, range(count)))
+
+
 def test_48_concurrent_appends_through_two_gateways_form_one_chain(gateways: tuple[LiveServer, LiveServer]) -> None:
     first, second = gateways
     publish_conversation(first.url)
     with Client(first.url) as client:
         context_id = client.create_context().context_id
 
-    def append(n: int) -> str:
-        with Client((first, second)[n % 2].url) as client:
-            return str(client.append_turn(context_id, MESSAGE, data={"role": "user", "text": f"m{n}"}).turn_id)
-
-    with ThreadPoolExecutor(48) as pool:
-        acknowledged = list(pool.map(append, range(48)))
+    acknowledged = through_both(gateways, 48, lambda client, n: str(client.append_turn(
+        context_id, MESSAGE, data={"role": "user", "text": f"m{n}"}).turn_id))
     assert len(set(acknowledged)) == 48
     with Client(second.url) as client:
         chain = chain_of(client, context_id)
@@ -68,13 +74,8 @@ def test_concurrent_idempotent_retries_through_two_gateways_make_one_turn(
     with Client(first.url) as client:
         context_id = client.create_context().context_id
 
-    def retry(n: int) -> str:
-        with Client((first, second)[n % 2].url) as client:
-            return str(client.append_turn(context_id, MESSAGE, data={"role": "user", "text": "once"},
-                                          idempotency_key="k-1").turn_id)
-
-    with ThreadPoolExecutor(16) as pool:
-        answers = set(pool.map(retry, range(16)))
+    answers = set(through_both(gateways, 16, lambda client, n: str(client.append_turn(
+        context_id, MESSAGE, data={"role": "user", "text": "once"}, idempotency_key="k-1").turn_id)))
     assert len(answers) == 1
     with Client(first.url) as client:
         assert [t["turn_id"] for t in chain_of(client, context_id)] == list(answers)
@@ -104,16 +105,14 @@ def test_two_gateways_publishing_different_bundles_under_one_id_give_one_201_and
     bodies = [{**base, "bundle_id": "race"},
               {**base, "bundle_id": "race", "types": {**base["types"], "t.Other": other}}]
 
-    def publish(n: int) -> str:
-        with Client((first, second)[n].url) as client:
-            try:
-                client.publish_bundle(bodies[n])
-            except Conflict:
-                return "409"
-            return "201"
+    def publish(client: Client, n: int) -> str:
+        try:
+            client.publish_bundle(bodies[n])
+        except Conflict:
+            return "409"
+        return "201"
 
-    with ThreadPoolExecutor(2) as pool:
-        assert sorted(pool.map(publish, range(2))) == ["201", "409"]
+    assert sorted(through_both(gateways, 2, publish)) == ["201", "409"]
     with Client(first.url) as a, Client(second.url) as b:
         assert a.get_bundle("race") == b.get_bundle("race")
         assert [x["bundle_id"] for x in a.list_bundles()["bundles"]] == ["race"]
