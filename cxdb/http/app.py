@@ -8,9 +8,10 @@ from aiohttp import web
 
 from ..config import Settings
 from ..service import Service
-from . import contexts, describe, events, registry, system, turns
+from . import contexts, describe, events, follow, registry, system, turns
 from .front import REQUEST_IDS, RequestIds, front_middleware
 from .keys import SERVICE, SETTINGS
+from .streams import STREAMS, Streams
 
 __all__ = ["create_app"]
 
@@ -26,9 +27,10 @@ def create_app(settings: Settings, service: Service | None = None) -> web.Applic
     app[turns.PAGE_QUERIES] = turns.page_query_cache()
     # Registration order is match order among paths that share a prefix: the hot routes first.
     app[describe.SPEC] = describe.spec_bytes()
-    for table in (turns.routes, contexts.routes, registry.routes, system.routes, events.routes, describe.routes):
+    for table in (turns.routes, contexts.routes, registry.routes, system.routes, events.routes, follow.routes,
+                  describe.routes):
         app.router.add_routes(table)
-    streams = app[events.STREAMS] = events.Streams()
+    streams = app[STREAMS] = Streams()
     app.on_shutdown.append(streams.close_all)
 
     if service is not None:

@@ -24,7 +24,7 @@ from .params import (
     read_object,
 )
 
-__all__ = ["PAGE_QUERIES", "page_query_cache", "routes"]
+__all__ = ["MAX_PAGE", "PAGE_QUERIES", "page_query_cache", "render_query", "routes"]
 
 routes = web.RouteTableDef()
 MAX_PAGE = 1000
@@ -53,11 +53,17 @@ class _PageQuery:
     options: RenderOptions
 
 
-def _parse_page_query(query: Any) -> _PageQuery:
+def render_query(query: Any) -> tuple[str, TypeHint, RenderOptions]:
+    """How turns are to be rendered: the view, the type hint and the render options, as a page asks."""
     options = RenderOptions(**{name: choice(query, name, allowed) for name, allowed in RENDER_CHOICES.items()},
                             include_unknown=flag(query, "include_unknown", False))
-    return _PageQuery(query_int(query, "limit", 64, MAX_PAGE), query_u64(query, "before_turn_id"),
-                      choice(query, "view", VIEWS), _hint(query), options)
+    return choice(query, "view", VIEWS), _hint(query), options
+
+
+def _parse_page_query(query: Any) -> _PageQuery:
+    limit = query_int(query, "limit", 64, MAX_PAGE)
+    before = query_u64(query, "before_turn_id")
+    return _PageQuery(limit, before, *render_query(query))
 
 
 # What a query string asks for is a pure function of its text, and clients page with a few

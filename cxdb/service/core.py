@@ -30,6 +30,7 @@ from ..projection import Projection, RenderOptions, encode_typed, project
 from ..registry import Catalog, parse_bundle
 from ..storage import Backend, RegistryMoved, StoredBundle, open_backend
 from .events import Changes, Pruner
+from .follow import Follower
 from .registry import CatalogCache
 from .views import MAX_LINEAGE_CHILDREN, context_view, turn_head
 
@@ -217,6 +218,46 @@ class Service:
                                      {"type_id": type_id, "type_version": type_version})
         return pack(data)
 
+    async def follow(self, context_id: int, view: str = "typed", hint: TypeHint | None = None,
+                     options: RenderOptions | None = None, after_turn_id: int | None = None, tail: int = 0,
+                     resume: bool = False) -> Follower:
+        """A follower of a context: after ``after_turn_id`` (0: from the first turn), else after the
+        newest ``tail`` turns. Checks everything a page would before anything is sent: NotFound for a
+        missing context or an ``after_turn_id`` off the head's chain (unless ``resume``: a client
+        reconnecting after the head moved away gets a rebase instead), the hint's type.
+        """
+        hint = hint or TypeHint()
+        options = options or RenderOptions()
+        _, position = await self.store.event_bounds()  # before the head: no change in between is missed
+        context, head, generation = await self.store.page_start(context_id)
+        await self._catalog(generation, hint)
+        if after_turn_id is not None:
+            last = await self._follow_from(context, after_turn_id, resume)
+        elif tail:
+            depth = max(0, context.head_depth - tail)
+            last = (await self.store.ancestor(head, depth), depth)
+        else:
+            last = (head, context.head_depth)
+
+        async def render(chain: list[TurnRecord], generation: int) -> list[bytes]:
+            return await self.render_turns(chain, generation, view, hint, options)
+
+        budget = self.settings.max_page_bytes // (1 if view == "typed" else 2)
+        return Follower(self.store, self.changes, render, budget, context_id, last, position)
+
+    async def _follow_from(self, context: ContextRecord, turn_id: int, resume: bool) -> tuple[int, int]:
+        if turn_id == 0:
+            return 0, 0
+        missing = NotFound(f"Turn {turn_id} is not on context {context.context_id}",
+                           {"after_turn_id": str(turn_id), "context_id": str(context.context_id)})
+        found = await self.store.turn(turn_id)
+        if found is None:
+            raise missing
+        depth = found.depth
+        if not resume and await self.store.ancestor(context.head_turn_id, depth) != turn_id:
+            raise missing
+        return turn_id, depth
+
     async def get_turns(self, context_id: int, limit: int = 64, before_turn_id: int | None = None,
                         view: str = "typed", hint: TypeHint | None = None,
                         options: RenderOptions | None = None) -> dict[str, Any]:
@@ -237,18 +278,7 @@ class Service:
         hint = hint or TypeHint()
         options = options or RenderOptions()
         context, start, generation = await self.store.page_start(context_id, before_turn_id)
-        catalog = self._catalogs.cached
-        if generation != len(catalog.bundle_ids):  # the registry changed: catch up (off the hot path)
-            catalog = await self._catalogs.at(generation)
-        forced = None
-        if hint.mode == "explicit":
-            if hint.type_id is None or hint.type_version is None:
-                raise Unprocessable("type_hint_mode=explicit needs as_type_id and as_type_version",
-                                    {"field": "as_type_id" if hint.type_id is None else "as_type_version"})
-            forced = catalog.descriptor(hint.type_id, hint.type_version)
-            if forced is None:
-                raise FailedDependency(f"type {hint.type_id} v{hint.type_version} is not registered",
-                                       {"type_id": hint.type_id, "type_version": hint.type_version})
+        catalog, forced = await self._catalog(generation, hint)
         if limit == 0:
             # No turns, but the cursor the next page would use: the given one, while older turns exist.
             # (Without a cursor the next page is the head's own, which is asked for without one.)
@@ -292,14 +322,8 @@ class Service:
             group = _group(chain, index, budget - used, 1 if view == "typed" else 2)
             payloads = await self.store.payloads(turn.content_hash for turn in group)
             for turn in group:
-                raw = payloads.get(turn.content_hash)
-                item = turn_head(turn)
-                if view != "raw":
-                    descriptor = forced or self._descriptor_for(catalog, turn, hint.mode)
-                    item.update(self._typed(turn, raw, descriptor, lookup, options))
-                if view != "typed":
-                    item.update(_raw_fields(turn, raw))
-                text = orjson.dumps(item)
+                text = self._render_turn(turn, payloads.get(turn.content_hash), view, hint, options, catalog,
+                                         forced, lookup)
                 if rendered and used + len(text) + 1 > budget:
                     next_before = chain[index - 1].turn_id  # the oldest turn sent: older ones follow
                     chain = chain[:index]
@@ -314,6 +338,43 @@ class Service:
         if next_before is None:
             return body, None
         return body, (next_before, chain[-1].parent_turn_id)
+
+    async def _catalog(self, generation: int, hint: TypeHint) -> tuple[Catalog, Descriptor | None]:
+        """The catalog at a registry generation, and the descriptor an explicit hint forces."""
+        catalog = self._catalogs.cached
+        if generation != len(catalog.bundle_ids):  # the registry changed: catch up (off the hot path)
+            catalog = await self._catalogs.at(generation)
+        if hint.mode != "explicit":
+            return catalog, None
+        if hint.type_id is None or hint.type_version is None:
+            raise Unprocessable("type_hint_mode=explicit needs as_type_id and as_type_version",
+                                {"field": "as_type_id" if hint.type_id is None else "as_type_version"})
+        forced = catalog.descriptor(hint.type_id, hint.type_version)
+        if forced is None:
+            raise FailedDependency(f"type {hint.type_id} v{hint.type_version} is not registered",
+                                   {"type_id": hint.type_id, "type_version": hint.type_version})
+        return catalog, forced
+
+    async def render_turns(self, chain: list[TurnRecord], generation: int, view: str, hint: TypeHint,
+                           options: RenderOptions) -> list[bytes]:
+        """Each turn's JSON exactly as a page renders it, with the registry at ``generation``. The
+        caller bounds how many payload bytes ``chain`` holds."""
+        catalog, forced = await self._catalog(generation, hint)
+        payloads = await self.store.payloads(turn.content_hash for turn in chain)
+        lookup = _lookup(catalog)
+        return [self._render_turn(turn, payloads.get(turn.content_hash), view, hint, options, catalog, forced,
+                                  lookup) for turn in chain]
+
+    def _render_turn(self, turn: TurnRecord, raw: bytes | None, view: str, hint: TypeHint, options: RenderOptions,
+                     catalog: Catalog, forced: Descriptor | None,
+                     lookup: Callable[[TypeRef], Descriptor | None]) -> bytes:
+        item = turn_head(turn)
+        if view != "raw":
+            descriptor = forced or self._descriptor_for(catalog, turn, hint.mode)
+            item.update(self._typed(turn, raw, descriptor, lookup, options))
+        if view != "typed":
+            item.update(_raw_fields(turn, raw))
+        return orjson.dumps(item)
 
     @staticmethod
     def _descriptor_for(catalog: Catalog, turn: TurnRecord, mode: str) -> Descriptor | None:

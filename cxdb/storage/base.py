@@ -118,6 +118,13 @@ class Backend(Protocol):
     async def chain(self, start: int, limit: int) -> tuple[list[TurnRecord], TurnId | None]:
         """Up to ``limit`` turns ending at ``start``, oldest first, and the cursor to older ones."""
 
+    async def turn(self, turn_id: int) -> TurnRecord | None:
+        """One turn, or None when there is no such turn."""
+
+    async def ancestor(self, turn_id: int, depth: int) -> int:
+        """The id of the turn at ``depth`` on the chain of ``turn_id`` (itself at its own depth), in
+        O(log depth) reads by jump pointers; 0 when there is none."""
+
     def note_cursor(self, context: ContextRecord, cursor: int, parent: int) -> None:
         """Remember that ``cursor`` (whose parent is ``parent``) is on the chain of the context's head."""
 

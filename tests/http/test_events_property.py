@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from cxdb import Client
 from tests.conftest import LiveServer
-from tests.http.test_events import Stream
+from tests.http.streams import Stream
 
 MESSAGE = {"type_id": "t", "type_version": 1}
 OPS = st.lists(st.tuples(st.sampled_from(["create", "fork", "append", "append_to_parent"]), st.integers(0, 10**6)),

@@ -60,6 +60,12 @@ class LmdbBackend:
     async def chain(self, start: int, limit: int) -> tuple[list[TurnRecord], TurnId | None]:
         return self.store.chain(start, limit)
 
+    async def turn(self, turn_id: int) -> TurnRecord | None:
+        return self.store.turn(turn_id)
+
+    async def ancestor(self, turn_id: int, depth: int) -> int:
+        return self.store.ancestor(turn_id, depth)
+
     def note_cursor(self, context: ContextRecord, cursor: int, parent: int) -> None:
         self.store.note_cursor(context, cursor, parent)
 

@@ -296,6 +296,15 @@ class Store:
         more = bool(found) and found[0].parent_turn_id != 0
         return found, found[0].turn_id if more else None
 
+    def turn(self, turn_id: int) -> TurnRecord | None:
+        with self._env.read() as txn:
+            found = turns.get(txn, self._dbs.turns, turn_id)
+        return found[0] if found is not None else None
+
+    def ancestor(self, turn_id: int, depth: int) -> int:
+        with self._env.read() as txn:
+            return turns.ancestor_at_depth(txn, self._dbs.turns, turn_id, depth)
+
     def _cursor_start(self, txn: Any, context: ContextRecord, before_turn_id: int) -> int:
         missing = NotFound(f"Turn {before_turn_id} is not on context {context.context_id}",
                            {"before_turn_id": str(before_turn_id), "context_id": str(context.context_id)})

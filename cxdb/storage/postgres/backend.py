@@ -55,6 +55,16 @@ walk(turn_id, depth, parent_turn_id, jump_turn_id, jump_depth) AS (
     WHERE w.depth > g.depth)
 SELECT (SELECT parent_turn_id FROM target),
        (SELECT w.turn_id FROM walk w CROSS JOIN target g WHERE w.depth = g.depth)"""
+_ANCESTOR = """
+WITH RECURSIVE walk(turn_id, depth, parent_turn_id, jump_turn_id, jump_depth) AS (
+    SELECT turn_id, depth, parent_turn_id, jump_turn_id, jump_depth FROM turns WHERE turn_id = $1
+    UNION ALL
+    SELECT t.* FROM walk w CROSS JOIN LATERAL (
+        SELECT turn_id, depth, parent_turn_id, jump_turn_id, jump_depth FROM turns WHERE turn_id = CASE
+            WHEN w.jump_turn_id <> 0 AND w.jump_depth >= $2 THEN w.jump_turn_id ELSE w.parent_turn_id END
+        LIMIT 1) t
+    WHERE w.depth > $2)
+SELECT turn_id FROM walk WHERE depth = $2"""
 _LIST = f"""
 SELECT k.contexts, c.* FROM counters k LEFT JOIN LATERAL (
     SELECT {CONTEXT} FROM contexts ORDER BY last_activity_ms DESC, context_id DESC LIMIT $1) c ON true
@@ -322,6 +332,18 @@ class PostgresBackend:
         found = [turn(row) for row in rows]
         more = bool(found) and found[0].parent_turn_id != 0
         return found, found[0].turn_id if more else None
+
+    async def turn(self, turn_id: int) -> TurnRecord | None:
+        if not fits(turn_id):
+            return None
+        row = await self._db.read(lambda conn: conn.fetchrow(f"SELECT {TURN} FROM turns WHERE turn_id = $1", turn_id))
+        return turn(row) if row is not None else None
+
+    async def ancestor(self, turn_id: int, depth: int) -> int:
+        if depth <= 0 or not fits(turn_id):
+            return 0
+        found = await self._db.read(lambda conn: conn.fetchval(_ANCESTOR, turn_id, depth))
+        return int(found or 0)
 
     async def payloads(self, hashes: Iterable[bytes]) -> dict[bytes, bytes]:
         wanted = list(set(hashes))
