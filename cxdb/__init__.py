@@ -5,7 +5,7 @@
 
 from typing import TYPE_CHECKING
 
-from .client import Client, Record
+from .client import Client, Rebase, Record, Turn
 from .errors import (
     BadRequest,
     Conflict,
@@ -36,8 +36,10 @@ __all__ = [
     "NotFound",
     "PayloadTooLarge",
     "PreconditionFailed",
+    "Rebase",
     "Record",
     "TransportError",
+    "Turn",
     "Unauthorized",
     "Unprocessable",
     "__version__",

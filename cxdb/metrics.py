@@ -104,6 +104,8 @@ class Metrics:
                              ("cache", "result"), **instrument)
         self.connections = Gauge("cxdb_http_connections", "Open HTTP connections.",
                                  multiprocess_mode="livesum", **instrument)
+        self.streams = Gauge("cxdb_streams_open", "Open event and follow streams, SSE and WebSocket.",
+                             multiprocess_mode="livesum", **instrument)
         self._bounds = (*LATENCY_BUCKETS, float("inf"))
         self._requests: dict[tuple[str, str, int], list[Any]] = {}  # key -> [count, seconds, per-bucket counts]
         self._caches: dict[str, tuple[Any, list[int]]] = {}  # name -> (cache, [hits, misses] counted so far)

@@ -10,8 +10,9 @@ import orjson
 
 from ..errors import CxdbError, TransportError, Unprocessable, error_class
 
-__all__ = ["EventParser", "Record", "bundle_body", "error_from", "events_request", "query", "quote_id", "to_record",
-           "transport_error", "turn_body"]
+__all__ = ["EventParser", "Rebase", "Record", "StreamPlan", "Turn", "bundle_body", "error_from", "events_plan",
+           "follow_item", "follow_plan", "needs_head", "query", "quote_id", "to_record", "transport_error",
+           "turn_body"]
 
 class Record(dict[str, Any]):
     """A JSON object that also allows attribute access: ``ctx.context_id``."""
@@ -89,16 +90,74 @@ def bundle_body(bundle: dict[str, Any] | str | os.PathLike[str]) -> tuple[str, b
     return bundle_id, raw
 
 
-def events_request(last: int | str | None, context_ids: tuple[int | str, ...] | list[int | str],
-                   kinds: tuple[str, ...] | list[str]) -> tuple[str, dict[str, str]]:
-    """The path and headers of a ``GET /v1/events`` that resumes after ``last``."""
+class Turn(Record):
+    """A turn from :meth:`cxdb.Client.follow`, exactly as a page renders it."""
+
+
+class Rebase(Record):
+    """From :meth:`cxdb.Client.follow`: the context's head moved away from the turns yielded so far.
+    Drop those after ``common_ancestor_turn_id`` (all of them when it is ``"0"``); the turns from
+    there to the new head follow."""
+
+
+class StreamPlan:
+    """Where a stream (re)connects: the first request asks for its start point in the query; each
+    later one resumes after the last id seen with ``Last-Event-ID``."""
+
+    def __init__(self, path: str, pairs: list[tuple[str, str]], start: list[tuple[str, str]],
+                 last: str | None = None) -> None:
+        self._path = path
+        self._pairs = pairs
+        self._start = start
+        self.last = last
+
+    def request(self) -> tuple[str, dict[str, str]]:
+        headers = {"Accept": "text/event-stream"}
+        pairs = self._pairs
+        if self.last is not None:
+            headers["Last-Event-ID"] = self.last
+        else:
+            pairs = pairs + self._start
+        return self._path + ("?" + urlencode(pairs) if pairs else ""), headers
+
+    def seen(self, event: Record) -> None:
+        if event.id is not None:
+            self.last = event.id
+
+
+def events_plan(after: int | str | None, context_ids: tuple[int | str, ...] | list[int | str],
+                kinds: tuple[str, ...] | list[str]) -> StreamPlan:
+    """``GET /v1/events`` after sequence ``after``."""
     pairs = [("context_id", str(context_id)) for context_id in context_ids]
     if kinds:
         pairs.append(("events", ",".join(kinds)))
-    headers = {"Accept": "text/event-stream"}
-    if last is not None:
-        headers["Last-Event-ID"] = str(last)
-    return "/v1/events" + ("?" + urlencode(pairs) if pairs else ""), headers
+    return StreamPlan("/v1/events", pairs, [], None if after is None else str(after))
+
+
+def follow_plan(context_id: int | str, after_turn_id: int | str | None, tail: int | None,
+                options: dict[str, Any], head: str | None = None) -> StreamPlan:
+    """``GET /v1/contexts/{id}/follow`` after a turn (or the newest ``tail``, or resuming after
+    ``head``), rendered with ``options``."""
+    pairs = [(key, str(value).lower() if isinstance(value, bool) else str(value))
+             for key, value in options.items() if value is not None]
+    start = [("after_turn_id", str(after_turn_id))] if after_turn_id is not None else []
+    if tail:
+        start.append(("tail", str(tail)))
+    return StreamPlan(f"/v1/contexts/{quote_id(context_id)}/follow", pairs, start, head)
+
+
+def needs_head(after_turn_id: int | str | None, tail: int | None) -> bool:
+    """A follow with no start point starts at the head as it is now, read first, so that a drop before
+    the first turn resumes from there too."""
+    return after_turn_id is None and not tail
+
+
+def follow_item(event: Record) -> Turn | Rebase | None:
+    if event.event == "turn":
+        return Turn(event.data)
+    if event.event == "rebase":
+        return Rebase(event.data)
+    return None
 
 
 class EventParser:

@@ -9,7 +9,18 @@ from typing import Any
 
 import aiohttp
 
-from ._common import EventParser, error_from, events_request, transport_error
+from ._common import (
+    EventParser,
+    Rebase,
+    StreamPlan,
+    Turn,
+    error_from,
+    events_plan,
+    follow_item,
+    follow_plan,
+    needs_head,
+    transport_error,
+)
 from .methods import Call, Methods, Response
 from .sync import DEFAULT_URL
 
@@ -52,15 +63,28 @@ class AsyncClient(Methods[Awaitable[Any]]):
                      context_ids: tuple[int | str, ...] | list[int | str] = (), kinds: tuple[str, ...] | list[str] = (),
                      reconnect: bool = True) -> AsyncIterator[Any]:
         """Like :meth:`cxdb.Client.events`: the store's changes, resumed after the last id on reconnect."""
-        last = after
-        path, _ = events_request(None, context_ids, kinds)
+        async for event in self._stream(events_plan(after, context_ids, kinds), reconnect):
+            yield event
+
+    async def follow(self, context_id: int | str, after_turn_id: int | str | None = None, tail: int | None = None,
+                     reconnect: bool = True, **options: Any) -> AsyncIterator[Turn | Rebase]:
+        """Like :meth:`cxdb.Client.follow`: a context's turns and rebases, resumed after the last turn."""
+        head = None
+        if needs_head(after_turn_id, tail):
+            head = (await self.get_context(context_id, include_lineage=False))["head_turn_id"]
+        async for event in self._stream(follow_plan(context_id, after_turn_id, tail, options, head), reconnect):
+            item = follow_item(event)
+            if item is not None:
+                yield item
+
+    async def _stream(self, plan: StreamPlan, reconnect: bool) -> AsyncIterator[Any]:
         if self._session is None:
             self._session = aiohttp.ClientSession(timeout=self._timeout, headers=self._headers)
         # A stream never ends by itself: only the time between two reads is bounded (heartbeats come often).
         timeout = aiohttp.ClientTimeout(total=None, sock_read=self._timeout.total)
         while True:
             parser = EventParser()
-            _, headers = events_request(last, context_ids, kinds)
+            path, headers = plan.request()
             try:
                 async with self._session.get(self.base_url + path, headers=headers, timeout=timeout) as reply:
                     if reply.status >= 400:
@@ -71,8 +95,7 @@ class AsyncClient(Methods[Awaitable[Any]]):
                         async for line in reply.content:
                             event = parser.feed(line.decode())
                             if event is not None:
-                                if event.id is not None:
-                                    last = event.id
+                                plan.seen(event)
                                 yield event
                         if not reconnect:
                             return

@@ -11,7 +11,18 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ..errors import TransportError
-from ._common import EventParser, error_from, events_request, transport_error
+from ._common import (
+    EventParser,
+    Rebase,
+    StreamPlan,
+    Turn,
+    error_from,
+    events_plan,
+    follow_item,
+    follow_plan,
+    needs_head,
+    transport_error,
+)
 from .methods import Call, Methods, Response
 
 __all__ = ["Client"]
@@ -122,14 +133,32 @@ class Client(Methods[Any]):
         or the server restarts, it reconnects and resumes after the last id it yielded, so nothing is
         missed or repeated; ``reconnect=False`` raises instead. Stop by breaking out of the loop.
         """
-        last = after
-        path, _ = events_request(None, context_ids, kinds)
+        yield from self._stream(events_plan(after, context_ids, kinds), reconnect)
+
+    def follow(self, context_id: int | str, after_turn_id: int | str | None = None, tail: int | None = None,
+               reconnect: bool = True, **options: Any) -> Iterator[Turn | Rebase]:
+        """``GET /v1/contexts/{id}/follow``: the context's turns as they are appended, forever, each a
+        :class:`Turn` rendered as :meth:`get_turns` renders it with the same ``options``; a
+        :class:`Rebase` when the head moved away from the turns yielded so far. Starts after
+        ``after_turn_id`` (0: from the first turn), or with the newest ``tail`` turns, or else after the
+        head as it is when iteration begins (the first ``next()``). On a dropped connection it resumes
+        after the last turn it yielded, or that head; ``reconnect=False`` raises instead.
+        """
+        head = None
+        if needs_head(after_turn_id, tail):
+            head = (self.get_context(context_id, include_lineage=False))["head_turn_id"]
+        for event in self._stream(follow_plan(context_id, after_turn_id, tail, options, head), reconnect):
+            item = follow_item(event)
+            if item is not None:
+                yield item
+
+    def _stream(self, plan: StreamPlan, reconnect: bool) -> Iterator[Any]:
         while True:
             klass = http.client.HTTPSConnection if self._tls else http.client.HTTPConnection
             conn = klass(self._host, self._port, timeout=self._timeout)
             parser = EventParser()
             try:
-                _, headers = events_request(last, context_ids, kinds)
+                path, headers = plan.request()
                 try:
                     conn.request("GET", self._prefix + path, headers={**self._headers, **headers})
                     reply = conn.getresponse()
@@ -146,8 +175,7 @@ class Client(Methods[Any]):
                             while line := reply.readline():
                                 event = parser.feed(line.decode())
                                 if event is not None:
-                                    if event.id is not None:
-                                        last = event.id
+                                    plan.seen(event)
                                     yield event
                         except (OSError, http.client.HTTPException) as exc:
                             if not reconnect:

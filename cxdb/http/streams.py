@@ -101,7 +101,10 @@ async def serve_stream(request: web.Request, produce: Produce) -> web.StreamResp
     if streams.open >= settings.max_streams:
         raise TooManyStreams("the server serves as many streams as it may; try again shortly",
                              {"max_streams": settings.max_streams})
+    metrics = request.app[SERVICE].metrics
     streams.open += 1
+    if metrics is not None:
+        metrics.streams.inc()
     try:
         socket = web.WebSocketResponse(heartbeat=settings.event_heartbeat, max_msg_size=4096)
         if socket.can_prepare(request).ok:
@@ -116,6 +119,8 @@ async def serve_stream(request: web.Request, produce: Produce) -> web.StreamResp
         return response
     finally:
         streams.open -= 1
+        if metrics is not None:
+            metrics.streams.dec()
 
 
 async def _guarded(running: Awaitable[None]) -> None:
