@@ -155,11 +155,24 @@ def _path(name: str, schema: dict[str, Any]) -> dict[str, Any]:
 
 
 BOOL = {"type": "string", "enum": ["1", "true", "yes", "0", "false", "no"]}
-SSE_EVENT = {"type": "object", "required": ["data"], "properties": {
-    "id": {**U64, "description": "The event's sequence (absent on reset)."},
-    "event": {"type": "string", "enum": ["context_created", "turn_appended", "registry_published", "reset"]},
-    "data": {"type": "string", "contentMediaType": "application/json", "description": "The event's fields, as JSON."},
-    "retry": {"type": "integer"}}}
+
+
+def _sse_event(events: list[str], id_description: str) -> dict[str, Any]:
+    """One event of a Server-Sent Events stream, as its fields."""
+    return {"type": "object", "required": ["data"], "properties": {
+        "id": {**U64, "description": id_description},
+        "event": {"type": "string", "enum": events},
+        "data": {"type": "string", "contentMediaType": "application/json",
+                 "description": "The event's fields, as JSON."},
+        "retry": {"type": "integer"}}}
+
+
+SSE_EVENT = _sse_event(["context_created", "turn_appended", "registry_published", "reset"],
+                       "The event's sequence (absent on reset).")
+FOLLOW_EVENT = _sse_event(["turn", "rebase"], "The turn's id; on a rebase, the common ancestor's.")
+WEBSOCKET = ("The same stream is a WebSocket when the request asks for the upgrade: one JSON text message per "
+             "event, `{\"event\", \"id\", \"data\"}` (`id` a decimal string, `data` an object), pings on idle "
+             "connections, the resume point as a query parameter.")
 CONTEXT_ID = _path("context_id", U64)
 BLOCKS = [_query("include_provenance", BOOL, "Include provenance."),
           _query("include_lineage", BOOL, "Include the lineage block.")]
@@ -270,7 +283,7 @@ def _paths() -> dict[str, Any]:
                            "`Last-Event-ID` header or `after`: every retained event after it is sent, then the "
                            "stream goes on live. A resume point older than the retention window first gets "
                            "`event: reset` with `{\"oldest_sequence\"}`. Comment heartbeats keep an idle "
-                           "stream open.",
+                           "stream open. " + WEBSOCKET,
             "parameters": [
                 _query("after", U64, "Resume after this sequence (as Last-Event-ID does)."),
                 {"name": "Last-Event-ID", "in": "header", "required": False, "schema": U64,
@@ -283,6 +296,28 @@ def _paths() -> dict[str, Any]:
             ],
             "responses": {"200": {"description": "An endless stream of events, each described by this schema",
                                   "content": {"text/event-stream": {"schema": SSE_EVENT}}}, **_errors()}}},
+        "/v1/contexts/{context_id}/follow": {"get": {
+            "summary": "One context's turns as they are appended, as Server-Sent Events", "operationId": "follow",
+            "description": "Each `turn` event's `data` is a turn exactly as `GET .../turns` renders it with the same "
+                           "options, and its `id` is the turn id. `after_turn_id` (or `Last-Event-ID`) first sends "
+                           "the chain's turns after it, oldest first (0: all of them); `tail` the newest ones; then "
+                           "the stream goes on live. When the head moves to a turn that does not descend from the "
+                           "last one sent, `event: rebase` carries `{\"common_ancestor_turn_id\"}` and the turns "
+                           "from there follow, so the turns received always equal a fresh page. A `Last-Event-ID` "
+                           "the head moved away from starts with that rebase; an `after_turn_id` off the chain is "
+                           "404. " + WEBSOCKET,
+            "parameters": [
+                CONTEXT_ID,
+                _query("after_turn_id", U64, "Send the chain's turns after this one first (0: from the first)."),
+                _query("tail", {"type": "integer", "minimum": 0, "default": 0},
+                       "Without after_turn_id: send the newest this many turns first (capped at 1000)."),
+                {"name": "Last-Event-ID", "in": "header", "required": False, "schema": U64,
+                 "description": "The last turn received: the stream resumes after it (with a rebase if the head "
+                                "moved away from it)."},
+                *PAGE_PARAMS[2:]],
+            "responses": {"200": {"description": "An endless stream of turns and rebases",
+                                  "content": {"text/event-stream": {"schema": FOLLOW_EVENT}}},
+                          **_errors(404, 422, 424)}}},
         "/openapi.json": {"get": {"summary": "This document", "operationId": "openapi",
                                   "responses": {"200": {"description": "OpenAPI 3.1",
                                                         "content": {JSON: {"schema": {"type": "object"}}}},

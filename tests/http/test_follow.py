@@ -7,9 +7,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import jsonschema
 import pytest
 
 from cxdb import Client
+from cxdb.http.openapi import build_spec
 from tests.conftest import BUNDLES, LiveServer
 from tests.http.streams import Stream
 
@@ -44,7 +46,13 @@ def test_replay_after_a_turn_then_live_rendered_as_pages_render(live_server: Liv
             assert stream.status == 200 and stream.response.getheader("Content-Type") == "text/event-stream"
             assert stream.frame()["retry"] == "1000"
             page = fresh_page(client, context.context_id, **options)
-            assert turns(stream, 3) == page[2:]
+            raw = [stream.event() for _ in range(3)]
+            assert [event["data"] for event in raw] == page[2:]
+            described = build_spec()["paths"]["/v1/contexts/{context_id}/follow"]["get"]["responses"]["200"]
+            for event in raw:  # each as the OpenAPI document describes an event of the stream
+                jsonschema.validate({**event, "data": json.dumps(event["data"])} | {"comments": None},
+                                    {**described["content"]["text/event-stream"]["schema"],
+                                     "additionalProperties": True})
             live = client.append_turn(context.context_id, CONVERSATION, data={"role": "assistant", "text": "yo"})
             got = turns(stream, 1)
             assert got[0]["turn_id"] == live.turn_id and got == fresh_page(client, context.context_id, **options)[5:]
