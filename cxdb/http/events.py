@@ -11,6 +11,7 @@ resumes where it was.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -77,10 +78,13 @@ async def events(request: web.Request) -> web.StreamResponse:
 
 async def _stream(sink: Sink, service: Service, streams: Streams, position: int, wanted: _Filter,
                   heartbeat: float) -> None:
+    changes = service.changes
     while not streams.closing.is_set():
-        batch, position, more = await service.changes.read(position, READ_BATCH, wanted.contexts)
+        started = time.perf_counter()
+        batch, position, more = await changes.read(position, READ_BATCH, wanted.contexts)
         await sink.send((item.kind, item.sequence, item.data) for item in batch if item.kind in wanted.kinds)
+        changes.spent(time.perf_counter() - started)
         if more:
             continue
-        if not await service.changes.wait(position, heartbeat) and not streams.closing.is_set():
+        if not await changes.wait(position, heartbeat) and not streams.closing.is_set():
             await sink.idle()

@@ -30,6 +30,11 @@ EVENT_KINDS = ("context_created", "turn_appended", "registry_published")
 POLL_SECONDS = 0.02
 MIN_GAP_SECONDS = 0.02
 """Polls are at least this far apart, so a burst of writes is read as one batch."""
+MAX_GAP_SECONDS = 0.25
+LOAD_FACTOR = 8
+"""A poll waits at least this many times what the streams spent sending since the last one (up to
+:data:`MAX_GAP_SECONDS`): under load, streams take a bounded share of the loop and send in bigger
+batches, so appends keep their pace; at a light load the gap is :data:`MIN_GAP_SECONDS`."""
 RING_BYTES = 4 * 1024 * 1024
 """The rendered recent events one process keeps for its streams, in bytes."""
 ITEM_OVERHEAD = 200
@@ -107,6 +112,11 @@ class Changes:
         self._waiting = 0
         self._interrupted = False
         self._poller: asyncio.Task[None] | None = None
+        self._spent = 0.0
+
+    def spent(self, seconds: float) -> None:
+        """A stream spent this long reading and sending what a wake brought (it sets the next gap)."""
+        self._spent += seconds
 
     def poke(self) -> None:
         """A write of this process committed: look now rather than at the next poll."""
@@ -193,12 +203,14 @@ class Changes:
             if newest > self._newest:
                 self._newest = newest
                 self._wake()
+                await asyncio.sleep(0)  # the woken streams send before the next gap is chosen
             self._kick.clear()
             try:
                 await asyncio.wait_for(self._kick.wait(), POLL_SECONDS)
             except TimeoutError:
                 pass
-            gap = MIN_GAP_SECONDS - (time.monotonic() - polled)
+            busy, self._spent = self._spent, 0.0
+            gap = min(MAX_GAP_SECONDS, max(MIN_GAP_SECONDS, LOAD_FACTOR * busy)) - (time.monotonic() - polled)
             if gap > 0:
                 await asyncio.sleep(gap)
 
