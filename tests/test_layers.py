@@ -100,7 +100,8 @@ def test_nothing_above_storage_names_a_backend() -> None:
 def test_public_surface() -> None:
     assert sorted(cxdb.__all__) == sorted([
         "AsyncClient", "BadRequest", "Client", "Conflict", "CxdbError", "FailedDependency", "MethodNotAllowed",
-        "NotFound", "PayloadTooLarge", "PreconditionFailed", "Record", "TransportError", "Unauthorized",
+        "NotFound", "PayloadTooLarge", "PreconditionFailed", "Rebase", "Record", "TransportError", "Turn",
+        "Unauthorized",
         "Unprocessable", "__version__"])
     for name in cxdb.__all__:
         assert getattr(cxdb, name) is not None

@@ -11,7 +11,6 @@ resumes where it was.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -80,10 +79,8 @@ async def _stream(sink: Sink, service: Service, streams: Streams, position: int,
                   heartbeat: float) -> None:
     changes = service.changes
     while not streams.closing.is_set():
-        started = time.perf_counter()
         batch, position, more = await changes.read(position, READ_BATCH, wanted.contexts)
         await sink.send((item.kind, item.sequence, item.data) for item in batch if item.kind in wanted.kinds)
-        changes.spent(time.perf_counter() - started)
         if more:
             continue
         if not await changes.wait(position, heartbeat) and not streams.closing.is_set():

@@ -105,6 +105,7 @@ class Service:
         """Open the store, load the registry catalog (a store's bundles are read once, at start-up),
         and start pruning events past their retention."""
         await self.store.start()
+        self.changes.watch()
         await self._catalogs.current()
         self._pruning = asyncio.get_running_loop().create_task(self._pruner.run())
 

@@ -3,8 +3,10 @@
 Streams read the durable log from their own positions (:meth:`cxdb.storage.base.Backend.events`),
 so a slow one falls behind without holding anything for it. :class:`Changes` only tells them when to
 read again: one poll of the log's newest sequence per process, every :data:`POLL_SECONDS` while any
-stream waits, plus an immediate wake after a write of this process. A write of another worker or
-gateway is therefore seen within one poll; correctness never depends on the wake.
+stream waits, plus an immediate wake after a write of this process, and after another process's
+where the store signals it (PostgreSQL's LISTEN/NOTIFY; the poll then slows to a fallback of
+:data:`SIGNALLED_POLL_SECONDS`). A write of another worker or gateway is therefore seen within one
+poll at worst; correctness never depends on the wake.
 """
 
 from __future__ import annotations
@@ -28,13 +30,16 @@ __all__ = ["EVENT_KINDS", "POLL_SECONDS", "Changes", "FeedItem", "Pruner", "even
 log = logging.getLogger("cxdb.service")
 EVENT_KINDS = ("context_created", "turn_appended", "registry_published")
 POLL_SECONDS = 0.02
+SIGNALLED_POLL_SECONDS = 0.25
+"""The poll when the store signals other processes' commits (PostgreSQL's NOTIFY): only a fallback."""
 MIN_GAP_SECONDS = 0.02
 """Polls are at least this far apart, so a burst of writes is read as one batch."""
 MAX_GAP_SECONDS = 0.25
 LOAD_FACTOR = 8
-"""A poll waits at least this many times what the streams spent sending since the last one (up to
-:data:`MAX_GAP_SECONDS`): under load, streams take a bounded share of the loop and send in bigger
-batches, so appends keep their pace; at a light load the gap is :data:`MIN_GAP_SECONDS`."""
+"""A poll waits at least this many times the loop's CPU time that the streams it woke took to send
+(up to :data:`MAX_GAP_SECONDS`): under load, streams take a bounded share of the loop and send in
+bigger batches, so appends keep their pace; at a light load the gap is :data:`MIN_GAP_SECONDS`."""
+LINGER_SECONDS = 5.0
 RING_BYTES = 4 * 1024 * 1024
 """The rendered recent events one process keeps for its streams, in bytes."""
 ITEM_OVERHEAD = 200
@@ -112,11 +117,13 @@ class Changes:
         self._waiting = 0
         self._interrupted = False
         self._poller: asyncio.Task[None] | None = None
-        self._spent = 0.0
+        self._poll_seconds = POLL_SECONDS
 
-    def spent(self, seconds: float) -> None:
-        """A stream spent this long reading and sending what a wake brought (it sets the next gap)."""
-        self._spent += seconds
+    def watch(self) -> None:
+        """Once the store is started: have it wake the poll for other processes' commits, if it can;
+        the poll then only falls back."""
+        if self._store.watch(self.poke):
+            self._poll_seconds = SIGNALLED_POLL_SECONDS
 
     def poke(self) -> None:
         """A write of this process committed: look now rather than at the next poll."""
@@ -186,13 +193,22 @@ class Changes:
         woken.set()
 
     async def _poll(self) -> None:
-        # The ring restarts with each poller: while no stream waited, nobody read it.
+        # The ring restarts with each poller: while no stream waited, nobody read it. A poller outlives
+        # the last wait by LINGER_SECONDS, so streams busy sending at the same moment do not restart it.
         self._ring.clear()
         self._by_context.clear()
         self._held = 0
         self._read_to = None
-        while self._waiting:
+        idle_since: float | None = None
+        while True:
             polled = time.monotonic()
+            if self._waiting:
+                idle_since = None
+            elif idle_since is None:
+                idle_since = polled
+            elif polled - idle_since > LINGER_SECONDS:
+                return
+            self._kick.clear()  # before reading: a commit signalled from here on is read next time
             try:
                 _, newest = await self._store.event_bounds()
                 if newest > self._newest:
@@ -200,16 +216,17 @@ class Changes:
             except Exception:  # the store is out of reach: the streams keep waiting, the poll goes on
                 log.debug("event poll failed", exc_info=True)
                 newest = self._newest
+            busy = 0.0
             if newest > self._newest:
                 self._newest = newest
                 self._wake()
-                await asyncio.sleep(0)  # the woken streams send before the next gap is chosen
-            self._kick.clear()
+                started = time.thread_time()  # this thread's CPU: waiting on others is not counted
+                await asyncio.sleep(0)  # the woken streams send (with whatever else is ready)
+                busy = time.thread_time() - started
             try:
-                await asyncio.wait_for(self._kick.wait(), POLL_SECONDS)
+                await asyncio.wait_for(self._kick.wait(), self._poll_seconds)
             except TimeoutError:
                 pass
-            busy, self._spent = self._spent, 0.0
             gap = min(MAX_GAP_SECONDS, max(MIN_GAP_SECONDS, LOAD_FACTOR * busy)) - (time.monotonic() - polled)
             if gap > 0:
                 await asyncio.sleep(gap)

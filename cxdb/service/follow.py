@@ -12,7 +12,6 @@ again only when an event names its context, so idle followers cost a wake-up and
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
@@ -93,11 +92,9 @@ class Follower:
         a change (or when the changes are interrupted: the caller checks whether to stop)."""
         wanted = frozenset((self.context_id,))
         while True:
-            started = time.perf_counter()
             items = await self.step()
             if items:
-                yield items  # sent when this resumes
-                self._changes.spent(time.perf_counter() - started)
+                yield items
                 continue
             while True:  # caught up: wait for an event of this context
                 found, self.position, more = await self._changes.read(self.position, READ_BATCH, wanted)

@@ -162,5 +162,9 @@ class Backend(Protocol):
     async def check(self) -> dict[str, Any]:
         """A report of the whole store's integrity."""
 
+    def watch(self, wake: Callable[[], None]) -> bool:
+        """Call ``wake`` soon after other processes commit changes, where the backend can tell (best
+        effort: callers still poll the event log); True when it can. After :meth:`start`."""
+
     async def close(self) -> None:
         """Finish every acknowledged write, then release the store."""

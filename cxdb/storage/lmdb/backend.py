@@ -7,7 +7,7 @@ Its writes were coroutines already: they resolve once their group commit is dura
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,11 @@ class LmdbBackend:
 
     async def start(self) -> None:
         """Nothing to do: the environment opened with the object."""
+
+    def watch(self, wake: Callable[[], None]) -> bool:
+        """No signal between workers: reading the newest sequence of a local LMDB is a few microseconds,
+        so their streams poll it."""
+        return False
 
     async def create_context(self, base_turn_id: int = 0, client_tag: str | None = None,
                              provenance: dict[str, Any] | None = None) -> ContextRecord:

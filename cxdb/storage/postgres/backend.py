@@ -26,6 +26,7 @@ from ..rules import check_append, check_tag, request_digest
 from . import schema
 from .check import check_database
 from .database import Database
+from .listener import Listener
 from .reads import ContextReads
 from .rows import CONTEXT, TURN, context, fits, missing_context, text, turn
 from .writer import AppendWriter, PendingAppend
@@ -115,8 +116,18 @@ class PostgresBackend:
         self._contexts = ContextReads(self._db)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._listener: Listener | None = None
 
     # -- lifetime -------------------------------------------------------
+
+    def watch(self, wake: Callable[[], None]) -> bool:
+        """LISTEN for the other gateways' commits (each write transaction NOTIFYs), where the engine has
+        LISTEN/NOTIFY (CockroachDB, say, does not: False, and the caller polls)."""
+        if not self._db.notifies:
+            return False
+        self._listener = Listener(self._db.listen_connection, wake)
+        self._listener.start()
+        return True
 
     async def migrate(self) -> str:
         """Connect, and create the schema when the database has none or bring an older one up to date:
@@ -135,6 +146,7 @@ class PostgresBackend:
         rows, current = await self._db.read(self._dictionaries)
         for dict_id, data in rows:
             self._codec.add_dictionary(dict_id, bytes(data), use=dict_id == current)
+        await self._db.probe_notify()
 
     @staticmethod
     async def _dictionaries(conn: Any) -> tuple[list[Any], int]:
@@ -142,6 +154,8 @@ class PostgresBackend:
                 await conn.fetchval("SELECT dict_current FROM counters WHERE id = 1"))
 
     async def close(self) -> None:
+        if self._listener is not None:
+            await self._listener.close()
         await self._writer.close()
         self._trainer.close()
         if self._tasks:

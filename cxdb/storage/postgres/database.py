@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 import asyncpg
 
 from ...errors import StoreClosed, StoreFull, StoreUnavailable
+from .listener import CHANNEL
 from .pool import Pool, PoolClosed, PoolTimeout
 
 __all__ = ["Database"]
@@ -35,6 +36,9 @@ COMMAND_TIMEOUT = 60.0
 ROLLBACK_TIMEOUT = 5.0
 ATTEMPTS = 4
 BACKOFF = 0.05
+COMMIT = f"NOTIFY {CHANNEL}; COMMIT"
+"""Every write wakes the other gateways' streams (the notification is delivered at commit, if it
+commits), where the engine has NOTIFY."""
 
 _LOST = (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, asyncpg.InternalClientError, OSError,
          asyncio.TimeoutError, PoolTimeout, asyncpg.exceptions.OperatorInterventionError,
@@ -84,11 +88,24 @@ class Database:
         self._reads = Pool(lambda: self._connect(self._settings), pool_size)
         self._writes: Pool | None = None
         self._closed = False
+        self.notifies = True
 
     def _connect(self, settings: dict[str, str]) -> Awaitable[Any]:
         connection: Awaitable[Any] = asyncpg.connect(self._url, timeout=CONNECT_TIMEOUT,
                                                      command_timeout=COMMAND_TIMEOUT, server_settings=settings)
         return connection
+
+    async def probe_notify(self) -> None:
+        """Whether the engine has NOTIFY (a PostgreSQL-compatible one may not): writes send it only then."""
+        try:
+            await self.read(lambda conn: conn.execute(f"NOTIFY {CHANNEL}"))
+        except asyncpg.PostgresError as exc:
+            log.info("no LISTEN/NOTIFY (%s): event streams poll", exc)
+            self.notifies = False
+
+    def listen_connection(self) -> Awaitable[Any]:
+        """A connection of its own, outside the pools, for LISTEN."""
+        return self._connect(self._settings)
 
     async def open(self) -> None:
         self._writes = Pool(lambda: self._connect(self._settings), WRITE_CONNECTIONS)
@@ -149,7 +166,7 @@ class Database:
                         conn.terminate()  # the server rolls the transaction back when the socket closes
                         raise
                     committing = True
-                    await conn.execute("COMMIT")
+                    await conn.execute(COMMIT if self.notifies else "COMMIT")
                     return result
             except _RETRY as exc:  # rolled back for certain, even at COMMIT
                 await self._failed(exc, attempt)
