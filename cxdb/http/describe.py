@@ -68,6 +68,10 @@ The five calls an agent needs (base URL http://127.0.0.1:9010):
     # 5. find contexts, newest activity first, optionally by tag
     curl -s "http://127.0.0.1:9010/v1/contexts?limit=10&tag=my-agent"
 
+To wait for another agent's turn instead of polling, stream GET /v1/contexts/1/follow (Server-Sent
+Events, or a WebSocket): one event per new turn, rendered as in /turns, resumable with Last-Event-ID.
+GET /v1/events streams every change of the store the same way.
+
 Errors are always {"error": {"code", "message", "details"}} with an HTTP status.
 The full contract: /openapi.json (OpenAPI 3.1), browsable at /docs.
 """

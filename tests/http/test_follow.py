@@ -192,3 +192,21 @@ def test_a_follower_on_one_worker_sees_appends_through_the_other(store_url: str)
                     stream.close()
     finally:
         assert server.stop() == 0
+
+
+def test_every_acknowledged_turn_is_followed_after_kill_9_and_shutdown_ends_the_stream(store_url: str) -> None:
+    server = LiveServer(store_url)
+    with Client(server.url) as client:
+        context = client.create_context()
+        acknowledged = [client.append_turn(context.context_id, MESSAGE, data={"n": n}).turn_id for n in range(20)]
+    server.kill()
+    # A grace of a day: a server that exits at all was not held by the open stream, which it ended.
+    again = LiveServer(store_url, "--shutdown-grace", "86400")
+    stream = follow(again.url, context.context_id, "?after_turn_id=0")
+    try:
+        assert [turn["turn_id"] for turn in turns(stream, 20)] == acknowledged
+        assert again.stop() == 0
+        with pytest.raises(AssertionError, match="the stream ended"):
+            stream.frame()
+    finally:
+        stream.close()
