@@ -33,6 +33,10 @@ def _json(response: Response) -> Any:
     return to_record(orjson.loads(response.body)) if response.body else Record()
 
 
+def _only_turn(response: Response) -> Any:
+    return _json(response)["turns"][0]
+
+
 def _raw(response: Response) -> bytes:
     return response.body
 
@@ -102,12 +106,25 @@ class Methods(Generic[R]):
                   view: str | None = None, type_hint_mode: str | None = None, as_type_id: str | None = None,
                   as_type_version: int | None = None, include_unknown: bool | None = None,
                   bytes_render: str | None = None, u64_format: str | None = None, enum_render: str | None = None,
-                  time_render: str | None = None) -> R:
-        """``GET /v1/contexts/{id}/turns``: a page of turns, oldest first, with every render option."""
+                  time_render: str | None = None, string_limit: int | None = None,
+                  turn_id: int | str | None = None) -> R:
+        """``GET /v1/contexts/{id}/turns``: a page of turns, oldest first, with every render option;
+        ``string_limit`` cuts long strings (the turn lists them in ``truncated``); ``turn_id`` asks
+        for exactly that turn, whole."""
         return self._run(Call("GET", f"/v1/contexts/{quote_id(context_id)}/turns" + query(
             limit=limit, before_turn_id=before_turn_id, view=view, type_hint_mode=type_hint_mode,
             as_type_id=as_type_id, as_type_version=as_type_version, include_unknown=include_unknown,
-            bytes_render=bytes_render, u64_format=u64_format, enum_render=enum_render, time_render=time_render)))
+            bytes_render=bytes_render, u64_format=u64_format, enum_render=enum_render, time_render=time_render,
+            string_limit=string_limit, turn_id=turn_id)))
+
+    def get_turn(self, context_id: int | str, turn_id: int | str, **options: Any) -> R:
+        """Exactly one turn of a context, whole, rendered with ``options`` as :meth:`get_turns` renders."""
+        return self._run(Call("GET", f"/v1/contexts/{quote_id(context_id)}/turns" + query(turn_id=turn_id, **options),
+                              parse=_only_turn))
+
+    def provenance(self, context_id: int | str) -> R:
+        """``GET /v1/contexts/{id}/provenance``."""
+        return self._run(Call("GET", f"/v1/contexts/{quote_id(context_id)}/provenance"))
 
     def append_turn(self, context_id: int | str, turn: dict[str, Any] | None = None, *, type_id: str | None = None,
                     type_version: int | None = None, data: dict[str, Any] | None = None,

@@ -45,6 +45,11 @@ async def children(request: web.Request) -> web.Response:
         limit=query_int(query, "limit", 256, MAX_LIST), **_blocks(query, True)))
 
 
+@routes.get("/v1/contexts/{context_id}/provenance")
+async def provenance(request: web.Request) -> web.Response:
+    return json_response(await request.app[SERVICE].provenance(path_id(request, "context_id")))
+
+
 async def _create(request: web.Request, require_base: bool) -> web.Response:
     body = await read_object(request, allow_empty=not require_base)
     base_turn_id = body_u64(body, "base_turn_id", 0) or 0

@@ -57,6 +57,8 @@ SCHEMAS: dict[str, Any] = {
                     ["context_id", "head_turn_id", "head_depth", "created_at", "last_activity_at", "client_tag"]),
     "ContextList": _obj({"contexts": {"type": "array", "items": _ref("Context")},
                          "total": {"type": "integer", "minimum": 0}}, ["contexts", "total"]),
+    "Provenance": _obj({"context_id": ID, "provenance": {"type": ["object", "null"]}},
+                       ["context_id", "provenance"]),
     "Children": _obj({"context_id": ID, "children": {"type": "array", "items": _ref("Context")},
                       "total": {"type": "integer", "minimum": 0}}, ["context_id", "children", "total"]),
     "CreateContext": _obj({"base_turn_id": ID_IN, "client_tag": {"type": ["string", "null"], "maxLength": 400},
@@ -85,6 +87,8 @@ SCHEMAS: dict[str, Any] = {
         "decoded_as": {"oneOf": [TYPE_REF, {"type": "null"}]},
         "data": {"description": "The payload: typed (field names) or generic; null when undecodable."},
         "unknown": {"type": "object"}, "error": _ref("TurnError"),
+        "truncated": {"type": "array", "items": {"type": "string"},
+                      "description": "With string_limit: the JSON paths in data of the strings cut."},
         "content_hash_b3": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
         "encoding": {"type": "integer"}, "compression": {"type": "integer", "enum": [0, 1, 2]},
         "uncompressed_len": {"type": "integer", "minimum": 0},
@@ -188,6 +192,9 @@ PAGE_PARAMS = [
     _query("as_type_version", {"type": "integer", "minimum": 0, "maximum": (1 << 32) - 1},
            "With type_hint_mode=explicit."),
     _query("include_unknown", BOOL, "Add a turn-level unknown object keyed by tag."),
+    _query("string_limit", {"type": "integer", "minimum": 1, "maximum": 65536},
+           "Cut each string in data longer than this many UTF-8 bytes, at a character boundary; the turn "
+           "lists the cut ones in truncated. Ignored with turn_id."),
     *[_query(name, {"type": "string", "enum": list(allowed), "default": allowed[0]}, f"Render option {name}.")
       for name, allowed in RENDER_CHOICES.items()],
 ]
@@ -250,7 +257,11 @@ def _paths() -> dict[str, Any]:
         "/v1/contexts/{context_id}/turns": {
             **_append("Append a turn (alias of .../append)", "appendTurnAlias"),
             **_get("A page of turns, oldest first, ending at the head or before a cursor", "getTurns", "Page",
-                   [CONTEXT_ID, *PAGE_PARAMS], (404, 422, 424))},
+                   [CONTEXT_ID, *PAGE_PARAMS,
+                    _query("turn_id", U64, "Exactly this turn of the context's chain, whole (404 when it is not "
+                                           "on it); not with before_turn_id.")], (404, 422, 424))},
+        "/v1/contexts/{context_id}/provenance": _get(
+            "A context's provenance", "getProvenance", "Provenance", [CONTEXT_ID], (404,)),
         "/v1/registry/bundles": _get("Every bundle in publish order", "listBundles", "BundleList"),
         "/v1/registry/bundles/{bundle_id}": {
             "put": {"summary": "Publish a bundle", "operationId": "publishBundle", "parameters": [bundle_id],

@@ -9,7 +9,7 @@ from aiohttp import web
 
 from ..cache import LruCache
 from ..errors import BadRequest, Unprocessable
-from ..service import HINT_MODES, RENDER_CHOICES, VIEWS, RenderOptions, TypeHint
+from ..service import HINT_MODES, MAX_STRING_LIMIT, RENDER_CHOICES, VIEWS, RenderOptions, TypeHint
 from .keys import SERVICE, json_response
 from .params import (
     OFFLOAD_BYTES,
@@ -55,8 +55,14 @@ class _PageQuery:
 
 def render_query(query: Any) -> tuple[str, TypeHint, RenderOptions]:
     """How turns are to be rendered: the view, the type hint and the render options, as a page asks."""
+    limit = query.get("string_limit")
+    if limit is not None and (not limit.isascii() or not limit.isdigit() or len(limit) > 6
+                              or not 1 <= int(limit) <= MAX_STRING_LIMIT):
+        raise BadRequest(f"string_limit must be an integer from 1 to {MAX_STRING_LIMIT}",
+                         {"parameter": "string_limit", "value": limit})
     options = RenderOptions(**{name: choice(query, name, allowed) for name, allowed in RENDER_CHOICES.items()},
-                            include_unknown=flag(query, "include_unknown", False))
+                            include_unknown=flag(query, "include_unknown", False),
+                            string_limit=int(limit) if limit is not None else None)
     return choice(query, "view", VIEWS), _hint(query), options
 
 
@@ -78,6 +84,8 @@ def page_query_cache() -> LruCache[str, _PageQuery]:
 
 @routes.get("/v1/contexts/{context_id}/turns")
 async def get_turns(request: web.Request) -> web.Response:
+    if "turn_id" in request.query:
+        return await _exact_turn(request)
     text = request.query_string
     cache = request.app[PAGE_QUERIES]
     parsed = cache.get(text)
@@ -87,6 +95,16 @@ async def get_turns(request: web.Request) -> web.Response:
     body = await request.app[SERVICE].page_json(
         path_id(request, "context_id"), limit=parsed.limit, before_turn_id=parsed.before_turn_id,
         view=parsed.view, hint=parsed.hint, options=parsed.options)
+    return web.Response(body=body, content_type="application/json")
+
+
+async def _exact_turn(request: web.Request) -> web.Response:
+    query = request.query
+    if "before_turn_id" in query:
+        raise BadRequest("turn_id names one turn: before_turn_id does not go with it", {"parameter": "before_turn_id"})
+    turn_id = query_u64(query, "turn_id")
+    assert turn_id is not None
+    body = await request.app[SERVICE].turn_json(path_id(request, "context_id"), turn_id, *render_query(query))
     return web.Response(body=body, content_type="application/json")
 
 

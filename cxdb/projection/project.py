@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from ..codec import unpack
@@ -11,6 +11,7 @@ from ..errors import Corrupt
 from .encode import Lookup
 from .options import RenderOptions
 from .render import Mismatch, TooDeep, render_generic, render_typed, tag_of
+from .strings import cut_paths, cut_strings
 
 __all__ = ["Projection", "project"]
 
@@ -23,6 +24,8 @@ class Projection:
     data: Any
     unknown: dict[str, Any] | None = None
     error: dict[str, Any] | None = None
+    truncated: list[str] | None = None
+    """With ``string_limit``: the JSON paths of the strings cut in ``data``."""
 
 
 def _failed(code: str, message: str) -> Projection:
@@ -41,6 +44,16 @@ def project(raw: bytes, descriptor: Descriptor | None, lookup: Lookup, options: 
         return _failed("UNDECODABLE_PAYLOAD", exc.message)
     if not isinstance(value, dict):
         return _failed("NOT_A_MAP", f"payload is a msgpack {type(value).__name__}, not a map")
+    projection = _render(value, descriptor, lookup, options)
+    if options.string_limit is None or projection.data is None:
+        return projection
+    return replace(projection, truncated=cut_paths(projection.data))
+
+
+def _render(value: dict[Any, Any], descriptor: Descriptor | None, lookup: Lookup,
+            options: RenderOptions) -> Projection:
+    if options.string_limit is not None:
+        value = cut_strings(value, options.string_limit)
     try:
         if descriptor is None or not all(tag_of(key) is not None for key in value):
             # Keys that are not tags mean the payload was not written with a descriptor.

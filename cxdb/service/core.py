@@ -11,7 +11,7 @@ import base64
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -259,6 +259,25 @@ class Service:
             raise missing
         return turn_id, depth
 
+    async def turn_json(self, context_id: int, turn_id: int, view: str = "typed", hint: TypeHint | None = None,
+                        options: RenderOptions | None = None) -> bytes:
+        """Exactly one turn of a context, shaped as a page: whole (no ``string_limit``). NotFound
+        unless the turn is on the context's chain."""
+        hint = hint or TypeHint()
+        options = replace(options or RenderOptions(), string_limit=None)
+        context, head, generation = await self.store.page_start(context_id)
+        catalog, _ = await self._catalog(generation, hint)
+        found = await self.store.turn(turn_id) if turn_id else None
+        if found is None or await self.store.ancestor(head, found.depth) != turn_id:
+            raise NotFound(f"Turn {turn_id} is not on context {context_id}",
+                           {"turn_id": str(turn_id), "context_id": str(context_id)})
+        rendered = await self.render_turns([found], generation, view, hint, options)
+        return self._meta(context, catalog) + b',"turns":[' + rendered[0] + b'],"next_before_turn_id":null}'
+
+    async def provenance(self, context_id: int) -> dict[str, Any]:
+        context = await self.store.get_context(context_id)
+        return {"context_id": str(context_id), "provenance": context.provenance}
+
     async def get_turns(self, context_id: int, limit: int = 64, before_turn_id: int | None = None,
                         view: str = "typed", hint: TypeHint | None = None,
                         options: RenderOptions | None = None) -> dict[str, Any]:
@@ -405,6 +424,8 @@ class Service:
             out["unknown"] = projection.unknown
         if projection.error is not None:
             out["error"] = projection.error
+        if projection.truncated is not None:
+            out["truncated"] = projection.truncated
         return out
 
     # -- registry -------------------------------------------------------
