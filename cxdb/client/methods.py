@@ -128,11 +128,15 @@ class Methods(Generic[R]):
 
     def append_turn(self, context_id: int | str, turn: dict[str, Any] | None = None, *, type_id: str | None = None,
                     type_version: int | None = None, data: dict[str, Any] | None = None,
-                    parent_turn_id: int | str | None = None, idempotency_key: str | None = None) -> R:
-        """``POST /v1/contexts/{id}/append``, from a whole request dict, keyword fields, or both."""
+                    parent_turn_id: int | str | None = None, idempotency_key: str | None = None,
+                    expected_head_turn_id: int | str | None = None) -> R:
+        """``POST /v1/contexts/{id}/append``, from a whole request dict, keyword fields, or both. With
+        ``expected_head_turn_id``, only if the head is still that turn (else ``Conflict`` whose
+        ``details["reason"]`` is ``"head_moved"``)."""
         body = turn_body(turn, type_id=type_id, type_version=type_version, data=data,
                          parent_turn_id=None if parent_turn_id is None else str(parent_turn_id),
-                         idempotency_key=idempotency_key)
+                         idempotency_key=idempotency_key,
+                         expected_head_turn_id=None if expected_head_turn_id is None else str(expected_head_turn_id))
         return self._run(_post(f"/v1/contexts/{quote_id(context_id)}/append", body))
 
     # -- registry -------------------------------------------------------

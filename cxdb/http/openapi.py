@@ -72,6 +72,10 @@ SCHEMAS: dict[str, Any] = {
                        "type_version": {"type": "integer", "minimum": 0, "maximum": (1 << 32) - 1},
                        "data": {"type": "object"}, "payload": {"type": "object"},
                        "parent_turn_id": ID_IN,
+                       "expected_head_turn_id": {**ID_IN, "description": (
+                           "Append only if the context's head is this turn when the append commits (\"0\": "
+                           "empty); else 409 with details.reason head_moved. Without parent_turn_id, the "
+                           "parent is this head.")},
                        "idempotency_key": {"type": ["string", "null"], "minLength": 1, "maxLength": 400}},
                       ["type_id", "type_version"], extra=True),
                "anyOf": [{"required": ["data"]}, {"required": ["payload"]}]},

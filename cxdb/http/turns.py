@@ -134,7 +134,8 @@ async def _append(request: web.Request) -> web.Response:
         raise Unprocessable("idempotency_key must not be empty", {"field": "idempotency_key"})
     result, replayed = await request.app[SERVICE].append(
         context_id, type_id, _type_version(body), data, parent_turn_id=body_u64(body, "parent_turn_id"),
-        idempotency_key=key, large=body_bytes(request) > OFFLOAD_BYTES)
+        idempotency_key=key, large=body_bytes(request) > OFFLOAD_BYTES,
+        expected_head_turn_id=body_u64(body, "expected_head_turn_id"))
     # No Location: a turn has no URL of its own; it is read through its context's pages.
     if replayed:
         return json_response(result, headers={"Idempotent-Replayed": "true"})

@@ -171,8 +171,9 @@ class Service:
 
     async def append(self, context_id: int, type_id: str, type_version: int, data: dict[str, Any],
                      parent_turn_id: int | None = None, idempotency_key: str | None = None,
-                     large: bool = False) -> tuple[dict[str, Any], bool]:
-        """Append a turn; returns its view and whether it was an idempotent replay.
+                     large: bool = False, expected_head_turn_id: int | None = None) -> tuple[dict[str, Any], bool]:
+        """Append a turn; returns its view and whether it was an idempotent replay. With
+        ``expected_head_turn_id``, only if the head is that turn when the append commits.
 
         ``large`` moves the CPU work on ``data`` (fingerprint, encoding) to a worker thread.
         """
@@ -181,6 +182,8 @@ class Service:
         fingerprint = None
         if idempotency_key is not None:
             request = [type_id, type_version, parent_turn_id, data]
+            if expected_head_turn_id is not None:
+                request.append({"expected_head_turn_id": expected_head_turn_id})
             fingerprint = await self.offload(_fingerprint, request) if large else _fingerprint(request)
         while True:
             try:
@@ -198,7 +201,7 @@ class Service:
             try:
                 result = await self.store.append(context_id, type_id, type_version, payload, parent_turn_id,
                                                  idempotency_key, registry_generation=len(catalog.bundle_ids),
-                                                 fingerprint=fingerprint)
+                                                 fingerprint=fingerprint, expected_head_turn_id=expected_head_turn_id)
                 break
             except RegistryMoved:
                 # Another process published a bundle: encode against the registry as it is now.

@@ -93,8 +93,11 @@ class Backend(Protocol):
 
     async def append(self, context_id: int, type_id: str, type_version: int, payload: bytes,
                      parent_turn_id: int | None = None, idempotency_key: str | None = None,
-                     registry_generation: int | None = None, fingerprint: bytes | None = None) -> AppendResult:
-        """Append a turn and move the head to it; RegistryMoved when the generation is stale."""
+                     registry_generation: int | None = None, fingerprint: bytes | None = None,
+                     expected_head_turn_id: int | None = None) -> AppendResult:
+        """Append a turn and move the head to it; RegistryMoved when the generation is stale. With
+        ``expected_head_turn_id``, only if the head is that turn when the append commits (else
+        :func:`~cxdb.storage.rules.head_moved`); an idempotent replay is answered first."""
 
     async def publish_bundle(self, bundle_id: str, body: bytes, generation: int) -> tuple[StoredBundle, bool]:
         """Store a checked bundle; True when new. RegistryMoved when the generation is stale."""

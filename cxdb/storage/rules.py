@@ -10,11 +10,11 @@ import struct
 
 import blake3
 
-from ..errors import Unprocessable
+from ..errors import Conflict, Unprocessable
 from ..model import BlobHash
 
-__all__ = ["MAX_KEY_BYTES", "MAX_TAG_BYTES", "check_append", "check_tag", "child_jump", "jump_step",
-           "request_digest"]
+__all__ = ["MAX_KEY_BYTES", "MAX_TAG_BYTES", "check_append", "check_tag", "child_jump", "head_moved", "jump_step",
+           "parent_not_found", "request_digest"]
 
 MAX_TAG_BYTES = 400
 """A tag is part of an index key (LMDB keys are at most 511 bytes)."""
@@ -33,6 +33,18 @@ def check_append(type_version: int, idempotency_key: str | None) -> None:
         raise Unprocessable("type_version out of range", {"field": "type_version"})
     if idempotency_key is not None and len(idempotency_key.encode()) > MAX_KEY_BYTES:
         raise Unprocessable("idempotency_key too long", {"field": "idempotency_key", "max_bytes": MAX_KEY_BYTES})
+
+
+def head_moved(context_id: int, expected: int, head: int) -> Conflict:
+    """An append that named the head it expected, when the head is another."""
+    return Conflict(f"the head of context {context_id} is {head}, not {expected}",
+                    {"reason": "head_moved", "context_id": str(context_id), "expected_head_turn_id": str(expected),
+                     "head_turn_id": str(head)})
+
+
+def parent_not_found(context_id: int, parent: int) -> Conflict:
+    return Conflict(f"Parent turn {parent} not found",
+                    {"reason": "parent_not_found", "parent_turn_id": str(parent), "context_id": str(context_id)})
 
 
 def request_digest(type_id: str, type_version: int, digest: BlobHash, parent: int | None) -> bytes:

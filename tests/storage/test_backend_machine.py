@@ -152,8 +152,8 @@ class StoreMachine(RuleBasedStateMachine):
 
     @precondition(lambda self: self.contexts)
     @rule(data=st.data(), body=st.integers(0, 5), parent_mode=st.sampled_from(["head", "existing", "missing", "root"]),
-          key=st.sampled_from([None, None, "a", "b"]))
-    def append(self, data: st.DataObject, body: int, parent_mode: str, key: str | None) -> None:
+          key=st.sampled_from([None, None, "a", "b"]), expect=st.sampled_from([None, None, "head", "stale"]))
+    def append(self, data: st.DataObject, body: int, parent_mode: str, key: str | None, expect: str | None) -> None:
         context_id = data.draw(st.sampled_from(sorted(self.contexts)))
         context = self.contexts[context_id]
         parent_arg: int | None = None
@@ -166,18 +166,30 @@ class StoreMachine(RuleBasedStateMachine):
         raw = msgpack.packb({"body": body})
         signature = (raw, parent_arg)
         expected_replay = context.keys.get(key) if key is not None else None
+        expected_head = None
+        if expect == "head":
+            expected_head = context.head
+        elif expect == "stale":
+            others = [t for t in [0, *sorted(self.turns), 10**9] if t != context.head]
+            expected_head = data.draw(st.sampled_from(others))
         try:
             result = self.run(self.store.append(context_id, "t", 1, raw, parent_turn_id=parent_arg,
-                                                idempotency_key=key))
-        except Conflict:
+                                                idempotency_key=key, expected_head_turn_id=expected_head))
+        except Conflict as exc:
             conflict_key = expected_replay is not None and expected_replay[1] != signature
+            if expected_replay is None and expect == "stale":  # a replay answers first; then the head
+                assert exc.details == {"reason": "head_moved", "context_id": str(context_id),
+                                       "expected_head_turn_id": str(expected_head), "head_turn_id": str(context.head)}
+                return
             assert parent_mode == "missing" or conflict_key
+            if not conflict_key:
+                assert exc.details["reason"] == "parent_not_found"
             return
         if expected_replay is not None:
             assert expected_replay[1] == signature
             assert result.replayed and result.turn.turn_id == expected_replay[0]
             return
-        assert parent_mode != "missing"
+        assert parent_mode != "missing" and expect != "stale"
         assert not result.replayed
         parent = context.head if parent_arg is None else parent_arg
         turn = result.turn
@@ -188,6 +200,19 @@ class StoreMachine(RuleBasedStateMachine):
         context.head = turn.turn_id
         if key is not None:
             context.keys[key] = (turn.turn_id, signature)
+
+    @precondition(lambda self: self.turns)
+    @rule(data=st.data(), up=st.integers(-1, 3))
+    def ancestor(self, data: st.DataObject, up: int) -> None:
+        turn_id = data.draw(st.sampled_from(sorted(self.turns)))
+        chain = self.chain(turn_id)
+        depth = len(chain) - up
+        want = chain[depth - 1] if 1 <= depth <= len(chain) else 0
+        assert self.run(self.store.ancestor(turn_id, depth)) == want
+        found = self.run(self.store.turn(turn_id))
+        assert found is not None and (found.parent_turn_id, found.depth) == (self.turns[turn_id].parent,
+                                                                             self.turns[turn_id].depth)
+        assert self.run(self.store.turn(10**9)) is None
 
     @precondition(lambda self: self.contexts)
     @rule(data=st.data(), limit=st.integers(0, 8), cursor_mode=st.sampled_from(["none", "chain", "any"]))

@@ -39,9 +39,10 @@ class LmdbBackend:
 
     async def append(self, context_id: int, type_id: str, type_version: int, payload: bytes,
                      parent_turn_id: int | None = None, idempotency_key: str | None = None,
-                     registry_generation: int | None = None, fingerprint: bytes | None = None) -> AppendResult:
+                     registry_generation: int | None = None, fingerprint: bytes | None = None,
+                     expected_head_turn_id: int | None = None) -> AppendResult:
         return await self.store.append(context_id, type_id, type_version, payload, parent_turn_id, idempotency_key,
-                                       registry_generation, fingerprint)
+                                       registry_generation, fingerprint, expected_head_turn_id)
 
     async def publish_bundle(self, bundle_id: str, body: bytes, generation: int) -> tuple[StoredBundle, bool]:
         return await self.store.publish_bundle(bundle_id, body, generation)

@@ -26,7 +26,7 @@ from ...model import (
 )
 from ..base import AppendResult, CommitObserver, Event, PageStart, RegistryMoved, StoredBundle
 from ..dictionaries import DictionaryTrainer
-from ..rules import check_append, check_tag, request_digest
+from ..rules import check_append, check_tag, head_moved, parent_not_found, request_digest
 from . import blobs, bundles, contexts, dictionaries, events, idempotency, turns
 from .counters import read_all, read_one
 from .env import Environment
@@ -121,8 +121,9 @@ class Store:
 
     async def append(self, context_id: int, type_id: str, type_version: int, payload: bytes,
                      parent_turn_id: int | None = None, idempotency_key: str | None = None,
-                     registry_generation: int | None = None, fingerprint: bytes | None = None) -> AppendResult:
-        """Append a turn; the context's head moves to it.
+                     registry_generation: int | None = None, fingerprint: bytes | None = None,
+                     expected_head_turn_id: int | None = None) -> AppendResult:
+        """Append a turn; the context's head moves to it (only from ``expected_head_turn_id``, if given).
 
         NotFound for a missing context, Conflict for a missing parent or an
         idempotency key reused with another request. With ``registry_generation``,
@@ -149,11 +150,12 @@ class Store:
                     found = turns.get(w.txn, w.dbs.turns, earlier)
                     if found is not None:
                         return AppendResult(found[0], True)
+            if expected_head_turn_id is not None and head_id != expected_head_turn_id:
+                raise head_moved(context_id, expected_head_turn_id, head_id)
             parent_id = head_id if parent_turn_id is None else parent_turn_id
             parent = turns.links(w.txn, w.dbs.turns, parent_id) if parent_id else None
             if parent_id and parent is None:
-                raise Conflict(f"Parent turn {parent_id} not found",
-                               {"parent_turn_id": str(parent_id), "context_id": str(context_id)})
+                raise parent_not_found(context_id, parent_id)
             jump, jump_depth = turns.jump_for(w.txn, w.dbs.turns, parent_id, parent)
             stored_compression = blobs.put(w, self._codec, digest, payload, self._trainer.observe)
             turn_id = w.counters.add("next_turn")

@@ -206,7 +206,8 @@ class PostgresBackend:
 
     async def append(self, context_id: int, type_id: str, type_version: int, payload: bytes,
                      parent_turn_id: int | None = None, idempotency_key: str | None = None,
-                     registry_generation: int | None = None, fingerprint: bytes | None = None) -> AppendResult:
+                     registry_generation: int | None = None, fingerprint: bytes | None = None,
+                     expected_head_turn_id: int | None = None) -> AppendResult:
         check_append(type_version, idempotency_key)
         digest = content_hash(payload)
         request = b""
@@ -215,7 +216,8 @@ class PostgresBackend:
         future: asyncio.Future[AppendResult] = asyncio.get_running_loop().create_future()
         key = idempotency_key.encode() if idempotency_key is not None else None
         return await self._writer.append(PendingAppend(context_id, type_id, type_version, payload, digest,
-                                                       parent_turn_id, key, request, registry_generation, future))
+                                                       parent_turn_id, key, request, registry_generation, future,
+                                                       expected_head_turn_id))
 
     async def publish_bundle(self, bundle_id: str, body: bytes, generation: int) -> tuple[StoredBundle, bool]:
         now = int(self._clock() * 1000)

@@ -29,7 +29,7 @@ from ...codec import BlobCodec
 from ...errors import Conflict, CxdbError, StoreError
 from ...model import ENCODING_MSGPACK, BlobHash, ContextId, TurnId, TurnRecord
 from ..base import AppendResult, RegistryMoved
-from ..rules import child_jump
+from ..rules import child_jump, head_moved, parent_not_found
 from .rows import TURN, fits, missing_context, turn
 
 __all__ = ["INLINE_ENCODE_BYTES", "PendingAppend", "RegistryRace", "apply", "begin"]
@@ -127,6 +127,7 @@ class PendingAppend:
     request: bytes
     generation: int | None
     future: asyncio.Future[AppendResult]
+    expected_head: int | None = None
 
 
 @dataclass(slots=True)
@@ -147,6 +148,14 @@ class _Repeat:
 
     plan: _Planned
     same: bool
+
+
+@dataclass(slots=True)
+class _HeadMoved:
+    """An append whose expected head was not the head: ``head`` is the one found (a new turn of this
+    batch as minus its slot)."""
+
+    head: int
 
 
 class RegistryRace(Exception):
@@ -187,7 +196,7 @@ async def apply(conn: Any, batch: list[PendingAppend], codec: BlobCodec,
             generation = a
     earlier = await _earlier(conn, batch, heads)
 
-    outcome: list[AppendResult | CxdbError | _Planned | _Repeat] = []
+    outcome: list[AppendResult | CxdbError | _Planned | _Repeat | _HeadMoved] = []
     planned: list[_Planned] = []
     batch_keys: dict[tuple[int, bytes], _Planned] = {}
     moved: dict[int, tuple[int, int]] = {}  # context -> the head it had before this batch
@@ -197,11 +206,13 @@ async def apply(conn: Any, batch: list[PendingAppend], codec: BlobCodec,
             outcome.append(decided)
             continue
         head = heads[op.context_id][0]
+        if op.expected_head is not None and head != op.expected_head:
+            outcome.append(_HeadMoved(head))  # a head written by this batch gets its id in _final
+            continue
         parent = head if op.parent_turn_id is None else op.parent_turn_id
         plan = _plan(index, len(planned) + 1, parent, links)
         if plan is None:
-            outcome.append(Conflict(f"Parent turn {parent} not found",
-                                    {"parent_turn_id": str(parent), "context_id": str(op.context_id)}))
+            outcome.append(parent_not_found(op.context_id, parent))
             continue
         planned.append(plan)
         outcome.append(plan)
@@ -317,6 +328,10 @@ async def _earlier(conn: Any, batch: list[PendingAppend], heads: dict[int, tuple
 
 
 def _final(result: Any, op: PendingAppend, records: dict[int, TurnRecord]) -> AppendResult | CxdbError:
+    if isinstance(result, _HeadMoved):
+        head = records[-result.head].turn_id if result.head < 0 else result.head
+        assert op.expected_head is not None
+        return head_moved(op.context_id, op.expected_head, head)
     if isinstance(result, _Planned):
         return AppendResult(records[result.slot], False)
     if isinstance(result, _Repeat):
