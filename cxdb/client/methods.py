@@ -122,6 +122,10 @@ class Methods(Generic[R]):
         return self._run(Call("GET", f"/v1/contexts/{quote_id(context_id)}/turns" + query(turn_id=turn_id, **options),
                               parse=_only_turn))
 
+    def heads(self, context_id: int | str, limit: int | None = None, before: int | str | None = None) -> R:
+        """``GET /v1/contexts/{id}/heads``: the heads appends moved the context away from, newest first."""
+        return self._run(Call("GET", f"/v1/contexts/{quote_id(context_id)}/heads" + query(limit=limit, before=before)))
+
     def provenance(self, context_id: int | str) -> R:
         """``GET /v1/contexts/{id}/provenance``."""
         return self._run(Call("GET", f"/v1/contexts/{quote_id(context_id)}/provenance"))

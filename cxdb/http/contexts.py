@@ -8,7 +8,7 @@ from aiohttp import web
 
 from ..errors import Unprocessable
 from .keys import SERVICE, json_response
-from .params import body_u64, flag, optional_str, path_id, query_int, read_object
+from .params import body_u64, flag, optional_str, path_id, query_int, query_u64, read_object
 
 __all__ = ["routes"]
 
@@ -43,6 +43,14 @@ async def children(request: web.Request) -> web.Response:
     return json_response(await request.app[SERVICE].children(
         path_id(request, "context_id"), recursive=flag(query, "recursive", False),
         limit=query_int(query, "limit", 256, MAX_LIST), **_blocks(query, True)))
+
+
+@routes.get("/v1/contexts/{context_id}/heads")
+async def heads(request: web.Request) -> web.Response:
+    query = request.query
+    return json_response(await request.app[SERVICE].head_history(
+        path_id(request, "context_id"), limit=query_int(query, "limit", 64, MAX_LIST),
+        before=query_u64(query, "before")))
 
 
 @routes.get("/v1/contexts/{context_id}/provenance")

@@ -57,6 +57,10 @@ SCHEMAS: dict[str, Any] = {
                     ["context_id", "head_turn_id", "head_depth", "created_at", "last_activity_at", "client_tag"]),
     "ContextList": _obj({"contexts": {"type": "array", "items": _ref("Context")},
                          "total": {"type": "integer", "minimum": 0}}, ["contexts", "total"]),
+    "HeadHistory": _obj({"context_id": ID, "heads": {"type": "array", "items": _obj({
+        "head_turn_id": ID, "head_depth": {"type": "integer", "minimum": 1}, "replaced_by_turn_id": ID,
+        "replaced_at": TIME}, ["head_turn_id", "head_depth", "replaced_by_turn_id", "replaced_at"])},
+        "next_before": ID_OR_NULL}, ["context_id", "heads", "next_before"]),
     "Provenance": _obj({"context_id": ID, "provenance": {"type": ["object", "null"]}},
                        ["context_id", "provenance"]),
     "Children": _obj({"context_id": ID, "children": {"type": "array", "items": _ref("Context")},
@@ -81,7 +85,10 @@ SCHEMAS: dict[str, Any] = {
                "anyOf": [{"required": ["data"]}, {"required": ["payload"]}]},
     "Appended": _obj({"context_id": ID, "turn_id": ID, "parent_turn_id": ID,
                       "depth": {"type": "integer", "minimum": 1},
-                      "content_hash": {"type": "string", "pattern": "^[0-9a-f]{64}$"}},
+                      "content_hash": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+                      "replaced_head_turn_id": {**ID, "description": (
+                          "Present when the new turn does not descend from the head it replaced: that head, "
+                          "now in the context's head history.")}},
                      ["context_id", "turn_id", "parent_turn_id", "depth", "content_hash"]),
     "TurnError": _obj({"code": {"type": "string"}, "message": {"type": "string"}, "path": {"type": "string"}},
                       ["code", "message"]),
@@ -264,6 +271,11 @@ def _paths() -> dict[str, Any]:
                    [CONTEXT_ID, *PAGE_PARAMS,
                     _query("turn_id", U64, "Exactly this turn of the context's chain, whole (404 when it is not "
                                            "on it); not with before_turn_id.")], (404, 422, 424))},
+        "/v1/contexts/{context_id}/heads": _get(
+            "The heads appends moved the context away from, newest first", "listHeads", "HeadHistory",
+            [CONTEXT_ID, _query("limit", {"type": "integer", "minimum": 0, "default": 64}, "Most entries."),
+             _query("before", U64, "Entries replaced before this turn (next_before of the last answer).")],
+            (404,)),
         "/v1/contexts/{context_id}/provenance": _get(
             "A context's provenance", "getProvenance", "Provenance", [CONTEXT_ID], (404,)),
         "/v1/registry/bundles": _get("Every bundle in publish order", "listBundles", "BundleList"),

@@ -209,9 +209,12 @@ class Service:
         if not result.replayed:
             self.changes.poke()
         turn = result.turn
-        return {"context_id": str(turn.context_id), "turn_id": str(turn.turn_id),
-                "parent_turn_id": str(turn.parent_turn_id), "depth": turn.depth,
-                "content_hash": turn.content_hash.hex()}, result.replayed
+        view: dict[str, Any] = {"context_id": str(turn.context_id), "turn_id": str(turn.turn_id),
+                                "parent_turn_id": str(turn.parent_turn_id), "depth": turn.depth,
+                                "content_hash": turn.content_hash.hex()}
+        if result.replaced_head_turn_id is not None:
+            view["replaced_head_turn_id"] = str(result.replaced_head_turn_id)
+        return view, result.replayed
 
     def _encode(self, catalog: Catalog, type_id: str, type_version: int, data: dict[str, Any]) -> bytes:
         descriptor = catalog.descriptor(type_id, type_version)
@@ -265,17 +268,26 @@ class Service:
     async def turn_json(self, context_id: int, turn_id: int, view: str = "typed", hint: TypeHint | None = None,
                         options: RenderOptions | None = None) -> bytes:
         """Exactly one turn of a context, shaped as a page: whole (no ``string_limit``). NotFound
-        unless the turn is on the context's chain."""
+        unless the turn is on the chain of the context's head or of a replaced head."""
         hint = hint or TypeHint()
         options = replace(options or RenderOptions(), string_limit=None)
-        context, head, generation = await self.store.page_start(context_id)
+        context, _, generation = await self.store.page_start(context_id)
         catalog, _ = await self._catalog(generation, hint)
-        found = await self.store.turn(turn_id) if turn_id else None
-        if found is None or await self.store.ancestor(head, found.depth) != turn_id:
+        found = await self.store.turn_in_context(context_id, turn_id) if turn_id else None
+        if found is None:
             raise NotFound(f"Turn {turn_id} is not on context {context_id}",
                            {"turn_id": str(turn_id), "context_id": str(context_id)})
         rendered = await self.render_turns([found], generation, view, hint, options)
         return self._meta(context, catalog) + b',"turns":[' + rendered[0] + b'],"next_before_turn_id":null}'
+
+    async def head_history(self, context_id: int, limit: int = 64, before: int | None = None) -> dict[str, Any]:
+        """The heads appends moved the context away from, newest first."""
+        entries, more = await self.store.head_history(context_id, limit, before)
+        return {"context_id": str(context_id),
+                "heads": [{"head_turn_id": str(e.head_turn_id), "head_depth": e.head_depth,
+                           "replaced_by_turn_id": str(e.replaced_by_turn_id), "replaced_at": iso_utc(e.replaced_at_ms)}
+                          for e in entries],
+                "next_before": None if more is None else str(more)}
 
     async def provenance(self, context_id: int) -> dict[str, Any]:
         context = await self.store.get_context(context_id)

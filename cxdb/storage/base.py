@@ -15,8 +15,8 @@ from typing import Any, NamedTuple, Protocol
 from ..errors import CxdbError
 from ..model import ContextRecord, StoreStats, TurnId, TurnRecord
 
-__all__ = ["EVENT_KINDS", "AppendResult", "Backend", "CommitObserver", "Event", "PageStart", "RegistryMoved",
-           "StoredBundle"]
+__all__ = ["EVENT_KINDS", "AppendResult", "Backend", "CommitObserver", "Event", "HeadEntry", "PageStart",
+           "RegistryMoved", "StoredBundle"]
 
 CommitObserver = Callable[[int, float, int], None]
 """Told of each committed write batch: (operations, seconds it took, operations still waiting)."""
@@ -32,6 +32,19 @@ class AppendResult:
 
     turn: TurnRecord
     replayed: bool
+    replaced_head_turn_id: int | None = None
+    """The head the append moved away from, when the new turn does not descend from it (recorded in
+    the context's head history)."""
+
+
+@dataclass(frozen=True, slots=True)
+class HeadEntry:
+    """A head a context had until an append moved it to a turn that does not descend from it."""
+
+    head_turn_id: int
+    head_depth: int
+    replaced_by_turn_id: int
+    replaced_at_ms: int
 
 
 class PageStart(NamedTuple):
@@ -120,6 +133,16 @@ class Backend(Protocol):
 
     async def chain(self, start: int, limit: int) -> tuple[list[TurnRecord], TurnId | None]:
         """Up to ``limit`` turns ending at ``start``, oldest first, and the cursor to older ones."""
+
+    async def head_history(self, context_id: int, limit: int,
+                           before: int | None = None) -> tuple[list[HeadEntry], int | None]:
+        """The context's replaced heads, newest first (those replaced by a turn below ``before``, when
+        given), up to ``limit``, and the cursor to older ones; NotFound for a missing context."""
+
+    async def turn_in_context(self, context_id: int, turn_id: int) -> TurnRecord | None:
+        """The turn when it belongs to the context: on the chain of its head or of a replaced head
+        (the turns appended to it, and the chain below its fork point); None otherwise. NotFound for
+        a missing context."""
 
     async def turn(self, turn_id: int) -> TurnRecord | None:
         """One turn, or None when there is no such turn."""

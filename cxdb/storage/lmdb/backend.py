@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ...model import ContextRecord, StoreStats, TurnId, TurnRecord
-from ..base import AppendResult, CommitObserver, Event, PageStart, StoredBundle
+from ..base import AppendResult, CommitObserver, Event, HeadEntry, PageStart, StoredBundle
 from .store import Store
 
 __all__ = ["LmdbBackend"]
@@ -65,6 +65,13 @@ class LmdbBackend:
 
     async def chain(self, start: int, limit: int) -> tuple[list[TurnRecord], TurnId | None]:
         return self.store.chain(start, limit)
+
+    async def head_history(self, context_id: int, limit: int,
+                           before: int | None = None) -> tuple[list[HeadEntry], int | None]:
+        return self.store.head_history(context_id, limit, before)
+
+    async def turn_in_context(self, context_id: int, turn_id: int) -> TurnRecord | None:
+        return self.store.turn_in_context(context_id, turn_id)
 
     async def turn(self, turn_id: int) -> TurnRecord | None:
         return self.store.turn(turn_id)

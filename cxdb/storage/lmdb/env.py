@@ -21,6 +21,7 @@ name           owner                       holds
 ``ctxtag``     :mod:`.contexts`            each tagged context's tag
 ``counts``     :mod:`.contexts`            per-tag and per-parent totals
 ``events``     :mod:`.events`              the event log
+``heads``      :mod:`.heads`               head history
 =============  ==========================  =====================
 
 ``meta`` key ``b"format"`` holds the format parameters as JSON. They are
@@ -29,8 +30,9 @@ written when the store is created and compared on every open; a mismatch is a
 format opens with :attr:`Environment.upgrade` set to its version, and the store
 brings it up to date before it serves (see :meth:`Environment.upgraded`): format 1
 lacks ``tagact``, ``ctxtag`` and ``counts``, which are built; format 2 lacks the
-event log, which starts empty. Format 3 keeps a build that predates the event log
-from writing to the store without recording events.
+event log, which starts empty; format 3 lacks the head history, which starts empty.
+Each new format keeps a build that predates a sub-database from writing to the store
+without keeping it up to date.
 """
 
 from __future__ import annotations
@@ -53,10 +55,10 @@ from ...errors import FormatMismatch, StoreClosed, StoreError, StoreFull
 
 __all__ = ["FORMAT", "Dbs", "Environment", "no_space"]
 
-FORMAT: dict[str, Any] = {"format_version": 3, "hash": HASH_NAME, "codec": CODEC_NAME, "int_keys": "u64be"}
-_UPGRADABLE = ({**FORMAT, "format_version": 1}, {**FORMAT, "format_version": 2})
+FORMAT: dict[str, Any] = {"format_version": 4, "hash": HASH_NAME, "codec": CODEC_NAME, "int_keys": "u64be"}
+_UPGRADABLE = ({**FORMAT, "format_version": 1}, {**FORMAT, "format_version": 2}, {**FORMAT, "format_version": 3})
 _DB_NAMES = ("meta", "blobs", "turns", "contexts", "ctxmeta", "activity", "tags", "children", "idem",
-             "bundles", "bundleseq", "tagact", "ctxtag", "counts", "events")
+             "bundles", "bundleseq", "tagact", "ctxtag", "counts", "events", "heads")
 MAX_MAP_SIZE = 1 << 44
 
 
@@ -79,6 +81,7 @@ class Dbs:
     ctxtag: Any
     counts: Any
     events: Any
+    heads: Any
 
 
 class _Gate:

@@ -24,10 +24,10 @@ from ...model import (
     TurnId,
     TurnRecord,
 )
-from ..base import AppendResult, CommitObserver, Event, PageStart, RegistryMoved, StoredBundle
+from ..base import AppendResult, CommitObserver, Event, HeadEntry, PageStart, RegistryMoved, StoredBundle
 from ..dictionaries import DictionaryTrainer
 from ..rules import check_append, check_tag, head_moved, parent_not_found, request_digest
-from . import blobs, bundles, contexts, dictionaries, events, idempotency, turns
+from . import blobs, bundles, contexts, dictionaries, events, heads, idempotency, turns
 from .counters import read_all, read_one
 from .env import Environment
 from .writer import WriteContext, Writer
@@ -57,7 +57,7 @@ class Store:
         if self._env.upgrade == 1:
             self._env.upgraded(lambda txn: contexts.build_indexes(txn, self._dbs))
         elif self._env.upgrade:
-            self._env.upgraded(lambda txn: None)  # the event log starts empty
+            self._env.upgraded(lambda txn: None)  # the event log and the head history start empty
         with self._env.read() as txn:
             current = read_one(txn, self._dbs.meta, "dict_current")
             for dict_id, data in dictionaries.load_all(txn, self._dbs.meta):
@@ -143,7 +143,7 @@ class Store:
         def op(w: WriteContext) -> AppendResult:
             if registry_generation is not None and w.counters.get("bundles") != registry_generation:
                 raise RegistryMoved("the registry changed", {"generation": w.counters.get("bundles")})
-            head_id, _ = contexts.head(w.txn, w.dbs, context_id)
+            head_id, head_depth = contexts.head(w.txn, w.dbs, context_id)
             if idempotency_key is not None:
                 earlier = idempotency.lookup(w.txn, w.dbs.idem, context_id, idempotency_key, request)
                 if earlier is not None:
@@ -165,10 +165,15 @@ class Store:
                                 len(payload), digest, w.now_ms, TurnId(jump))
             w.txn.put(turns.key(turn_id), turns.encode(record, jump_depth), db=w.dbs.turns)
             contexts.move_head(w, context_id, head_id, turn_id, record.depth)
+            replaced = None
+            if head_id and parent_id != head_id and (
+                    turns.ancestor_at_depth(w.txn, w.dbs.turns, parent_id, head_depth) != head_id):
+                heads.record(w, context_id, head_id, head_depth, turn_id)  # the old head stays reachable
+                replaced = head_id
             if idempotency_key is not None:
                 idempotency.remember(w, context_id, idempotency_key, turn_id, request)
             events.record(w, "turn_appended", context_id, turn_id)
-            return AppendResult(record, False)
+            return AppendResult(record, False, replaced)
 
         return await self._writer.run(op)
 
@@ -308,15 +313,34 @@ class Store:
             return turns.ancestor_at_depth(txn, self._dbs.turns, turn_id, depth)
 
     def _cursor_start(self, txn: Any, context: ContextRecord, before_turn_id: int) -> int:
-        missing = NotFound(f"Turn {before_turn_id} is not on context {context.context_id}",
+        found = turns.get(txn, self._dbs.turns, before_turn_id)
+        if found is None or not self._in_context(txn, context, found[0]):
+            raise NotFound(f"Turn {before_turn_id} is not on context {context.context_id}",
                            {"before_turn_id": str(before_turn_id), "context_id": str(context.context_id)})
-        cursor = turns.links(txn, self._dbs.turns, before_turn_id)
-        if cursor is None or not context.head_turn_id:
-            raise missing
-        parent, depth, _, _ = cursor
-        if turns.ancestor_at_depth(txn, self._dbs.turns, context.head_turn_id, depth) != before_turn_id:
-            raise missing
-        return parent
+        return found[0].parent_turn_id
+
+    def _in_context(self, txn: Any, context: ContextRecord, turn: TurnRecord) -> bool:
+        """Whether ``turn`` is on the chain of the context's head or of one of its replaced heads:
+        those chains hold the turns appended to it and the chain below its fork point."""
+        if turn.context_id == context.context_id:
+            return True
+        for top in (context.head_turn_id, context.lineage.fork_turn_id):
+            if top and turns.ancestor_at_depth(txn, self._dbs.turns, top, turn.depth) == turn.turn_id:
+                return True
+        return False
+
+    def turn_in_context(self, context_id: int, turn_id: int) -> TurnRecord | None:
+        """The turn, when it is on the chain of the context's head or of a replaced head; None
+        otherwise. NotFound for a missing context."""
+        with self._env.read() as txn:
+            context = contexts.require(txn, self._dbs, context_id)
+            found = turns.get(txn, self._dbs.turns, turn_id)
+            return found[0] if found is not None and self._in_context(txn, context, found[0]) else None
+
+    def head_history(self, context_id: int, limit: int, before: int | None) -> tuple[list[HeadEntry], int | None]:
+        with self._env.read() as txn:
+            contexts.require(txn, self._dbs, context_id, with_meta=False)
+            return heads.list_entries(txn, self._dbs, context_id, limit, before)
 
     def payloads(self, hashes: Iterable[bytes]) -> dict[bytes, bytes]:
         """The uncompressed bytes of each blob named, in one read transaction."""

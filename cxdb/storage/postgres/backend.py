@@ -20,7 +20,7 @@ from ...cache import LruCache
 from ...codec import BlobCodec, UnknownDictionary, content_hash
 from ...errors import Conflict, NotFound
 from ...model import ContextId, ContextRecord, Lineage, StoreStats, TurnId, TurnRecord
-from ..base import EVENT_KINDS, AppendResult, CommitObserver, Event, PageStart, RegistryMoved, StoredBundle
+from ..base import EVENT_KINDS, AppendResult, CommitObserver, Event, HeadEntry, PageStart, RegistryMoved, StoredBundle
 from ..dictionaries import DictionaryTrainer
 from ..rules import check_append, check_tag, request_digest
 from . import schema
@@ -28,7 +28,7 @@ from .check import check_database
 from .database import Database
 from .listener import Listener
 from .reads import ContextReads
-from .rows import CONTEXT, TURN, context, fits, missing_context, text, turn
+from .rows import ANCESTOR, CONTEXT, I64_MAX, TURN, context, fits, missing_context, text, turn
 from .writer import AppendWriter, PendingAppend
 
 __all__ = ["PostgresBackend"]
@@ -56,16 +56,6 @@ walk(turn_id, depth, parent_turn_id, jump_turn_id, jump_depth) AS (
     WHERE w.depth > g.depth)
 SELECT (SELECT parent_turn_id FROM target),
        (SELECT w.turn_id FROM walk w CROSS JOIN target g WHERE w.depth = g.depth)"""
-_ANCESTOR = """
-WITH RECURSIVE walk(turn_id, depth, parent_turn_id, jump_turn_id, jump_depth) AS (
-    SELECT turn_id, depth, parent_turn_id, jump_turn_id, jump_depth FROM turns WHERE turn_id = $1
-    UNION ALL
-    SELECT t.* FROM walk w CROSS JOIN LATERAL (
-        SELECT turn_id, depth, parent_turn_id, jump_turn_id, jump_depth FROM turns WHERE turn_id = CASE
-            WHEN w.jump_turn_id <> 0 AND w.jump_depth >= $2 THEN w.jump_turn_id ELSE w.parent_turn_id END
-        LIMIT 1) t
-    WHERE w.depth > $2)
-SELECT turn_id FROM walk WHERE depth = $2"""
 _LIST = f"""
 SELECT k.contexts, c.* FROM counters k LEFT JOIN LATERAL (
     SELECT {CONTEXT} FROM contexts ORDER BY last_activity_ms DESC, context_id DESC LIMIT $1) c ON true
@@ -334,9 +324,40 @@ class PostgresBackend:
             raise missing
         parent, on_chain = await self._db.read(
             lambda conn: conn.fetchrow(_CURSOR, found.head_turn_id, before_turn_id))
-        if parent is None or on_chain != before_turn_id:
+        if parent is not None and on_chain == before_turn_id:
+            return parent  # type: ignore[no-any-return]
+        elsewhere = await self._in_context(found, before_turn_id)  # on a replaced head's chain?
+        if elsewhere is None:
             raise missing
-        return parent  # type: ignore[no-any-return]
+        return elsewhere.parent_turn_id
+
+    async def _in_context(self, found: ContextRecord, turn_id: int) -> TurnRecord | None:
+        """The turn when it is on the chain of the context's head or of a replaced head: those chains
+        hold the turns appended to it and the chain below its fork point."""
+        record = await self.turn(turn_id)
+        if record is None:
+            return None
+        if record.context_id == found.context_id:
+            return record
+        for top in (found.head_turn_id, found.lineage.fork_turn_id):
+            if top and await self.ancestor(top, record.depth) == turn_id:
+                return record
+        return None
+
+    async def turn_in_context(self, context_id: int, turn_id: int) -> TurnRecord | None:
+        return await self._in_context(await self.get_context(context_id), turn_id)
+
+    async def head_history(self, context_id: int, limit: int,
+                           before: int | None = None) -> tuple[list[HeadEntry], int | None]:
+        await self.get_context(context_id)
+        if before is not None and not fits(before):
+            before = None  # above every turn id: from the newest
+        rows = await self._db.read(lambda conn: conn.fetch(
+            "SELECT head_turn_id, head_depth, replaced_by_turn_id, replaced_at_ms FROM head_history "
+            "WHERE context_id = $1 AND replaced_by_turn_id < $2 ORDER BY replaced_by_turn_id DESC LIMIT $3",
+            context_id, before if before is not None else I64_MAX, limit + 1))
+        entries = [HeadEntry(*row) for row in rows[:limit]]
+        return entries, entries[-1].replaced_by_turn_id if len(rows) > limit and entries else None
 
     def note_cursor(self, context: ContextRecord, cursor: int, parent: int) -> None:
         self._cursors.put((context.context_id, context.head_turn_id, cursor), parent)
@@ -358,7 +379,7 @@ class PostgresBackend:
     async def ancestor(self, turn_id: int, depth: int) -> int:
         if depth <= 0 or not fits(turn_id):
             return 0
-        found = await self._db.read(lambda conn: conn.fetchval(_ANCESTOR, turn_id, depth))
+        found = await self._db.read(lambda conn: conn.fetchval(ANCESTOR, turn_id, depth))
         return int(found or 0)
 
     async def payloads(self, hashes: Iterable[bytes]) -> dict[bytes, bytes]:

@@ -30,7 +30,7 @@ from ...errors import Conflict, CxdbError, StoreError
 from ...model import ENCODING_MSGPACK, BlobHash, ContextId, TurnId, TurnRecord
 from ..base import AppendResult, RegistryMoved
 from ..rules import child_jump, head_moved, parent_not_found
-from .rows import TURN, fits, missing_context, turn
+from .rows import ANCESTOR, TURN, fits, missing_context, turn
 
 __all__ = ["INLINE_ENCODE_BYTES", "PendingAppend", "RegistryRace", "apply", "begin"]
 
@@ -96,6 +96,11 @@ h AS (
     FROM c, unnest($17::bigint[], $18::bigint[], $19::bigint[], $20::bigint[]) AS v(id, old_head, head, depth)
     WHERE x.context_id = v.id AND x.head_turn_id = v.old_head
     RETURNING 1),
+r AS (
+    INSERT INTO head_history (context_id, replaced_by_turn_id, head_turn_id, head_depth, replaced_at_ms)
+    SELECT w.context_id, c.base + w.slot, CASE WHEN w.head < 0 THEN c.base - w.head ELSE w.head END, w.depth, $5
+    FROM c, unnest($25::bigint[], $26::bigint[], $27::bigint[], $28::bigint[]) AS w(context_id, slot, head, depth)
+    RETURNING 1),
 k AS (
     INSERT INTO idempotency (context_id, idempotency_key, turn_id, created_at_ms, request)
     SELECT w.context_id, w.key, c.base + w.slot, $5, w.request
@@ -140,6 +145,9 @@ class _Planned:
     depth: int
     jump: int
     jump_depth: int
+    replaced: int = 0
+    """The head this turn moves the context away from (minus its slot when new in this batch); 0: none."""
+    replaced_depth: int = 0
 
 
 @dataclass(slots=True)
@@ -214,6 +222,9 @@ async def apply(conn: Any, batch: list[PendingAppend], codec: BlobCodec,
         if plan is None:
             outcome.append(parent_not_found(op.context_id, parent))
             continue
+        if head and parent != head and (head < 0 or await conn.fetchval(ANCESTOR, parent, heads[op.context_id][1])
+                                        != head):
+            plan.replaced, plan.replaced_depth = head, heads[op.context_id][1]  # kept in the head history
         planned.append(plan)
         outcome.append(plan)
         links[-plan.slot] = (plan.depth, plan.jump, plan.jump_depth)  # a later append may build on it
@@ -289,7 +300,10 @@ async def _write(conn: Any, batch: list[PendingAppend], planned: list[_Planned],
         [ours[op.digest] for op in ops], [len(op.payload) for op in ops], [op.digest for op in ops],
         contexts, [moved[c][0] for c in contexts], [heads[c][0] for c in contexts], [heads[c][1] for c in contexts],
         [batch[p.index].context_id for p in keyed], [batch[p.index].key for p in keyed], [p.slot for p in keyed],
-        [batch[p.index].request for p in keyed])
+        [batch[p.index].request for p in keyed],
+        [op.context_id for plan, op in zip(planned, ops, strict=True) if plan.replaced],
+        [plan.slot for plan in planned if plan.replaced], [plan.replaced for plan in planned if plan.replaced],
+        [plan.replaced_depth for plan in planned if plan.replaced])
     if bundles != generation and any(op.generation is not None for op in ops):
         raise RegistryRace()  # a bundle was published since the batch read the generation: run it again
     if moved_count != len(contexts) or len(planned) != inserted or len(planned) != recorded:  # locks forbid it
@@ -333,7 +347,10 @@ def _final(result: Any, op: PendingAppend, records: dict[int, TurnRecord]) -> Ap
         assert op.expected_head is not None
         return head_moved(op.context_id, op.expected_head, head)
     if isinstance(result, _Planned):
-        return AppendResult(records[result.slot], False)
+        replaced = result.replaced
+        if replaced < 0:
+            replaced = records[-replaced].turn_id
+        return AppendResult(records[result.slot], False, replaced or None)
     if isinstance(result, _Repeat):
         record = records[result.plan.slot]
         return AppendResult(record, True) if result.same else _key_conflict(op, record.turn_id)

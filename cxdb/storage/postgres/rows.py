@@ -9,7 +9,7 @@ import orjson
 from ...errors import NotFound
 from ...model import BlobHash, ContextId, ContextRecord, Lineage, TurnId, TurnRecord
 
-__all__ = ["CONTEXT", "I64_MAX", "TURN", "context", "fits", "missing_context", "text", "turn"]
+__all__ = ["ANCESTOR", "CONTEXT", "I64_MAX", "TURN", "context", "fits", "missing_context", "text", "turn"]
 
 I64_MAX = (1 << 63) - 1
 """The largest id a ``bigint`` holds; cxdb allocates from 1, so no stored id is above it."""
@@ -45,3 +45,17 @@ def context(row: Any, at: int = 0) -> ContextRecord:
 
 def missing_context(context_id: int) -> NotFound:
     return NotFound(f"Context {context_id} not found", {"context_id": str(context_id)})
+
+
+# The id of the turn at depth $2 on the chain of turn $1, by jump pointers (rules.jump_step): O(log depth)
+# rows, each a primary-key lookup.
+ANCESTOR = """
+WITH RECURSIVE walk(turn_id, depth, parent_turn_id, jump_turn_id, jump_depth) AS (
+    SELECT turn_id, depth, parent_turn_id, jump_turn_id, jump_depth FROM turns WHERE turn_id = $1
+    UNION ALL
+    SELECT t.* FROM walk w CROSS JOIN LATERAL (
+        SELECT turn_id, depth, parent_turn_id, jump_turn_id, jump_depth FROM turns WHERE turn_id = CASE
+            WHEN w.jump_turn_id <> 0 AND w.jump_depth >= $2 THEN w.jump_turn_id ELSE w.parent_turn_id END
+        LIMIT 1) t
+    WHERE w.depth > $2)
+SELECT turn_id FROM walk WHERE depth = $2"""

@@ -22,7 +22,7 @@ from ...errors import FormatMismatch
 
 __all__ = ["SCHEMA_VERSION", "TABLES", "ensure"]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _COUNTERS = ("next_turn", "next_context", "turns", "contexts", "blobs", "blob_stored", "blob_raw", "dedup_hits",
              "dedup_misses", "bundles", "dicts", "dict_current", "next_event")
@@ -33,6 +33,13 @@ _EVENTS = """CREATE TABLE events (
         context_id bigint NOT NULL,
         a bigint NOT NULL,
         b bigint NOT NULL)"""
+_HEADS = """CREATE TABLE head_history (
+        context_id bigint NOT NULL,
+        replaced_by_turn_id bigint NOT NULL,
+        head_turn_id bigint NOT NULL,
+        head_depth bigint NOT NULL,
+        replaced_at_ms bigint NOT NULL,
+        PRIMARY KEY (context_id, replaced_by_turn_id))"""
 
 _CREATE = (
     "CREATE TABLE cxdb_schema (singleton boolean PRIMARY KEY CHECK (singleton), version integer NOT NULL)",
@@ -85,16 +92,19 @@ _CREATE = (
         body bytea NOT NULL)""",
     "CREATE TABLE dictionaries (dict_id bigint PRIMARY KEY, data bytea NOT NULL)",
     _EVENTS,
+    _HEADS,
     f"INSERT INTO cxdb_schema (singleton, version) VALUES (true, {SCHEMA_VERSION})",
 )
 _MIGRATIONS: dict[int, tuple[str, ...]] = {
     # 1 -> 2: the event log (it starts empty; what happened before has no events).
     1: ("ALTER TABLE counters ADD COLUMN next_event bigint NOT NULL DEFAULT 0", _EVENTS),
+    # 2 -> 3: head history (it starts empty).
+    2: (_HEADS,),
 }
 """The statements that bring a schema of each older version to the next one."""
 
 TABLES = ("cxdb_schema", "counters", "contexts", "tag_counts", "turns", "blobs", "idempotency", "bundles",
-          "dictionaries", "events")
+          "dictionaries", "events", "head_history")
 """Every table cxdb keeps, so tools (and tests) can name them."""
 
 

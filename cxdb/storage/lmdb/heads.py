@@ -1,0 +1,49 @@
+"""Head history: the heads a context had until an append moved it to a turn that does not descend
+from them, so no acknowledged turn becomes unreachable.
+
+Sub-database ``heads``: key = context_id u64 BE + replaced_by_turn_id u64 BE (turn ids grow in commit
+order, so a context's entries sort oldest first and a cursor walks them newest first); value (24
+bytes) = head_turn_id, head_depth, replaced_at_ms, each u64 BE.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Any
+
+from ..base import HeadEntry
+from .writer import WriteContext
+
+__all__ = ["list_entries", "record"]
+
+_KEY = struct.Struct(">QQ")
+_VALUE = struct.Struct(">QQQ")
+
+
+def record(w: WriteContext, context_id: int, head_turn_id: int, head_depth: int, replaced_by: int) -> None:
+    w.txn.put(_KEY.pack(context_id, replaced_by), _VALUE.pack(head_turn_id, head_depth, w.now_ms), db=w.dbs.heads)
+
+
+def list_entries(txn: Any, dbs: Any, context_id: int, limit: int,
+                 before: int | None) -> tuple[list[HeadEntry], int | None]:
+    """Newest first, those replaced by a turn below ``before``; O(limit)."""
+    cursor = txn.cursor(db=dbs.heads)
+    found: list[HeadEntry] = []
+    start = _KEY.pack(context_id, before if before is not None else (1 << 64) - 1)
+    # The first key at or after the start, then backwards: entries of this context below it.
+    if cursor.set_range(start):
+        moved = cursor.prev()
+    else:
+        moved = cursor.last()
+    while moved and len(found) <= limit:
+        key = cursor.key()
+        owner, replaced_by = _KEY.unpack(key)
+        if owner != context_id:
+            break
+        if before is None or replaced_by < before:
+            head, depth, at = _VALUE.unpack(cursor.value())
+            found.append(HeadEntry(head, depth, replaced_by, at))
+        moved = cursor.prev()
+    more = len(found) > limit
+    found = found[:limit]
+    return found, found[-1].replaced_by_turn_id if more and found else None
