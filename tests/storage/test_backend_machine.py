@@ -39,6 +39,8 @@ class ModelContext:
     fork_turn: int | None
     tag: str | None = None
     keys: dict[str, tuple[int, tuple[Any, ...]]] = field(default_factory=dict)
+    history: list[int] = field(default_factory=list)
+    """The heads appends moved it away from, oldest first."""
 
 
 TAGS = st.sampled_from([None, None, "x", "y", "x2"])
@@ -193,6 +195,10 @@ class StoreMachine(RuleBasedStateMachine):
         assert not result.replayed
         parent = context.head if parent_arg is None else parent_arg
         turn = result.turn
+        descends = context.head == 0 or context.head in self.chain(parent)
+        assert result.replaced_head_turn_id == (None if descends else context.head)
+        if not descends:
+            context.history.append(context.head)
         assert turn.turn_id not in self.turns and all(turn.turn_id > t for t in self.turns)
         assert turn.parent_turn_id == parent
         assert turn.depth == (self.turns[parent].depth if parent else 0) + 1
@@ -224,12 +230,15 @@ class StoreMachine(RuleBasedStateMachine):
             cursor = data.draw(st.sampled_from(chain))
         elif cursor_mode == "any" and self.turns:
             cursor = data.draw(st.sampled_from(sorted(self.turns)))
+        belongs = self.belonging(context_id)
         try:
             page = self.read_page(context_id, limit, cursor)
         except NotFound:
-            assert cursor is not None and cursor not in chain
+            assert cursor is not None and cursor not in belongs
             return
-        assert cursor is None or cursor in chain
+        assert cursor is None or cursor in belongs
+        if cursor is not None:
+            chain = self.chain(cursor)  # the cursor's own chain: the current one, or a replaced head's
         end = chain.index(cursor) if cursor is not None else len(chain)
         expected = chain[max(0, end - limit):end] if limit else []
         assert [t.turn_id for t in page.turns] == expected
@@ -237,6 +246,25 @@ class StoreMachine(RuleBasedStateMachine):
         assert page.next_before_turn_id == (expected[0] if more else None)
         for turn in page.turns:
             assert self.run(self.store.get_blob(turn.content_hash)) == self.turns[turn.turn_id].payload
+
+    def belonging(self, context_id: int) -> set[int]:
+        """The turns on the chains of the context's head, replaced heads and fork point."""
+        model = self.contexts[context_id]
+        found: set[int] = set()
+        for top in (model.head, *model.history, model.fork_turn or 0):
+            found.update(self.chain(top))
+        return found
+
+    @invariant()
+    def every_acknowledged_turn_stays_reachable(self) -> None:
+        for context_id, model in self.contexts.items():
+            entries, more = self.run(self.store.head_history(context_id, 1000))
+            assert more is None
+            assert [e.head_turn_id for e in entries] == list(reversed(model.history))
+            reachable: set[int] = set()
+            for top in (model.head, *(e.head_turn_id for e in entries)):
+                reachable.update(self.chain(top))
+            assert {t for t, turn in self.turns.items() if turn.context == context_id} <= reachable
 
     @invariant()
     def heads_and_depths_agree(self) -> None:

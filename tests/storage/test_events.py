@@ -109,3 +109,26 @@ async def test_a_format_2_lmdb_store_gains_an_empty_event_log(tmp_path: Path) ->
         await store.append(context.context_id, "t", 1, raw(2))
         assert [e.sequence for e in store.events(0, 10)] == [1]
         assert store.check()["ok"]
+
+
+async def test_a_format_3_lmdb_store_gains_an_empty_head_history(tmp_path: Path) -> None:
+    from cxdb.storage import Store
+
+    path = tmp_path / "old"
+    with Store(path) as store:
+        context = await store.create_context()
+        first = await store.append(context.context_id, "t", 1, raw(1))
+    env = lmdb.open(str(path), max_dbs=32)  # as format 3 left it: no head history
+    with env.begin(write=True) as txn:
+        txn.drop(env.open_db(b"heads", txn=txn), delete=True)
+        txn.put(b"format", b'{"codec":"%s","format_version":3,"hash":"%s","int_keys":"u64be"}' % (
+            FORMAT["codec"].encode(), FORMAT["hash"].encode()), db=env.open_db(b"meta", txn=txn))
+    env.close()
+    with pytest.raises(Exception, match="older format"):
+        Store(path, readonly=True)
+    with Store(path) as store:
+        assert store.head_history(context.context_id, 10, None) == ([], None)
+        moved = await store.append(context.context_id, "t", 1, raw(2), parent_turn_id=0)
+        assert moved.replaced_head_turn_id == first.turn.turn_id
+        assert [e.head_turn_id for e in store.head_history(context.context_id, 10, None)[0]] == [first.turn.turn_id]
+        assert store.check()["ok"]

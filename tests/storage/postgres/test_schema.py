@@ -104,21 +104,25 @@ def test_a_url_that_leads_nowhere_is_one_line(url: str) -> None:
     assert result.returncode == 1 and len(result.stderr.strip().splitlines()) == 1, result.stderr
 
 
-def test_a_version_1_schema_is_upgraded_by_migrate_and_by_serve(postgres_url: str) -> None:
+@pytest.mark.parametrize("old", [1, 2])
+def test_an_older_schema_is_upgraded_by_migrate_and_by_serve(postgres_url: str, old: int) -> None:
     for upgrade in (["migrate"], ["serve", "--port", "0"]):
         assert cli("migrate", "--store", postgres_url).returncode == 0
-        asyncio.run(sql(postgres_url, "DROP TABLE events"))  # as version 1 left it
-        asyncio.run(sql(postgres_url, "ALTER TABLE counters DROP COLUMN next_event"))
-        asyncio.run(sql(postgres_url, "UPDATE cxdb_schema SET version = 1"))
+        asyncio.run(sql(postgres_url, "DROP TABLE head_history"))  # as versions 1 and 2 left it
+        if old == 1:
+            asyncio.run(sql(postgres_url, "DROP TABLE events"))
+            asyncio.run(sql(postgres_url, "ALTER TABLE counters DROP COLUMN next_event"))
+        asyncio.run(sql(postgres_url, f"UPDATE cxdb_schema SET version = {old}"))
         refused = cli("check", "--store", postgres_url)
-        assert refused.returncode == 1 and "cxdb migrate" in refused.stderr and "version 1" in refused.stderr
+        assert refused.returncode == 1 and "cxdb migrate" in refused.stderr and f"version {old}" in refused.stderr
         if upgrade[0] == "migrate":
             result = cli(*upgrade, "--store", postgres_url)
             assert result.returncode == 0 and "upgraded the store" in result.stdout, result.stderr
         else:
             server = LiveServer(postgres_url)
             assert server.stop() == 0
-        assert [row[0] for row in asyncio.run(sql(postgres_url, "SELECT version FROM cxdb_schema"))] == [2]
+        assert [row[0] for row in asyncio.run(sql(postgres_url, "SELECT version FROM cxdb_schema"))] == [3]
         assert cli("check", "--store", postgres_url).returncode == 0
         assert asyncio.run(sql(postgres_url, "SELECT next_event FROM counters"))[0][0] == 0
+        assert asyncio.run(sql(postgres_url, "SELECT count(*) FROM head_history"))[0][0] == 0
         asyncio.run(sql(postgres_url, "DROP TABLE " + ", ".join(TABLES)))
