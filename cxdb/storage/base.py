@@ -8,14 +8,14 @@ defined here, once, for every backend.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol
 
 from ..errors import CxdbError
 from ..model import ContextRecord, StoreStats, TurnId, TurnRecord
 
-__all__ = ["EVENT_KINDS", "AppendResult", "Backend", "CommitObserver", "Event", "HeadEntry", "PageStart",
+__all__ = ["EVENT_KINDS", "AppendResult", "Backend", "CommitObserver", "Event", "HeadEntry", "NewTurn", "PageStart",
            "RegistryMoved", "StoredBundle"]
 
 CommitObserver = Callable[[int, float, int], None]
@@ -35,6 +35,18 @@ class AppendResult:
     replaced_head_turn_id: int | None = None
     """The head the append moved away from, when the new turn does not descend from it (recorded in
     the context's head history)."""
+
+
+@dataclass(frozen=True, slots=True)
+class NewTurn:
+    """One turn of a batch append: its type, encoded payload and idempotency key (with the
+    fingerprint of the request that key stands for; by default the type, payload and parent)."""
+
+    type_id: str
+    type_version: int
+    payload: bytes
+    idempotency_key: str | None = None
+    fingerprint: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +123,14 @@ class Backend(Protocol):
         """Append a turn and move the head to it; RegistryMoved when the generation is stale. With
         ``expected_head_turn_id``, only if the head is that turn when the append commits (else
         :func:`~cxdb.storage.rules.head_moved`); an idempotent replay is answered first."""
+
+    async def append_batch(self, context_id: int, turns: Sequence[NewTurn], parent_turn_id: int | None = None,
+                           expected_head_turn_id: int | None = None,
+                           registry_generation: int | None = None) -> list[AppendResult]:
+        """Append ``turns`` as a chain from ``parent_turn_id`` (default: the head), all in one
+        transaction or none. A batch whose items all repeat their idempotency keys replays as a
+        whole; some repeating and some not is a Conflict (:func:`~cxdb.storage.rules.partly_replayed`).
+        The first result names the head replaced, if any."""
 
     async def publish_bundle(self, bundle_id: str, body: bytes, generation: int) -> tuple[StoredBundle, bool]:
         """Store a checked bundle; True when new. RegistryMoved when the generation is stale."""

@@ -14,7 +14,7 @@ from ..errors import Conflict, Unprocessable
 from ..model import BlobHash
 
 __all__ = ["MAX_KEY_BYTES", "MAX_TAG_BYTES", "check_append", "check_tag", "child_jump", "head_moved", "jump_step",
-           "parent_not_found", "request_digest"]
+           "parent_not_found", "partly_replayed", "request_digest"]
 
 MAX_TAG_BYTES = 400
 """A tag is part of an index key (LMDB keys are at most 511 bytes)."""
@@ -45,6 +45,13 @@ def head_moved(context_id: int, expected: int, head: int) -> Conflict:
 def parent_not_found(context_id: int, parent: int) -> Conflict:
     return Conflict(f"Parent turn {parent} not found",
                     {"reason": "parent_not_found", "parent_turn_id": str(parent), "context_id": str(context_id)})
+
+
+def partly_replayed(context_id: int, replayed: list[int]) -> Conflict:
+    """A batch some of whose idempotency keys were used before and some not: a retry repeats a whole
+    batch, so this is another request reusing keys."""
+    return Conflict("some turns of the batch repeat idempotency keys used before and some do not",
+                    {"reason": "partly_replayed", "context_id": str(context_id), "replayed_indexes": replayed})
 
 
 def request_digest(type_id: str, type_version: int, digest: BlobHash, parent: int | None) -> bytes:

@@ -7,12 +7,12 @@ Its writes were coroutines already: they resolve once their group commit is dura
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 from ...model import ContextRecord, StoreStats, TurnId, TurnRecord
-from ..base import AppendResult, CommitObserver, Event, HeadEntry, PageStart, StoredBundle
+from ..base import AppendResult, CommitObserver, Event, HeadEntry, NewTurn, PageStart, StoredBundle
 from .store import Store
 
 __all__ = ["LmdbBackend"]
@@ -43,6 +43,12 @@ class LmdbBackend:
                      expected_head_turn_id: int | None = None) -> AppendResult:
         return await self.store.append(context_id, type_id, type_version, payload, parent_turn_id, idempotency_key,
                                        registry_generation, fingerprint, expected_head_turn_id)
+
+    async def append_batch(self, context_id: int, turns: Sequence[NewTurn], parent_turn_id: int | None = None,
+                           expected_head_turn_id: int | None = None,
+                           registry_generation: int | None = None) -> list[AppendResult]:
+        return await self.store.append_batch(context_id, turns, parent_turn_id, expected_head_turn_id,
+                                             registry_generation)
 
     async def publish_bundle(self, bundle_id: str, body: bytes, generation: int) -> tuple[StoredBundle, bool]:
         return await self.store.publish_bundle(bundle_id, body, generation)

@@ -7,7 +7,7 @@ durable. Reads are short read transactions run on the caller's thread.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -24,9 +24,9 @@ from ...model import (
     TurnId,
     TurnRecord,
 )
-from ..base import AppendResult, CommitObserver, Event, HeadEntry, PageStart, RegistryMoved, StoredBundle
+from ..base import AppendResult, CommitObserver, Event, HeadEntry, NewTurn, PageStart, RegistryMoved, StoredBundle
 from ..dictionaries import DictionaryTrainer
-from ..rules import check_append, check_tag, head_moved, parent_not_found, request_digest
+from ..rules import check_append, check_tag, head_moved, parent_not_found, partly_replayed, request_digest
 from . import blobs, bundles, contexts, dictionaries, events, heads, idempotency, turns
 from .counters import read_all, read_one
 from .env import Environment
@@ -134,48 +134,86 @@ class Store:
         the type, version, payload and parent): a repeat of the key with another
         fingerprint is a Conflict.
         """
-        check_append(type_version, idempotency_key)
-        digest = content_hash(payload)
-        request = b""
-        if idempotency_key is not None:
-            request = fingerprint or request_digest(type_id, type_version, digest, parent_turn_id)
+        turn = NewTurn(type_id, type_version, payload, idempotency_key, fingerprint)
+        results = await self.append_batch(context_id, [turn], parent_turn_id, expected_head_turn_id,
+                                          registry_generation)
+        return results[0]
 
-        def op(w: WriteContext) -> AppendResult:
+    async def append_batch(self, context_id: int, new_turns: Sequence[NewTurn], parent_turn_id: int | None = None,
+                           expected_head_turn_id: int | None = None,
+                           registry_generation: int | None = None) -> list[AppendResult]:
+        """Append ``new_turns`` as a chain in one write transaction, or none of them (the writer keeps
+        none of an operation's writes when it raises). See :meth:`cxdb.storage.base.Backend.append_batch`."""
+        prepared = []
+        for index, item in enumerate(new_turns):
+            check_append(item.type_version, item.idempotency_key)
+            digest = content_hash(item.payload)
+            request = b""
+            if item.idempotency_key is not None:
+                request = item.fingerprint or request_digest(item.type_id, item.type_version, digest,
+                                                             parent_turn_id if index == 0 else None)
+            prepared.append((item, digest, request))
+
+        def op(w: WriteContext) -> list[AppendResult]:
             if registry_generation is not None and w.counters.get("bundles") != registry_generation:
                 raise RegistryMoved("the registry changed", {"generation": w.counters.get("bundles")})
             head_id, head_depth = contexts.head(w.txn, w.dbs, context_id)
-            if idempotency_key is not None:
-                earlier = idempotency.lookup(w.txn, w.dbs.idem, context_id, idempotency_key, request)
-                if earlier is not None:
-                    found = turns.get(w.txn, w.dbs.turns, earlier)
-                    if found is not None:
-                        return AppendResult(found[0], True)
+            replays = self._replays(w, context_id, prepared)
+            if replays is not None:
+                return replays
             if expected_head_turn_id is not None and head_id != expected_head_turn_id:
                 raise head_moved(context_id, expected_head_turn_id, head_id)
             parent_id = head_id if parent_turn_id is None else parent_turn_id
             parent = turns.links(w.txn, w.dbs.turns, parent_id) if parent_id else None
             if parent_id and parent is None:
                 raise parent_not_found(context_id, parent_id)
-            jump, jump_depth = turns.jump_for(w.txn, w.dbs.turns, parent_id, parent)
-            stored_compression = blobs.put(w, self._codec, digest, payload, self._trainer.observe)
-            turn_id = w.counters.add("next_turn")
-            w.counters.add("turns")
-            record = TurnRecord(TurnId(turn_id), TurnId(parent_id), (parent[1] if parent else 0) + 1,
-                                ContextId(context_id), type_id, type_version, ENCODING_MSGPACK, stored_compression,
-                                len(payload), digest, w.now_ms, TurnId(jump))
-            w.txn.put(turns.key(turn_id), turns.encode(record, jump_depth), db=w.dbs.turns)
-            contexts.move_head(w, context_id, head_id, turn_id, record.depth)
             replaced = None
             if head_id and parent_id != head_id and (
                     turns.ancestor_at_depth(w.txn, w.dbs.turns, parent_id, head_depth) != head_id):
-                heads.record(w, context_id, head_id, head_depth, turn_id)  # the old head stays reachable
                 replaced = head_id
-            if idempotency_key is not None:
-                idempotency.remember(w, context_id, idempotency_key, turn_id, request)
-            events.record(w, "turn_appended", context_id, turn_id)
-            return AppendResult(record, False, replaced)
+            results: list[AppendResult] = []
+            for item, digest, request in prepared:
+                jump, jump_depth = turns.jump_for(w.txn, w.dbs.turns, parent_id, parent)
+                stored_compression = blobs.put(w, self._codec, digest, item.payload, self._trainer.observe)
+                turn_id = w.counters.add("next_turn")
+                w.counters.add("turns")
+                record = TurnRecord(TurnId(turn_id), TurnId(parent_id), (parent[1] if parent else 0) + 1,
+                                    ContextId(context_id), item.type_id, item.type_version, ENCODING_MSGPACK,
+                                    stored_compression, len(item.payload), digest, w.now_ms, TurnId(jump))
+                w.txn.put(turns.key(turn_id), turns.encode(record, jump_depth), db=w.dbs.turns)
+                if item.idempotency_key is not None:
+                    idempotency.remember(w, context_id, item.idempotency_key, turn_id, request)
+                events.record(w, "turn_appended", context_id, turn_id)
+                results.append(AppendResult(record, False, replaced if not results else None))
+                parent_id, parent = turn_id, (record.parent_turn_id, record.depth, jump, jump_depth)
+            last = results[-1].turn
+            contexts.move_head(w, context_id, head_id, last.turn_id, last.depth)
+            if replaced is not None:
+                heads.record(w, context_id, replaced, head_depth, results[0].turn.turn_id)  # it stays reachable
+            return results
 
         return await self._writer.run(op)
+
+    @staticmethod
+    def _replays(w: WriteContext, context_id: int,
+                 prepared: Sequence[tuple[NewTurn, bytes, bytes]]) -> list[AppendResult] | None:
+        """The earlier turns when every item repeats its idempotency key (a replay of the whole batch);
+        None when none does; Conflict for a key reused with another request, or a batch partly replayed."""
+        found: list[AppendResult] = []
+        replayed: list[int] = []
+        for index, (item, _, request) in enumerate(prepared):
+            if item.idempotency_key is None:
+                continue
+            earlier = idempotency.lookup(w.txn, w.dbs.idem, context_id, item.idempotency_key, request)
+            record = turns.get(w.txn, w.dbs.turns, earlier) if earlier is not None else None
+            if record is not None:
+                replayed.append(index)
+                found.append(AppendResult(record[0], True))
+        if not replayed:
+            return None
+        if len(replayed) != len(prepared):
+            raise partly_replayed(context_id, replayed)
+        return found
 
     async def publish_bundle(self, bundle_id: str, body: bytes, generation: int) -> tuple[StoredBundle, bool]:
         """Store a bundle atomically; True when it is new.

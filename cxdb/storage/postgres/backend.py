@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import orjson
@@ -20,10 +20,21 @@ from ...cache import LruCache
 from ...codec import BlobCodec, UnknownDictionary, content_hash
 from ...errors import Conflict, NotFound
 from ...model import ContextId, ContextRecord, Lineage, StoreStats, TurnId, TurnRecord
-from ..base import EVENT_KINDS, AppendResult, CommitObserver, Event, HeadEntry, PageStart, RegistryMoved, StoredBundle
+from ..base import (
+    EVENT_KINDS,
+    AppendResult,
+    CommitObserver,
+    Event,
+    HeadEntry,
+    NewTurn,
+    PageStart,
+    RegistryMoved,
+    StoredBundle,
+)
 from ..dictionaries import DictionaryTrainer
 from ..rules import check_append, check_tag, request_digest
 from . import schema
+from .batch import PendingItem
 from .check import check_database
 from .database import Database
 from .listener import Listener
@@ -198,15 +209,27 @@ class PostgresBackend:
                      parent_turn_id: int | None = None, idempotency_key: str | None = None,
                      registry_generation: int | None = None, fingerprint: bytes | None = None,
                      expected_head_turn_id: int | None = None) -> AppendResult:
-        check_append(type_version, idempotency_key)
-        digest = content_hash(payload)
-        request = b""
-        if idempotency_key is not None:
-            request = fingerprint or request_digest(type_id, type_version, digest, parent_turn_id)
-        future: asyncio.Future[AppendResult] = asyncio.get_running_loop().create_future()
-        key = idempotency_key.encode() if idempotency_key is not None else None
-        return await self._writer.append(PendingAppend(context_id, type_id, type_version, payload, digest,
-                                                       parent_turn_id, key, request, registry_generation, future,
+        turn = NewTurn(type_id, type_version, payload, idempotency_key, fingerprint)
+        results = await self.append_batch(context_id, [turn], parent_turn_id, expected_head_turn_id,
+                                          registry_generation)
+        return results[0]
+
+    async def append_batch(self, context_id: int, turns: Sequence[NewTurn], parent_turn_id: int | None = None,
+                           expected_head_turn_id: int | None = None,
+                           registry_generation: int | None = None) -> list[AppendResult]:
+        items = []
+        for index, new in enumerate(turns):
+            check_append(new.type_version, new.idempotency_key)
+            digest = content_hash(new.payload)
+            request = b""
+            if new.idempotency_key is not None:
+                request = new.fingerprint or request_digest(new.type_id, new.type_version, digest,
+                                                            parent_turn_id if index == 0 else None)
+            items.append(PendingItem(new.type_id, new.type_version, new.payload, digest,
+                                     new.idempotency_key.encode() if new.idempotency_key is not None else None,
+                                     request))
+        future: asyncio.Future[list[AppendResult]] = asyncio.get_running_loop().create_future()
+        return await self._writer.append(PendingAppend(context_id, items, parent_turn_id, registry_generation, future,
                                                        expected_head_turn_id))
 
     async def publish_bundle(self, bundle_id: str, body: bytes, generation: int) -> tuple[StoredBundle, bool]:

@@ -29,10 +29,10 @@ from ...codec import BlobCodec
 from ...errors import Conflict, CxdbError, StoreError
 from ...model import ENCODING_MSGPACK, BlobHash, ContextId, TurnId, TurnRecord
 from ..base import AppendResult, RegistryMoved
-from ..rules import child_jump, head_moved, parent_not_found
+from ..rules import child_jump, head_moved, parent_not_found, partly_replayed
 from .rows import ANCESTOR, TURN, fits, missing_context, turn
 
-__all__ = ["INLINE_ENCODE_BYTES", "PendingAppend", "RegistryRace", "apply", "begin"]
+__all__ = ["INLINE_ENCODE_BYTES", "PendingAppend", "PendingItem", "RegistryRace", "apply", "begin"]
 
 INLINE_ENCODE_BYTES = 64 * 1024
 """New payloads up to this many bytes in all are compressed on the event loop; more go to a thread."""
@@ -119,27 +119,35 @@ RETURNING turns.turn_id, turns.compression"""
 
 
 @dataclass(slots=True)
-class PendingAppend:
-    """One append waiting for its batch."""
+class PendingItem:
+    """One turn of a pending append."""
 
-    context_id: int
     type_id: str
     type_version: int
     payload: bytes
     digest: BlobHash
-    parent_turn_id: int | None
     key: bytes | None
     request: bytes
+
+
+@dataclass(slots=True)
+class PendingAppend:
+    """One append request waiting for its batch: a chain of one or more turns, stored all or none."""
+
+    context_id: int
+    items: list[PendingItem]
+    parent_turn_id: int | None
     generation: int | None
-    future: asyncio.Future[AppendResult]
+    future: asyncio.Future[list[AppendResult]]
     expected_head: int | None = None
 
 
 @dataclass(slots=True)
 class _Planned:
-    """An append the batch will write; ``slot`` numbers it among them (its id is allocated later)."""
+    """A turn the batch will write; ``slot`` numbers it among them (its id is allocated later)."""
 
-    index: int
+    context_id: int
+    item: PendingItem
     slot: int
     parent: int
     depth: int
@@ -152,7 +160,7 @@ class _Planned:
 
 @dataclass(slots=True)
 class _Repeat:
-    """An append repeating the idempotency key of a planned one: a replay of its turn, or a Conflict."""
+    """A turn repeating the idempotency key of a planned one: a replay of its turn, or a Conflict."""
 
     plan: _Planned
     same: bool
@@ -172,6 +180,8 @@ class RegistryRace(Exception):
 
 Links = dict[int, tuple[int, int, int]]
 """turn id -> (depth, jump, jump depth)."""
+Outcome = list[AppendResult | _Planned | _Repeat] | CxdbError | _HeadMoved
+"""What one append request comes to, before the batch's ids are known."""
 
 
 def begin(batch: list[PendingAppend]) -> str:
@@ -183,17 +193,18 @@ def begin(batch: list[PendingAppend]) -> str:
 
 
 async def apply(conn: Any, batch: list[PendingAppend], codec: BlobCodec,
-                clock: Callable[[], float]) -> tuple[list[AppendResult | CxdbError], list[bytes]]:
-    """Run the batch in ``conn``'s open transaction: each append's result or error, and the payloads
+                clock: Callable[[], float]) -> tuple[list[list[AppendResult] | CxdbError], list[bytes]]:
+    """Run the batch in ``conn``'s open transaction: each request's results or error, and the payloads
     stored new. Has no effect outside the database, so the caller may run it again."""
     now = int(clock() * 1000)
     ids = sorted({op.context_id for op in batch if fits(op.context_id)})
     parents = list({op.parent_turn_id for op in batch if op.parent_turn_id and fits(op.parent_turn_id)})
+    digests = list({item.digest for op in batch for item in op.items})
     heads: dict[int, tuple[int, int]] = {}
     links: Links = {}
     compression: dict[bytes, int] = {}
     generation = 0  # as the batch starts; WRITE reads it again under the counter row's lock
-    for kind, a, b, c, d, digest in await conn.fetch(_READ, parents, ids, list({op.digest for op in batch})):
+    for kind, a, b, c, d, digest in await conn.fetch(_READ, parents, ids, digests):
         if kind == 1:
             links[a] = (b, c, d)
         elif kind == 0:
@@ -204,69 +215,88 @@ async def apply(conn: Any, batch: list[PendingAppend], codec: BlobCodec,
             generation = a
     earlier = await _earlier(conn, batch, heads)
 
-    outcome: list[AppendResult | CxdbError | _Planned | _Repeat | _HeadMoved] = []
+    outcome: list[Outcome] = []
     planned: list[_Planned] = []
     batch_keys: dict[tuple[int, bytes], _Planned] = {}
     moved: dict[int, tuple[int, int]] = {}  # context -> the head it had before this batch
-    for index, op in enumerate(batch):
-        decided = _decide(op, generation, heads, earlier, batch_keys, batch)
+    for op in batch:
+        decided = _decide(op, generation, heads, earlier, batch_keys)
         if decided is not None:
             outcome.append(decided)
             continue
-        head = heads[op.context_id][0]
+        head, head_depth = heads[op.context_id]
         if op.expected_head is not None and head != op.expected_head:
             outcome.append(_HeadMoved(head))  # a head written by this batch gets its id in _final
             continue
         parent = head if op.parent_turn_id is None else op.parent_turn_id
-        plan = _plan(index, len(planned) + 1, parent, links)
-        if plan is None:
+        plans: list[_Planned] = []
+        for item in op.items:  # a chain: each turn's parent is the one before
+            plan = _plan(op.context_id, item, len(planned) + len(plans) + 1, parent, links)
+            if plan is None:
+                break
+            plans.append(plan)
+            links[-plan.slot] = (plan.depth, plan.jump, plan.jump_depth)  # a later turn may build on it
+            parent = -plan.slot
+        if not plans:
             outcome.append(parent_not_found(op.context_id, parent))
             continue
-        if head and parent != head and (head < 0 or await conn.fetchval(ANCESTOR, parent, heads[op.context_id][1])
-                                        != head):
-            plan.replaced, plan.replaced_depth = head, heads[op.context_id][1]  # kept in the head history
-        planned.append(plan)
-        outcome.append(plan)
-        links[-plan.slot] = (plan.depth, plan.jump, plan.jump_depth)  # a later append may build on it
+        first = plans[0]
+        if head and first.parent != head and (
+                head < 0 or await conn.fetchval(ANCESTOR, first.parent, head_depth) != head):
+            first.replaced, first.replaced_depth = head, head_depth  # kept in the head history
+        planned.extend(plans)
+        outcome.append(list(plans))
         moved.setdefault(op.context_id, heads[op.context_id])
-        heads[op.context_id] = (-plan.slot, plan.depth)
-        if op.key is not None:
-            batch_keys[(op.context_id, op.key)] = plan
+        heads[op.context_id] = (-plans[-1].slot, plans[-1].depth)
+        for plan in plans:
+            if plan.item.key is not None:
+                batch_keys[(op.context_id, plan.item.key)] = plan
     records: dict[int, TurnRecord] = {}
     new_payloads: list[bytes] = []
     if planned:
         records, new_payloads = await _write(conn, batch, planned, compression, heads, moved, generation, now, codec)
-    return [_final(result, batch[index], records) for index, result in enumerate(outcome)], new_payloads
+    return [_final(result, op, records) for result, op in zip(outcome, batch, strict=True)], new_payloads
 
 
 def _decide(op: PendingAppend, generation: int, heads: dict[int, tuple[int, int]],
             earlier: dict[tuple[int, bytes], tuple[bytes, int, TurnRecord | None]],
-            batch_keys: dict[tuple[int, bytes], _Planned],
-            batch: list[PendingAppend]) -> AppendResult | CxdbError | _Repeat | None:
-    """What an append comes to without writing anything, in the LMDB store's order of checks; None when
-    it is to be written."""
+            batch_keys: dict[tuple[int, bytes], _Planned]) -> Outcome | None:
+    """What a request comes to without writing anything, in the LMDB store's order of checks; None when
+    its turns are to be written."""
     if op.generation is not None and op.generation != generation:
         return RegistryMoved("the registry changed", {"generation": generation})
     if op.context_id not in heads:
         return missing_context(op.context_id)
-    if op.key is None:
+    repeats: list[AppendResult | _Planned | _Repeat] = []
+    replayed: list[int] = []
+    for index, item in enumerate(op.items):
+        if item.key is None:
+            continue
+        found = batch_keys.get((op.context_id, item.key))
+        if found is not None:
+            repeats.append(_Repeat(found, found.item.request == item.request))
+            replayed.append(index)
+            continue
+        stored = earlier.get((op.context_id, item.key))
+        if stored is None:
+            continue
+        request, turn_id, record = stored
+        if request != item.request:
+            return _key_conflict(op.context_id, item, turn_id)
+        if record is not None:
+            repeats.append(AppendResult(record, True))
+            replayed.append(index)
+    if not replayed:
         return None
-    found = batch_keys.get((op.context_id, op.key))
-    if found is not None:
-        return _Repeat(found, batch[found.index].request == op.request)
-    stored = earlier.get((op.context_id, op.key))
-    if stored is None:
-        return None
-    request, turn_id, record = stored
-    if request != op.request:
-        return _key_conflict(op, turn_id)
-    return AppendResult(record, True) if record is not None else None
+    if len(replayed) != len(op.items):
+        return partly_replayed(op.context_id, replayed)
+    return repeats
 
 
-def _plan(index: int, slot: int, parent: int, links: Links) -> _Planned | None:
+def _plan(context_id: int, item: PendingItem, slot: int, parent: int, links: Links) -> _Planned | None:
     """The new turn's depth and skew-binary jump pointer; None when the parent does not exist."""
     if not parent:
-        return _Planned(index, slot, 0, 1, 0, 0)
+        return _Planned(context_id, item, slot, 0, 1, 0, 0)
     found = links.get(parent)
     if found is None:
         return None
@@ -275,42 +305,42 @@ def _plan(index: int, slot: int, parent: int, links: Links) -> _Planned | None:
     if grand is None:  # READ reaches every jump target; a gap is damage
         raise StoreError("a turn's jump target is missing", {"turn_id": str(jump)})
     child, child_depth = child_jump(parent, depth, jump_depth, grand[1], grand[2])
-    return _Planned(index, slot, parent, depth + 1, child, child_depth)
+    return _Planned(context_id, item, slot, parent, depth + 1, child, child_depth)
 
 
 async def _write(conn: Any, batch: list[PendingAppend], planned: list[_Planned], compression: dict[bytes, int],
                  heads: dict[int, tuple[int, int]], moved: dict[int, tuple[int, int]], generation: int, now: int,
                  codec: BlobCodec) -> tuple[dict[int, TurnRecord], list[bytes]]:
-    ops = [batch[plan.index] for plan in planned]
+    items = [plan.item for plan in planned]
     fresh: dict[bytes, bytes] = {}
-    for op in ops:
-        if op.digest not in compression:
-            fresh.setdefault(op.digest, op.payload)
+    for item in items:
+        if item.digest not in compression:
+            fresh.setdefault(item.digest, item.payload)
     framed = await _encode(codec, list(fresh.values()))
     ours = dict(compression)
     ours.update({digest: kind for digest, (_, kind) in zip(fresh, framed, strict=True)})
     contexts = sorted(moved)
-    keyed = [plan for plan in planned if batch[plan.index].key is not None]
+    keyed = [plan for plan in planned if plan.item.key is not None]
+    history = [plan for plan in planned if plan.replaced]
     base, bundles, moved_count, inserted, recorded, stored_new = await conn.fetchrow(
         _WRITE, list(fresh), [stored for stored, _ in framed], [len(raw) for raw in fresh.values()],
         len(planned), now,
         [plan.slot for plan in planned], [plan.parent for plan in planned], [plan.depth for plan in planned],
-        [op.context_id for op in ops], [plan.jump for plan in planned], [plan.jump_depth for plan in planned],
-        [op.type_id.encode() for op in ops], [op.type_version for op in ops],
-        [ours[op.digest] for op in ops], [len(op.payload) for op in ops], [op.digest for op in ops],
+        [plan.context_id for plan in planned], [plan.jump for plan in planned],
+        [plan.jump_depth for plan in planned], [item.type_id.encode() for item in items],
+        [item.type_version for item in items], [ours[item.digest] for item in items],
+        [len(item.payload) for item in items], [item.digest for item in items],
         contexts, [moved[c][0] for c in contexts], [heads[c][0] for c in contexts], [heads[c][1] for c in contexts],
-        [batch[p.index].context_id for p in keyed], [batch[p.index].key for p in keyed], [p.slot for p in keyed],
-        [batch[p.index].request for p in keyed],
-        [op.context_id for plan, op in zip(planned, ops, strict=True) if plan.replaced],
-        [plan.slot for plan in planned if plan.replaced], [plan.replaced for plan in planned if plan.replaced],
-        [plan.replaced_depth for plan in planned if plan.replaced])
-    if bundles != generation and any(op.generation is not None for op in ops):
+        [p.context_id for p in keyed], [p.item.key for p in keyed], [p.slot for p in keyed],
+        [p.item.request for p in keyed],
+        [p.context_id for p in history], [p.slot for p in history], [p.replaced for p in history],
+        [p.replaced_depth for p in history])
+    if bundles != generation and any(op.generation is not None for op in batch):
         raise RegistryRace()  # a bundle was published since the batch read the generation: run it again
     if moved_count != len(contexts) or len(planned) != inserted or len(planned) != recorded:  # locks forbid it
         raise StoreError("a context head moved under its lock")
     stored = {bytes(digest) for digest in stored_new}
-    raced = [base + plan.slot for plan, op in zip(planned, ops, strict=True)
-             if op.digest in fresh and op.digest not in stored]
+    raced = [base + plan.slot for plan in planned if plan.item.digest in fresh and plan.item.digest not in stored]
     fixed: dict[int, int] = {}
     if raced:
         fixed = {turn_id: kind for turn_id, kind in await conn.fetch(_RACED, raced)}
@@ -319,9 +349,10 @@ async def _write(conn: Any, batch: list[PendingAppend], planned: list[_Planned],
         return base - turn_id if turn_id < 0 else turn_id
 
     records = {plan.slot: TurnRecord(
-        TurnId(base + plan.slot), TurnId(real(plan.parent)), plan.depth, ContextId(op.context_id), op.type_id,
-        op.type_version, ENCODING_MSGPACK, fixed.get(base + plan.slot, ours[op.digest]),
-        len(op.payload), op.digest, now, TurnId(real(plan.jump))) for plan, op in zip(planned, ops, strict=True)}
+        TurnId(base + plan.slot), TurnId(real(plan.parent)), plan.depth, ContextId(plan.context_id),
+        plan.item.type_id, plan.item.type_version, ENCODING_MSGPACK,
+        fixed.get(base + plan.slot, ours[plan.item.digest]), len(plan.item.payload), plan.item.digest, now,
+        TurnId(real(plan.jump))) for plan in planned}
     return records, [fresh[digest] for digest in fresh if digest in stored]
 
 
@@ -333,7 +364,8 @@ async def _encode(codec: BlobCodec, payloads: list[bytes]) -> list[tuple[bytes, 
 
 async def _earlier(conn: Any, batch: list[PendingAppend], heads: dict[int, tuple[int, int]]) -> dict[
         tuple[int, bytes], tuple[bytes, int, TurnRecord | None]]:
-    keyed = {(op.context_id, op.key) for op in batch if op.key is not None and op.context_id in heads}
+    keyed = {(op.context_id, item.key) for op in batch if op.context_id in heads
+             for item in op.items if item.key is not None}
     if not keyed:
         return {}
     rows = await conn.fetch(_IDEMPOTENCY, [c for c, _ in keyed], [k for _, k in keyed])
@@ -341,24 +373,29 @@ async def _earlier(conn: Any, batch: list[PendingAppend], heads: dict[int, tuple
             for row in rows}
 
 
-def _final(result: Any, op: PendingAppend, records: dict[int, TurnRecord]) -> AppendResult | CxdbError:
+def _final(result: Outcome, op: PendingAppend, records: dict[int, TurnRecord]) -> list[AppendResult] | CxdbError:
+    if isinstance(result, CxdbError):
+        return result
     if isinstance(result, _HeadMoved):
         head = records[-result.head].turn_id if result.head < 0 else result.head
         assert op.expected_head is not None
         return head_moved(op.context_id, op.expected_head, head)
-    if isinstance(result, _Planned):
-        replaced = result.replaced
-        if replaced < 0:
-            replaced = records[-replaced].turn_id
-        return AppendResult(records[result.slot], False, replaced or None)
-    if isinstance(result, _Repeat):
-        record = records[result.plan.slot]
-        return AppendResult(record, True) if result.same else _key_conflict(op, record.turn_id)
-    assert isinstance(result, AppendResult | CxdbError)
-    return result
+    found: list[AppendResult] = []
+    for entry in result:
+        if isinstance(entry, _Planned):
+            replaced = records[-entry.replaced].turn_id if entry.replaced < 0 else entry.replaced
+            found.append(AppendResult(records[entry.slot], False, replaced or None))
+        elif isinstance(entry, _Repeat):
+            record = records[entry.plan.slot]
+            if not entry.same:
+                return _key_conflict(op.context_id, entry.plan.item, record.turn_id)
+            found.append(AppendResult(record, True))
+        else:
+            found.append(entry)
+    return found
 
 
-def _key_conflict(op: PendingAppend, turn_id: int) -> Conflict:
-    assert op.key is not None
+def _key_conflict(context_id: int, item: PendingItem, turn_id: int) -> Conflict:
+    assert item.key is not None
     return Conflict("idempotency key reused with a different request",
-                    {"context_id": str(op.context_id), "idempotency_key": op.key.decode(), "turn_id": str(turn_id)})
+                    {"context_id": str(context_id), "idempotency_key": item.key.decode(), "turn_id": str(turn_id)})

@@ -46,7 +46,7 @@ class AppendWriter:
         self._task: asyncio.Task[None] | None = None
         self._closed = False
 
-    async def append(self, op: PendingAppend) -> AppendResult:
+    async def append(self, op: PendingAppend) -> list[AppendResult]:
         if self._closed:
             raise StoreClosed("the store is closed")
         self._pending.append(op)
@@ -92,11 +92,11 @@ class AppendWriter:
         for op, result in zip(batch, outcome, strict=True):
             if op.future.done():  # its caller went away; the append stands
                 continue
-            if isinstance(result, AppendResult):
-                op.future.set_result(result)
-            else:
+            if isinstance(result, CxdbError):
                 op.future.set_exception(result)
+            else:
+                op.future.set_result(result)
         for payload in new_payloads:
             self._observe(payload)
         if self._on_commit is not None:
-            self._on_commit(len(batch), time.perf_counter() - started, len(self._pending))
+            self._on_commit(sum(len(op.items) for op in batch), time.perf_counter() - started, len(self._pending))
