@@ -143,6 +143,17 @@ class Methods(Generic[R]):
                          expected_head_turn_id=None if expected_head_turn_id is None else str(expected_head_turn_id))
         return self._run(_post(f"/v1/contexts/{quote_id(context_id)}/append", body))
 
+    def append_batch(self, context_id: int | str, turns: list[dict[str, Any]],
+                     parent_turn_id: int | str | None = None, expected_head_turn_id: int | str | None = None) -> R:
+        """``POST /v1/contexts/{id}/append-batch``: ``turns`` (each ``type_id``, ``type_version``, ``data``,
+        and optionally ``idempotency_key``) appended as a chain, all or none."""
+        body: dict[str, Any] = {"turns": turns}
+        if parent_turn_id is not None:
+            body["parent_turn_id"] = str(parent_turn_id)
+        if expected_head_turn_id is not None:
+            body["expected_head_turn_id"] = str(expected_head_turn_id)
+        return self._run(_post(f"/v1/contexts/{quote_id(context_id)}/append-batch", body))
+
     # -- registry -------------------------------------------------------
 
     def publish_bundle(self, bundle: dict[str, Any] | str | os.PathLike[str]) -> R:

@@ -90,6 +90,22 @@ SCHEMAS: dict[str, Any] = {
                           "Present when the new turn does not descend from the head it replaced: that head, "
                           "now in the context's head history.")}},
                      ["context_id", "turn_id", "parent_turn_id", "depth", "content_hash"]),
+    "AppendBatch": _obj({
+        "turns": {"type": "array", "minItems": 1, "maxItems": 1000, "items": {
+            **_obj({"type_id": {"type": "string", "minLength": 1, "maxLength": 400},
+                    "type_version": {"type": "integer", "minimum": 0, "maximum": (1 << 32) - 1},
+                    "data": {"type": "object"}, "payload": {"type": "object"},
+                    "idempotency_key": {"type": ["string", "null"], "minLength": 1, "maxLength": 400}},
+                   ["type_id", "type_version"], extra=True),
+            "anyOf": [{"required": ["data"]}, {"required": ["payload"]}]}},
+        "parent_turn_id": ID_IN,
+        "expected_head_turn_id": {**ID_IN, "description": "As for a single append."}}, ["turns"], extra=True),
+    "AppendedBatch": _obj({
+        "context_id": ID, "head_turn_id": ID, "head_depth": {"type": "integer", "minimum": 1},
+        "turns": {"type": "array", "items": _obj({
+            "turn_id": ID, "depth": {"type": "integer", "minimum": 1},
+            "content_hash": {"type": "string", "pattern": "^[0-9a-f]{64}$"}}, ["turn_id", "depth", "content_hash"])},
+        "replaced_head_turn_id": ID}, ["context_id", "head_turn_id", "head_depth", "turns"]),
     "TurnError": _obj({"code": {"type": "string"}, "message": {"type": "string"}, "path": {"type": "string"}},
                       ["code", "message"]),
     "Turn": _obj({
@@ -213,12 +229,12 @@ IDEMPOTENT = {"Idempotent-Replayed": {"description": "true when an idempotency k
                                       "schema": {"type": "string"}}}
 
 
-def _append(summary: str, operation_id: str) -> dict[str, Any]:
+def _append(summary: str, operation_id: str, body: str = "Append", answer: str = "Appended") -> dict[str, Any]:
     return {"post": {
         "summary": summary, "operationId": operation_id, "parameters": [CONTEXT_ID],
-        "requestBody": {"required": True, "content": {JSON: {"schema": _ref("Append")}}},
-        "responses": {**_ok(201, "Appended", "The new turn"),
-                      **_ok(200, "Appended", "An idempotent replay of an earlier turn", IDEMPOTENT),
+        "requestBody": {"required": True, "content": {JSON: {"schema": _ref(body)}}},
+        "responses": {**_ok(201, answer, "Stored"),
+                      **_ok(200, answer, "An idempotent replay of an earlier request", IDEMPOTENT),
                       **_errors(404, 409, 412, 413, 422, 507)}}}
 
 
@@ -271,6 +287,9 @@ def _paths() -> dict[str, Any]:
                    [CONTEXT_ID, *PAGE_PARAMS,
                     _query("turn_id", U64, "Exactly this turn of the context's chain, whole (404 when it is not "
                                            "on it); not with before_turn_id.")], (404, 422, 424))},
+        "/v1/contexts/{context_id}/append-batch": _append(
+            "Append up to 1,000 turns as a chain, all in one transaction or none", "appendBatch", "AppendBatch",
+            "AppendedBatch"),
         "/v1/contexts/{context_id}/heads": _get(
             "The heads appends moved the context away from, newest first", "listHeads", "HeadHistory",
             [CONTEXT_ID, _query("limit", {"type": "integer", "minimum": 0, "default": 64}, "Most entries."),

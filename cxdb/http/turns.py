@@ -9,7 +9,7 @@ from aiohttp import web
 
 from ..cache import LruCache
 from ..errors import BadRequest, Unprocessable
-from ..service import HINT_MODES, MAX_STRING_LIMIT, RENDER_CHOICES, VIEWS, RenderOptions, TypeHint
+from ..service import HINT_MODES, MAX_STRING_LIMIT, RENDER_CHOICES, VIEWS, RenderOptions, TurnInput, TypeHint
 from .keys import SERVICE, json_response
 from .params import (
     OFFLOAD_BYTES,
@@ -28,6 +28,7 @@ __all__ = ["MAX_PAGE", "PAGE_QUERIES", "page_query_cache", "render_query", "rout
 
 routes = web.RouteTableDef()
 MAX_PAGE = 1000
+MAX_BATCH = 1000
 _U32_MAX = (1 << 32) - 1
 
 
@@ -103,7 +104,8 @@ async def _exact_turn(request: web.Request) -> web.Response:
     if "before_turn_id" in query:
         raise BadRequest("turn_id names one turn: before_turn_id does not go with it", {"parameter": "before_turn_id"})
     turn_id = query_u64(query, "turn_id")
-    assert turn_id is not None
+    if turn_id is None:  # given, but empty
+        raise BadRequest("turn_id must be a turn id", {"parameter": "turn_id", "value": query["turn_id"]})
     body = await request.app[SERVICE].turn_json(path_id(request, "context_id"), turn_id, *render_query(query))
     return web.Response(body=body, content_type="application/json")
 
@@ -119,9 +121,7 @@ def _type_version(body: dict[str, Any]) -> int:
     return value
 
 
-async def _append(request: web.Request) -> web.Response:
-    context_id = path_id(request, "context_id")
-    body = await read_object(request)
+def _turn_input(body: dict[str, Any]) -> TurnInput:
     type_id = body.get("type_id")
     if not isinstance(type_id, str) or not type_id or len(type_id.encode()) > 400:
         raise Unprocessable("type_id must be a non-empty string", {"field": "type_id"})
@@ -132,9 +132,16 @@ async def _append(request: web.Request) -> web.Response:
     key = optional_str(body, "idempotency_key", max_bytes=400)
     if key == "":
         raise Unprocessable("idempotency_key must not be empty", {"field": "idempotency_key"})
+    return TurnInput(type_id, _type_version(body), data, key)
+
+
+async def _append(request: web.Request) -> web.Response:
+    context_id = path_id(request, "context_id")
+    body = await read_object(request)
+    item = _turn_input(body)
     result, replayed = await request.app[SERVICE].append(
-        context_id, type_id, _type_version(body), data, parent_turn_id=body_u64(body, "parent_turn_id"),
-        idempotency_key=key, large=body_bytes(request) > OFFLOAD_BYTES,
+        context_id, item.type_id, item.type_version, item.data, parent_turn_id=body_u64(body, "parent_turn_id"),
+        idempotency_key=item.idempotency_key, large=body_bytes(request) > OFFLOAD_BYTES,
         expected_head_turn_id=body_u64(body, "expected_head_turn_id"))
     # No Location: a turn has no URL of its own; it is read through its context's pages.
     if replayed:
@@ -150,3 +157,33 @@ async def append(request: web.Request) -> web.Response:
 @routes.post("/v1/contexts/{context_id}/turns")
 async def append_alias(request: web.Request) -> web.Response:
     return await _append(request)
+
+
+@routes.post("/v1/contexts/{context_id}/append-batch")
+async def append_batch(request: web.Request) -> web.Response:
+    context_id = path_id(request, "context_id")
+    body = await read_object(request)
+    listed = body.get("turns")
+    if not isinstance(listed, list) or not 1 <= len(listed) <= MAX_BATCH:
+        raise Unprocessable(f"turns must be a list of 1 to {MAX_BATCH} turns", {"field": "turns"})
+    items: list[TurnInput] = []
+    keys: set[str] = set()
+    for index, entry in enumerate(listed):
+        if not isinstance(entry, dict):
+            raise Unprocessable("each turn must be a JSON object", {"index": index, "field": f"turns[{index}]"})
+        try:
+            item = _turn_input(entry)
+        except Unprocessable as exc:
+            raise Unprocessable(exc.message, {"index": index, **exc.details}) from exc
+        if item.idempotency_key is not None:
+            if item.idempotency_key in keys:
+                raise Unprocessable("an idempotency key appears twice in the batch",
+                                    {"index": index, "field": "idempotency_key"})
+            keys.add(item.idempotency_key)
+        items.append(item)
+    result, replayed = await request.app[SERVICE].append_batch(
+        context_id, items, parent_turn_id=body_u64(body, "parent_turn_id"),
+        expected_head_turn_id=body_u64(body, "expected_head_turn_id"), large=body_bytes(request) > OFFLOAD_BYTES)
+    if replayed:
+        return json_response(result, headers={"Idempotent-Replayed": "true"})
+    return json_response(result, status=201)

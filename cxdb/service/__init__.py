@@ -3,7 +3,7 @@
 from ..projection import CHOICES as RENDER_CHOICES
 from ..projection import RenderOptions
 from ..projection.strings import MAX_STRING_LIMIT
-from .core import HINT_MODES, VIEWS, BundleBody, Service, TypeHint
+from .core import HINT_MODES, VIEWS, BundleBody, Service, TurnInput, TypeHint
 
 __all__ = ["HINT_MODES", "MAX_STRING_LIMIT", "RENDER_CHOICES", "VIEWS", "BundleBody", "RenderOptions", "Service",
-           "TypeHint"]
+           "TurnInput", "TypeHint"]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from types import TracebackType
@@ -23,18 +23,18 @@ from ..cache import LruCache
 from ..codec import pack
 from ..config import Settings
 from ..descriptor import Descriptor, TypeRef
-from ..errors import FailedDependency, NotFound, PreconditionFailed, Unprocessable
+from ..errors import CxdbError, FailedDependency, NotFound, PreconditionFailed, Unprocessable
 from ..metrics import Metrics
 from ..model import ContextRecord, TurnRecord, iso_utc
 from ..projection import Projection, RenderOptions, encode_typed, project
 from ..registry import Catalog, parse_bundle
-from ..storage import Backend, RegistryMoved, StoredBundle, open_backend
+from ..storage import AppendResult, Backend, NewTurn, RegistryMoved, StoredBundle, open_backend
 from .events import Changes, Pruner
 from .follow import Follower
 from .registry import CatalogCache
 from .views import MAX_LINEAGE_CHILDREN, context_view, turn_head
 
-__all__ = ["BundleBody", "Published", "Service", "TypeHint"]
+__all__ = ["BundleBody", "Published", "Service", "TurnInput", "TypeHint"]
 
 T = TypeVar("T")
 VIEWS = ("typed", "raw", "both")
@@ -53,6 +53,16 @@ class TypeHint:
     mode: str = "inherit"
     type_id: str | None = None
     type_version: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TurnInput:
+    """One turn as a client sends it: its type, JSON data and idempotency key."""
+
+    type_id: str
+    type_version: int
+    data: dict[str, Any]
+    idempotency_key: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,37 +187,9 @@ class Service:
 
         ``large`` moves the CPU work on ``data`` (fingerprint, encoding) to a worker thread.
         """
-        catalog = self._catalogs.cached
-        # A retry is the same request when its JSON is the same, whatever the registry did in between.
-        fingerprint = None
-        if idempotency_key is not None:
-            request = [type_id, type_version, parent_turn_id, data]
-            if expected_head_turn_id is not None:
-                request.append({"expected_head_turn_id": expected_head_turn_id})
-            fingerprint = await self.offload(_fingerprint, request) if large else _fingerprint(request)
-        while True:
-            try:
-                if large:
-                    payload = await self.offload(self._encode, catalog, type_id, type_version, data)
-                else:
-                    payload = self._encode(catalog, type_id, type_version, data)
-            except PreconditionFailed:
-                await self.store.get_context(context_id)  # a missing context is 404 before its type's 412
-                newer = await self._catalogs.current()  # another process may have registered the type since
-                if len(newer.bundle_ids) == len(catalog.bundle_ids):
-                    raise
-                catalog = newer
-                continue
-            try:
-                result = await self.store.append(context_id, type_id, type_version, payload, parent_turn_id,
-                                                 idempotency_key, registry_generation=len(catalog.bundle_ids),
-                                                 fingerprint=fingerprint, expected_head_turn_id=expected_head_turn_id)
-                break
-            except RegistryMoved:
-                # Another process published a bundle: encode against the registry as it is now.
-                catalog = await self._catalogs.current()
-        if not result.replayed:
-            self.changes.poke()
+        results = await self._append(context_id, [TurnInput(type_id, type_version, data, idempotency_key)],
+                                     parent_turn_id, expected_head_turn_id, large, batch=False)
+        result = results[0]
         turn = result.turn
         view: dict[str, Any] = {"context_id": str(turn.context_id), "turn_id": str(turn.turn_id),
                                 "parent_turn_id": str(turn.parent_turn_id), "depth": turn.depth,
@@ -215,6 +197,65 @@ class Service:
         if result.replaced_head_turn_id is not None:
             view["replaced_head_turn_id"] = str(result.replaced_head_turn_id)
         return view, result.replayed
+
+    async def append_batch(self, context_id: int, items: Sequence[TurnInput], parent_turn_id: int | None = None,
+                           expected_head_turn_id: int | None = None,
+                           large: bool = False) -> tuple[dict[str, Any], bool]:
+        """Append ``items`` as a chain, all in one transaction or none; an invalid item is an error
+        naming its ``index``. Returns the view and whether the whole batch was a replay."""
+        results = await self._append(context_id, items, parent_turn_id, expected_head_turn_id, large, batch=True)
+        last = results[-1].turn
+        view: dict[str, Any] = {"context_id": str(context_id), "head_turn_id": str(last.turn_id),
+                                "head_depth": last.depth,
+                                "turns": [{"turn_id": str(r.turn.turn_id), "depth": r.turn.depth,
+                                           "content_hash": r.turn.content_hash.hex()} for r in results]}
+        if results[0].replaced_head_turn_id is not None:
+            view["replaced_head_turn_id"] = str(results[0].replaced_head_turn_id)
+        return view, results[0].replayed
+
+    async def _append(self, context_id: int, items: Sequence[TurnInput], parent_turn_id: int | None,
+                      expected_head_turn_id: int | None, large: bool, batch: bool) -> list[AppendResult]:
+        catalog = self._catalogs.cached
+        # A retry is the same request when its JSON is the same, whatever the registry did in between.
+        requests = [_request(item, parent_turn_id if index == 0 else None,
+                             expected_head_turn_id if index == 0 else None) for index, item in enumerate(items)]
+        fingerprints = await self.offload(_fingerprints, requests) if large else _fingerprints(requests)
+        while True:
+            try:
+                if large:
+                    payloads = await self.offload(self._encode_all, catalog, items, batch)
+                else:
+                    payloads = self._encode_all(catalog, items, batch)
+            except PreconditionFailed:
+                await self.store.get_context(context_id)  # a missing context is 404 before its type's 412
+                newer = await self._catalogs.current()  # another process may have registered the type since
+                if len(newer.bundle_ids) == len(catalog.bundle_ids):
+                    raise
+                catalog = newer
+                continue
+            turns = [NewTurn(item.type_id, item.type_version, payload, item.idempotency_key, fingerprint)
+                     for item, payload, fingerprint in zip(items, payloads, fingerprints, strict=True)]
+            try:
+                results = await self.store.append_batch(context_id, turns, parent_turn_id, expected_head_turn_id,
+                                                        registry_generation=len(catalog.bundle_ids))
+                break
+            except RegistryMoved:
+                # Another process published a bundle: encode against the registry as it is now.
+                catalog = await self._catalogs.current()
+        if not results[0].replayed:
+            self.changes.poke()
+        return results
+
+    def _encode_all(self, catalog: Catalog, items: Sequence[TurnInput], batch: bool) -> list[bytes]:
+        payloads = []
+        for index, item in enumerate(items):
+            try:
+                payloads.append(self._encode(catalog, item.type_id, item.type_version, item.data))
+            except CxdbError as exc:
+                if not batch:
+                    raise
+                raise type(exc)(exc.message, {"index": index, **exc.details}) from exc
+        return payloads
 
     def _encode(self, catalog: Catalog, type_id: str, type_version: int, data: dict[str, Any]) -> bytes:
         descriptor = catalog.descriptor(type_id, type_version)
@@ -529,8 +570,19 @@ class Service:
         return {"pages": self._pages.weight, "projections": self._projections.weight}
 
 
-def _fingerprint(request: list[Any]) -> bytes:
-    return blake3.blake3(orjson.dumps(request, option=orjson.OPT_SORT_KEYS)).digest()
+def _request(item: TurnInput, parent_turn_id: int | None, expected_head_turn_id: int | None) -> list[Any] | None:
+    """What an idempotency key stands for: the turn's JSON, and (for a batch's first turn) where it goes."""
+    if item.idempotency_key is None:
+        return None
+    request: list[Any] = [item.type_id, item.type_version, parent_turn_id, item.data]
+    if expected_head_turn_id is not None:
+        request.append({"expected_head_turn_id": expected_head_turn_id})
+    return request
+
+
+def _fingerprints(requests: list[list[Any] | None]) -> list[bytes | None]:
+    return [None if request is None else blake3.blake3(orjson.dumps(request, option=orjson.OPT_SORT_KEYS)).digest()
+            for request in requests]
 
 
 def _group(chain: list[TurnRecord], index: int, room: int, factor: int) -> list[TurnRecord]:

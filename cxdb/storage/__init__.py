@@ -13,13 +13,22 @@ from typing import TYPE_CHECKING, Any
 
 from ..config import Settings, is_database_url
 from ..errors import StoreError
-from .base import AppendResult, Backend, CommitObserver, Event, HeadEntry, PageStart, RegistryMoved, StoredBundle
+from .base import (
+    AppendResult,
+    Backend,
+    CommitObserver,
+    Event,
+    HeadEntry,
+    NewTurn,
+    PageStart,
+    RegistryMoved,
+    StoredBundle,
+)
 from .lmdb import Store
 from .lmdb.backend import LmdbBackend
 
-__all__ = ["AppendResult", "Backend", "Event", "HeadEntry", "PageStart", "RegistryMoved", "Store", "StoredBundle",
-           "check",
-           "migrate", "open_backend"]
+__all__ = ["AppendResult", "Backend", "Event", "HeadEntry", "NewTurn", "PageStart", "RegistryMoved", "Store",
+           "StoredBundle", "check", "migrate", "open_backend"]
 
 if TYPE_CHECKING:
     from .postgres import PostgresBackend

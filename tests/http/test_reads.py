@@ -81,8 +81,9 @@ def test_an_exact_turn_is_whole_and_must_belong_to_the_context(live_server: Live
         assert client.get_turns(fork.context_id, turn_id=first)["turns"][0]["turn_id"] == first
         with pytest.raises(BadRequest):
             client.get_turns(context_id, turn_id=first, before_turn_id=second)
-        with pytest.raises(BadRequest):
-            client.get_turns(context_id, turn_id="x")
+        for bad in ("x", "", "-1"):
+            with pytest.raises(BadRequest):
+                client.get_turns(context_id, turn_id=bad)
 
 
 def test_provenance(live_server: LiveServer) -> None:
