@@ -16,6 +16,7 @@ import sys
 from typing import Any
 
 from . import (
+    batch,
     depth,
     events,
     http_load,
@@ -87,6 +88,9 @@ def main(argv: list[str] | None = None) -> int:
         print("live events ...", file=sys.stderr)
         live = results["events"] = events.run(seconds=3 if quick else 5, rounds=2 if quick else 3)
         rows.extend(events.rows(live))
+        print("batch appends ...", file=sys.stderr)
+        batched = results["batch"] = batch.run(seconds=3 if quick else 5, rounds=2 if quick else 3)
+        rows.extend(batch.rows(batched))
         print("metrics and access log A/B ...", file=sys.stderr)
         obs = results["observability"] = observability.run(rounds=3 if quick else 5, seconds=3)
         rows.extend(observability.rows(obs))
