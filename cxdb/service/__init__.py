@@ -3,7 +3,8 @@
 from ..projection import CHOICES as RENDER_CHOICES
 from ..projection import RenderOptions
 from ..projection.strings import MAX_STRING_LIMIT
-from .core import HINT_MODES, VIEWS, BundleBody, Service, TurnInput, TypeHint
+from .appends import TurnInput
+from .core import HINT_MODES, VIEWS, BundleBody, Service, TypeHint
 
 __all__ = ["HINT_MODES", "MAX_STRING_LIMIT", "RENDER_CHOICES", "VIEWS", "BundleBody", "RenderOptions", "Service",
            "TurnInput", "TypeHint"]

@@ -20,21 +20,21 @@ import orjson
 
 from .. import __version__
 from ..cache import LruCache
-from ..codec import pack
 from ..config import Settings
 from ..descriptor import Descriptor, TypeRef
-from ..errors import CxdbError, FailedDependency, NotFound, PreconditionFailed, Unprocessable
+from ..errors import FailedDependency, NotFound, Unprocessable
 from ..metrics import Metrics
 from ..model import ContextRecord, TurnRecord, iso_utc
-from ..projection import Projection, RenderOptions, encode_typed, project
+from ..projection import Projection, RenderOptions, project
 from ..registry import Catalog, parse_bundle
-from ..storage import AppendResult, Backend, NewTurn, RegistryMoved, StoredBundle, open_backend
+from ..storage import Backend, RegistryMoved, StoredBundle, open_backend
+from .appends import Appends, TurnInput
 from .events import Changes, Pruner
 from .follow import Follower
 from .registry import CatalogCache
 from .views import MAX_LINEAGE_CHILDREN, context_view, turn_head
 
-__all__ = ["BundleBody", "Published", "Service", "TurnInput", "TypeHint"]
+__all__ = ["BundleBody", "Published", "Service", "TypeHint"]
 
 T = TypeVar("T")
 VIEWS = ("typed", "raw", "both")
@@ -53,16 +53,6 @@ class TypeHint:
     mode: str = "inherit"
     type_id: str | None = None
     type_version: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class TurnInput:
-    """One turn as a client sends it: its type, JSON data and idempotency key."""
-
-    type_id: str
-    type_version: int
-    data: dict[str, Any]
-    idempotency_key: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +98,7 @@ class Service:
             self.metrics.watch_cache("page", self._pages)
             self.metrics.watch_cache("projection", self._projections)
         self.changes = Changes(self.store)
+        self._appends = Appends(self.store, self._catalogs, self.changes, self.offload, settings.require_registry)
         self._pruner = Pruner(self.store, settings.event_retention, clock)
         self._pruning: asyncio.Task[None] | None = None
 
@@ -187,8 +178,8 @@ class Service:
 
         ``large`` moves the CPU work on ``data`` (fingerprint, encoding) to a worker thread.
         """
-        results = await self._append(context_id, [TurnInput(type_id, type_version, data, idempotency_key)],
-                                     parent_turn_id, expected_head_turn_id, large, batch=False)
+        results = await self._appends.append(context_id, [TurnInput(type_id, type_version, data, idempotency_key)],
+                                             parent_turn_id, expected_head_turn_id, large, batch=False)
         result = results[0]
         turn = result.turn
         view: dict[str, Any] = {"context_id": str(turn.context_id), "turn_id": str(turn.turn_id),
@@ -203,7 +194,8 @@ class Service:
                            large: bool = False) -> tuple[dict[str, Any], bool]:
         """Append ``items`` as a chain, all in one transaction or none; an invalid item is an error
         naming its ``index``. Returns the view and whether the whole batch was a replay."""
-        results = await self._append(context_id, items, parent_turn_id, expected_head_turn_id, large, batch=True)
+        results = await self._appends.append(context_id, items, parent_turn_id, expected_head_turn_id, large,
+                                             batch=True)
         last = results[-1].turn
         view: dict[str, Any] = {"context_id": str(context_id), "head_turn_id": str(last.turn_id),
                                 "head_depth": last.depth,
@@ -212,59 +204,6 @@ class Service:
         if results[0].replaced_head_turn_id is not None:
             view["replaced_head_turn_id"] = str(results[0].replaced_head_turn_id)
         return view, results[0].replayed
-
-    async def _append(self, context_id: int, items: Sequence[TurnInput], parent_turn_id: int | None,
-                      expected_head_turn_id: int | None, large: bool, batch: bool) -> list[AppendResult]:
-        catalog = self._catalogs.cached
-        # A retry is the same request when its JSON is the same, whatever the registry did in between.
-        requests = [_request(item, parent_turn_id if index == 0 else None,
-                             expected_head_turn_id if index == 0 else None) for index, item in enumerate(items)]
-        fingerprints = await self.offload(_fingerprints, requests) if large else _fingerprints(requests)
-        while True:
-            try:
-                if large:
-                    payloads = await self.offload(self._encode_all, catalog, items, batch)
-                else:
-                    payloads = self._encode_all(catalog, items, batch)
-            except PreconditionFailed:
-                await self.store.get_context(context_id)  # a missing context is 404 before its type's 412
-                newer = await self._catalogs.current()  # another process may have registered the type since
-                if len(newer.bundle_ids) == len(catalog.bundle_ids):
-                    raise
-                catalog = newer
-                continue
-            turns = [NewTurn(item.type_id, item.type_version, payload, item.idempotency_key, fingerprint)
-                     for item, payload, fingerprint in zip(items, payloads, fingerprints, strict=True)]
-            try:
-                results = await self.store.append_batch(context_id, turns, parent_turn_id, expected_head_turn_id,
-                                                        registry_generation=len(catalog.bundle_ids))
-                break
-            except RegistryMoved:
-                # Another process published a bundle: encode against the registry as it is now.
-                catalog = await self._catalogs.current()
-        if not results[0].replayed:
-            self.changes.poke()
-        return results
-
-    def _encode_all(self, catalog: Catalog, items: Sequence[TurnInput], batch: bool) -> list[bytes]:
-        payloads = []
-        for index, item in enumerate(items):
-            try:
-                payloads.append(self._encode(catalog, item.type_id, item.type_version, item.data))
-            except CxdbError as exc:
-                if not batch:
-                    raise
-                raise type(exc)(exc.message, {"index": index, **exc.details}) from exc
-        return payloads
-
-    def _encode(self, catalog: Catalog, type_id: str, type_version: int, data: dict[str, Any]) -> bytes:
-        descriptor = catalog.descriptor(type_id, type_version)
-        if descriptor is not None:
-            return pack(encode_typed(data, descriptor, _lookup(catalog)))
-        if self.settings.require_registry:
-            raise PreconditionFailed(f"type {type_id} v{type_version} is not registered",
-                                     {"type_id": type_id, "type_version": type_version})
-        return pack(data)
 
     async def follow(self, context_id: int, view: str = "typed", hint: TypeHint | None = None,
                      options: RenderOptions | None = None, after_turn_id: int | None = None, tail: int = 0,
@@ -568,21 +507,6 @@ class Service:
     def cache_bytes(self) -> dict[str, int]:
         """Bytes held by the page and projection caches (each bounded, by bytes)."""
         return {"pages": self._pages.weight, "projections": self._projections.weight}
-
-
-def _request(item: TurnInput, parent_turn_id: int | None, expected_head_turn_id: int | None) -> list[Any] | None:
-    """What an idempotency key stands for: the turn's JSON, and (for a batch's first turn) where it goes."""
-    if item.idempotency_key is None:
-        return None
-    request: list[Any] = [item.type_id, item.type_version, parent_turn_id, item.data]
-    if expected_head_turn_id is not None:
-        request.append({"expected_head_turn_id": expected_head_turn_id})
-    return request
-
-
-def _fingerprints(requests: list[list[Any] | None]) -> list[bytes | None]:
-    return [None if request is None else blake3.blake3(orjson.dumps(request, option=orjson.OPT_SORT_KEYS)).digest()
-            for request in requests]
 
 
 def _group(chain: list[TurnRecord], index: int, room: int, factor: int) -> list[TurnRecord]:
