@@ -5,9 +5,9 @@ Each ``turn`` message carries a turn exactly as ``GET .../turns`` renders it wit
 and its id is the turn id. ``?after_turn_id=`` first sends the chain's turns after it (0: all of
 them), ``?tail=K`` the newest K; then the stream goes on live. When the head moves to a turn that
 does not descend from the last one sent, a ``rebase`` message names the newest turn both share (its
-id is that turn's), and the turns from there follow. A client reconnecting with ``Last-Event-ID``
-after the head moved away gets that rebase first; an ``after_turn_id`` off the chain is a 404, as a
-page's cursor is.
+id is that turn's), and the turns from there follow. A client reconnecting with ``Last-Event-ID`` (or
+``?last_event_id=``, where headers cannot be set) after the head moved away gets that rebase first;
+an ``after_turn_id`` off the chain is a 404, as a page's cursor is.
 """
 
 from __future__ import annotations
@@ -30,7 +30,9 @@ async def follow(request: web.Request) -> web.StreamResponse:
     context_id = path_id(request, "context_id")
     query = request.query
     view, hint, options = render_query(query)
-    header = request.headers.get("Last-Event-ID", "").strip()
+    # A reconnect names the last id it received: in the header (EventSource does), or as last_event_id
+    # where headers cannot be set (a browser's WebSocket).
+    header = request.headers.get("Last-Event-ID", "").strip() or query.get("last_event_id", "").strip()
     resume = bool(header)
     after = u64_value(header, "Last-Event-ID") if resume else query_u64(query, "after_turn_id")
     if "tail" in query and "after_turn_id" in query:

@@ -360,6 +360,8 @@ def _paths() -> dict[str, Any]:
                 {"name": "Last-Event-ID", "in": "header", "required": False, "schema": U64,
                  "description": "The last turn received: the stream resumes after it (with a rebase if the head "
                                 "moved away from it)."},
+                _query("last_event_id", U64, "As the Last-Event-ID header, where headers cannot be set (a "
+                                             "browser's WebSocket)."),
                 *PAGE_PARAMS[2:]],
             "responses": {"200": {"description": "An endless stream of turns and rebases",
                                   "content": {"text/event-stream": {"schema": FOLLOW_EVENT}}},

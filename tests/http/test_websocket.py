@@ -50,6 +50,12 @@ async def test_follow_over_a_websocket_equals_the_page(live_server: LiveServer) 
             assert await message(socket) == {"event": "rebase", "id": ids[0],
                                              "data": {"common_ancestor_turn_id": ids[0]}}
             assert (await message(socket))["data"]["turn_id"] == branch.turn_id
+        # A browser's socket cannot send Last-Event-ID: last_event_id resumes, with the rebase it missed.
+        regenerated = await client.append_turn(context.context_id, MESSAGE, data={"n": "c"}, parent_turn_id=ids[1])
+        async with session.ws_connect(f"{url}&last_event_id={branch.turn_id}") as socket:
+            assert await message(socket) == {"event": "rebase", "id": ids[0],
+                                             "data": {"common_ancestor_turn_id": ids[0]}}
+            assert [(await message(socket))["id"] for _ in range(2)] == [ids[1], regenerated.turn_id]
 
 
 async def test_a_bad_request_is_refused_before_the_upgrade(live_server: LiveServer) -> None:
