@@ -2,8 +2,9 @@
 
 Verifies that every blob hashes to its key, every turn's parent exists with
 depth one less and its blob exists, every context's head exists with the
-recorded depth, each context's tag and activity entries are in the indexes, and
-the counters and per-tag and per-parent totals agree with what is stored. It collects
+recorded depth, each context's tag and activity entries are in the indexes, every
+head-history entry names a context and a turn of the recorded depth, and the counters
+and per-tag and per-parent totals agree with what is stored. It collects
 problems into a report instead of raising on the first one.
 """
 
@@ -15,7 +16,7 @@ from typing import Any
 from ...codec import content_hash
 from ...errors import CxdbError
 from ..report import Report
-from . import contexts, turns
+from . import contexts, heads, turns
 from .counters import read_all
 from .env import Dbs
 
@@ -88,6 +89,13 @@ def check_store(txn: Any, dbs: Dbs, decode: Callable[[bytes], bytes]) -> dict[st
         recorded, actual = stored_counts.get(count_key, 0), expected_counts.get(count_key, 0)
         if recorded != actual:
             problem("index_count_wrong", key=count_key.hex(), recorded=recorded, actual=actual)
+
+    for key, value in txn.cursor(db=dbs.heads):
+        context_id, replaced_by = heads.decode_key(key)
+        head_turn_id, head_depth, _ = heads.decode_value(value)
+        head = turns.get(txn, dbs.turns, head_turn_id)
+        if contexts.get(txn, dbs, context_id, False) is None or head is None or head[0].depth != head_depth:
+            problem("head_history_wrong", context_id=str(context_id), replaced_by_turn_id=str(replaced_by))
 
     counters = read_all(txn, dbs.meta)
     for name, actual in (("blobs", blob_count), ("turns", turn_count), ("contexts", context_count)):

@@ -14,7 +14,7 @@ from typing import Any
 from ..base import HeadEntry
 from .writer import WriteContext
 
-__all__ = ["list_entries", "record"]
+__all__ = ["decode_key", "decode_value", "list_entries", "record"]
 
 _KEY = struct.Struct(">QQ")
 _VALUE = struct.Struct(">QQQ")
@@ -47,3 +47,13 @@ def list_entries(txn: Any, dbs: Any, context_id: int, limit: int,
     more = len(found) > limit
     found = found[:limit]
     return found, found[-1].replaced_by_turn_id if more and found else None
+
+
+def decode_key(key: bytes) -> tuple[int, int]:
+    """(context_id, replaced_by_turn_id)."""
+    return _KEY.unpack(key)
+
+
+def decode_value(value: bytes) -> tuple[int, int, int]:
+    """(head_turn_id, head_depth, replaced_at_ms)."""
+    return _VALUE.unpack(value)

@@ -35,6 +35,11 @@ _FINDINGS = (
      "FROM contexts c LEFT JOIN turns t ON t.turn_id = c.head_turn_id "
      "WHERE (c.head_turn_id = 0 AND c.head_depth <> 0) OR (t.turn_id IS NOT NULL AND t.depth <> c.head_depth)",
      "c.context_id, c.head_depth"),
+    ("head_history_wrong", "context_id",
+     "FROM head_history h LEFT JOIN contexts c ON c.context_id = h.context_id "
+     "LEFT JOIN turns t ON t.turn_id = h.head_turn_id "
+     "WHERE c.context_id IS NULL OR t.turn_id IS NULL OR t.depth <> h.head_depth",
+     "h.context_id, h.replaced_by_turn_id"),
     ("index_count_wrong", "client_tag",
      "FROM (SELECT client_tag, count(*) AS actual FROM contexts WHERE client_tag IS NOT NULL GROUP BY client_tag) a "
      "FULL JOIN tag_counts k USING (client_tag) WHERE coalesce(k.contexts, 0) <> coalesce(a.actual, 0)",
