@@ -44,8 +44,10 @@ def test_a_branching_append_records_the_old_head_and_every_turn_stays_reachable(
         a = client.append_turn(context.context_id, MESSAGE, data={"n": "a"})
         b = client.append_turn(context.context_id, MESSAGE, data={"n": "b"})
         assert "replaced_head_turn_id" not in b  # b descends from a: nothing was replaced
-        regenerated = client.append_turn(context.context_id, MESSAGE, data={"n": "b2"}, parent_turn_id=a.turn_id)
+        regenerate = {**MESSAGE, "data": {"n": "b2"}, "parent_turn_id": a.turn_id, "idempotency_key": "regen"}
+        regenerated = client.append_turn(context.context_id, regenerate)
         assert regenerated.replaced_head_turn_id == b.turn_id
+        assert client.append_turn(context.context_id, regenerate) == regenerated  # a replay answers the same
         root = client.append_turn(context.context_id, MESSAGE, data={"n": "r"}, parent_turn_id="0")
         assert root.replaced_head_turn_id == regenerated.turn_id
         history = client.heads(context.context_id)

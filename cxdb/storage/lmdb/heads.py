@@ -14,7 +14,7 @@ from typing import Any
 from ..base import HeadEntry
 from .writer import WriteContext
 
-__all__ = ["decode_key", "decode_value", "list_entries", "record"]
+__all__ = ["decode_key", "decode_value", "list_entries", "record", "replaced_by"]
 
 _KEY = struct.Struct(">QQ")
 _VALUE = struct.Struct(">QQQ")
@@ -22,6 +22,12 @@ _VALUE = struct.Struct(">QQQ")
 
 def record(w: WriteContext, context_id: int, head_turn_id: int, head_depth: int, replaced_by: int) -> None:
     w.txn.put(_KEY.pack(context_id, replaced_by), _VALUE.pack(head_turn_id, head_depth, w.now_ms), db=w.dbs.heads)
+
+
+def replaced_by(txn: Any, dbs: Any, context_id: int, turn_id: int) -> int | None:
+    """The head that ``turn_id`` replaced in the context, if it replaced one."""
+    value = txn.get(_KEY.pack(context_id, turn_id), db=dbs.heads)
+    return _VALUE.unpack(value)[0] if value is not None else None
 
 
 def list_entries(txn: Any, dbs: Any, context_id: int, limit: int,

@@ -208,7 +208,8 @@ class Store:
             record = turns.get(w.txn, w.dbs.turns, earlier) if earlier is not None else None
             if record is not None:
                 replayed.append(index)
-                found.append(AppendResult(record[0], True))
+                replaced = heads.replaced_by(w.txn, w.dbs, context_id, record[0].turn_id)
+                found.append(AppendResult(record[0], True, replaced))
         if not replayed:
             return None
         if len(replayed) != len(prepared):

@@ -58,8 +58,10 @@ SELECT 2, get_byte(stored, 0), NULL, NULL, NULL, content_hash FROM blobs WHERE c
 UNION ALL
 SELECT 3, bundles, NULL, NULL, NULL, NULL FROM counters WHERE id = 1"""
 _IDEMPOTENCY = f"""
-SELECT i.context_id, i.idempotency_key, i.request, i.turn_id, {", ".join("t." + c for c in TURN.split(", "))}
+SELECT i.context_id, i.idempotency_key, i.request, i.turn_id, {", ".join("t." + c for c in TURN.split(", "))},
+       h.head_turn_id
 FROM idempotency i LEFT JOIN turns t ON t.turn_id = i.turn_id
+LEFT JOIN head_history h ON h.context_id = i.context_id AND h.replaced_by_turn_id = i.turn_id
 WHERE (i.context_id, i.idempotency_key) IN (SELECT * FROM unnest($1::bigint[], $2::bytea[]))"""
 # Ids are base + slot; a parent or jump given as -slot is a turn of this batch.
 _WRITE = """
@@ -259,7 +261,7 @@ async def apply(conn: Any, batch: list[PendingAppend], codec: BlobCodec,
 
 
 def _decide(op: PendingAppend, generation: int, heads: dict[int, tuple[int, int]],
-            earlier: dict[tuple[int, bytes], tuple[bytes, int, TurnRecord | None]],
+            earlier: dict[tuple[int, bytes], tuple[bytes, int, TurnRecord | None, int | None]],
             batch_keys: dict[tuple[int, bytes], _Planned]) -> Outcome | None:
     """What a request comes to without writing anything, in the LMDB store's order of checks; None when
     its turns are to be written."""
@@ -280,11 +282,11 @@ def _decide(op: PendingAppend, generation: int, heads: dict[int, tuple[int, int]
         stored = earlier.get((op.context_id, item.key))
         if stored is None:
             continue
-        request, turn_id, record = stored
+        request, turn_id, record, replaced = stored
         if request != item.request:
             return _key_conflict(op.context_id, item, turn_id)
         if record is not None:
-            repeats.append(AppendResult(record, True))
+            repeats.append(AppendResult(record, True, replaced))
             replayed.append(index)
     if not replayed:
         return None
@@ -363,13 +365,15 @@ async def _encode(codec: BlobCodec, payloads: list[bytes]) -> list[tuple[bytes, 
 
 
 async def _earlier(conn: Any, batch: list[PendingAppend], heads: dict[int, tuple[int, int]]) -> dict[
-        tuple[int, bytes], tuple[bytes, int, TurnRecord | None]]:
+        tuple[int, bytes], tuple[bytes, int, TurnRecord | None, int | None]]:
+    """The stored idempotency records of the batch's keys: the request, its turn (and that turn's
+    record, if it still exists), and the head the turn replaced, so a replay answers as the original."""
     keyed = {(op.context_id, item.key) for op in batch if op.context_id in heads
              for item in op.items if item.key is not None}
     if not keyed:
         return {}
     rows = await conn.fetch(_IDEMPOTENCY, [c for c, _ in keyed], [k for _, k in keyed])
-    return {(row[0], bytes(row[1])): (bytes(row[2]), row[3], turn(row, 4) if row[4] is not None else None)
+    return {(row[0], bytes(row[1])): (bytes(row[2]), row[3], turn(row, 4) if row[4] is not None else None, row[-1])
             for row in rows}
 
 
