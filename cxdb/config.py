@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["SETTINGS", "Setting", "Settings", "add_arguments", "is_database_url", "settings_from",
+__all__ = ["SETTINGS", "Rate", "Setting", "Settings", "add_arguments", "is_database_url", "settings_from",
            "shown_store"]
 
 
@@ -110,6 +110,34 @@ def _duration(text: str) -> float:
     return value
 
 
+@dataclass(frozen=True, slots=True)
+class Rate:
+    """``count`` requests per ``seconds`` (1 or 60)."""
+
+    count: int
+    seconds: float
+
+    @property
+    def per_second(self) -> float:
+        return self.count / self.seconds
+
+    def __str__(self) -> str:
+        return f"{self.count}/{'s' if self.seconds == 1 else 'min'}"
+
+
+_RATE_UNITS = {"s": 1.0, "sec": 1.0, "second": 1.0, "min": 60.0, "minute": 60.0}
+
+
+def _rate(text: str) -> Rate | None:
+    lowered = text.strip().lower()
+    if lowered in ("", "off"):
+        return None
+    number, _, unit = lowered.partition("/")
+    if unit not in _RATE_UNITS or not number.isdigit() or not 0 < int(number) <= 10**9:
+        raise ValueError(f"must be N/s or N/min (N from 1), or off: {text!r}")
+    return Rate(int(number), _RATE_UNITS[unit])
+
+
 def _port(text: str) -> int:
     value = int(text)
     if not 0 <= value <= 65535:
@@ -177,6 +205,10 @@ SETTINGS: tuple[Setting, ...] = (
             "Seconds events are kept for streams to resume from; older ones are pruned (default 7 days)."),
     Setting("event_heartbeat", 15.0, _seconds, "Seconds between heartbeat comments on an idle event stream."),
     Setting("max_streams", 1000, _positive, "Most event streams one server process serves at once; more get 503."),
+    Setting("rate_limit", None, _rate,
+            "Requests each client may send: N/s or N/min, a token bucket (per client address, per process); "
+            "off by default."),
+    Setting("rate_burst", None, _positive, "Requests a client may send at once under --rate-limit (default: N)."),
     Setting("metrics", True, _on_off, "Serve Prometheus metrics at /metrics: on or off."),
     Setting("metrics_dir", None, Path,
             "Directory for the metrics files the workers share (emptied at start-up); default: a fresh "
@@ -214,6 +246,8 @@ class Settings:
     event_retention: float = 604_800.0
     event_heartbeat: float = 15.0
     max_streams: int = 1000
+    rate_limit: Rate | None = None
+    rate_burst: int | None = None
     metrics: bool = True
     metrics_dir: Path | None = None
     log_level: str = "info"

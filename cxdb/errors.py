@@ -18,6 +18,7 @@ this tree where they arise, with ``raise ... from exc``.
     ├── Unprocessable              UNPROCESSABLE_ENTITY
     ├── FailedDependency           FAILED_DEPENDENCY
     ├── TooManyStreams             TOO_MANY_STREAMS
+    ├── RateLimited                RATE_LIMITED
     ├── StoreError                 INTERNAL_ERROR
     │   ├── Corrupt                CORRUPT
     │   ├── StoreFull              STORE_FULL
@@ -52,6 +53,7 @@ __all__ = [
     "StoreError",
     "StoreFull",
     "StoreUnavailable",
+    "RateLimited",
     "TooManyStreams",
     "TransportError",
     "Unauthorized",
@@ -137,6 +139,12 @@ class FailedDependency(CxdbError):
     code = "FAILED_DEPENDENCY"
 
 
+class RateLimited(CxdbError):
+    """The client sent more requests than ``--rate-limit`` allows: try again after ``Retry-After``."""
+
+    code = "RATE_LIMITED"
+
+
 class TooManyStreams(CxdbError):
     """The server serves as many event streams as it may (``--max-streams``): try again shortly."""
 
@@ -196,6 +204,7 @@ HTTP_STATUS: dict[type[CxdbError], int] = {
     PayloadTooLarge: 413,
     Unprocessable: 422,
     FailedDependency: 424,
+    RateLimited: 429,
     StoreClosed: 503,
     StoreUnavailable: 503,
     TooManyStreams: 503,

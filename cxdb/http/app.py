@@ -11,6 +11,7 @@ from ..service import Service
 from . import contexts, describe, events, follow, registry, system, turns
 from .front import REQUEST_IDS, RequestIds, front_middleware
 from .keys import SERVICE, SETTINGS
+from .ratelimit import add_rate_headers
 from .streams import STREAMS, Streams
 
 __all__ = ["create_app"]
@@ -32,6 +33,8 @@ def create_app(settings: Settings, service: Service | None = None) -> web.Applic
         app.router.add_routes(table)
     streams = app[STREAMS] = Streams()
     app.on_shutdown.append(streams.close_all)
+    if settings.rate_limit is not None:
+        app.on_response_prepare.append(add_rate_headers)
 
     if service is not None:
         app[SERVICE] = service

@@ -6,8 +6,9 @@ One layer, because each aiohttp middleware costs every request a wrapper call. I
   line of the request, into every error envelope and into the ``X-Request-Id`` header;
 - tells the connection a handler has the request (:mod:`cxdb.http.server`: the header deadline ends,
   the body's begins);
-- answers ``OPTIONS`` (:mod:`cxdb.http.cors`), or calls the handler through the one place that turns
-  exceptions into error responses (:func:`cxdb.http.errors.answer`);
+- answers ``OPTIONS`` (:mod:`cxdb.http.cors`), or 429 when the client is over ``--rate-limit``
+  (:mod:`cxdb.http.ratelimit`), or calls the handler through the one place that turns exceptions into
+  error responses (:func:`cxdb.http.errors.answer`);
 - adds the CORS headers;
 - counts the request in the metrics and writes its access line (slow requests at warning level, access
   log or not). The time is the handler's, up to the response being ready to send.
@@ -24,10 +25,12 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 
 from ..config import Settings
+from ..errors import RateLimited
 from ..logs import REQUEST_ID as REQUEST_ID_VAR
 from .cors import Cors
-from .errors import Handler, answer
+from .errors import Handler, answer, error_response
 from .keys import REQUEST_ID, SERVICE
+from .ratelimit import EXEMPT, RATE_HEADERS, RateLimiter, audit_denied
 from .server import Connection
 
 __all__ = ["REQUEST_IDS", "RequestIds", "front_middleware"]
@@ -59,6 +62,7 @@ def _request_id(given: str | None, ids: RequestIds) -> str:
 
 def front_middleware(settings: Settings) -> Middleware:
     cors = Cors(settings.cors_origins)
+    limiter = RateLimiter(settings.rate_limit, settings.rate_burst) if settings.rate_limit is not None else None
     access_on = settings.access_log
     slow_seconds = settings.slow_request_ms / 1000
 
@@ -74,10 +78,21 @@ def front_middleware(settings: Settings) -> Middleware:
         if connection is not None:
             connection.request = request
             connection.head_since = None
+        resource = request.match_info.route.resource
+        route = resource.canonical if resource is not None else "(no route)"
         try:
             if request.method == "OPTIONS":
                 response: web.StreamResponse = cors.options(request, request_id)
+            elif limiter is not None and route not in EXEMPT and not (
+                    decision := limiter.take(request.remote or "")).allowed:
+                response = error_response(
+                    RateLimited("too many requests: try again after Retry-After seconds",
+                                {"retry_after_seconds": decision.retry_after}),
+                    {**decision.headers, "Retry-After": str(decision.retry_after)}, request_id)
+                audit_denied(request, route, response.status)
             else:
+                if limiter is not None and route not in EXEMPT:
+                    request[RATE_HEADERS] = decision.headers
                 response = await answer(request, handler, request_id)
         finally:
             if connection is not None:
@@ -86,8 +101,6 @@ def front_middleware(settings: Settings) -> Middleware:
         cors.decorate(request, response)
         response.headers["X-Request-Id"] = request_id
         seconds = time.perf_counter() - started
-        resource = request.match_info.route.resource
-        route = resource.canonical if resource is not None else "(no route)"
         service = app.get(SERVICE)
         if service is not None and service.metrics is not None:
             service.metrics.observe_request(route, request.method, response.status, seconds)

@@ -154,10 +154,11 @@ SCHEMAS: dict[str, Any] = {
 _DESCRIPTIONS = {400: "Bad request: malformed JSON, a bad parameter or path id", 404: "Not found",
                  405: "Method not allowed", 409: "Conflict", 412: "Precondition failed",
                  413: "Body too large", 422: "Unprocessable content", 424: "Failed dependency",
+                 429: "Over --rate-limit (when set); Retry-After says when to try again",
                  500: "Internal error (generic; the log has the details)",
                  503: "Store closing, or its database out of reach; Retry-After says when to try again",
                  507: "No space left on the device holding the store"}
-_ALWAYS = (400, 500, 503)
+_ALWAYS = (400, 429, 500, 503)
 
 
 _RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait before trying again",
@@ -166,7 +167,7 @@ _RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait before trying ag
 
 def _errors(*statuses: int) -> dict[str, Any]:
     return {str(status): {"description": _DESCRIPTIONS[status], "content": {JSON: {"schema": _ref("Error")}},
-                          **({"headers": _RETRY_AFTER} if status == 503 else {})}
+                          **({"headers": _RETRY_AFTER} if status in (429, 503) else {})}
             for status in sorted({*statuses, *_ALWAYS})}
 
 
