@@ -7,14 +7,17 @@ Pure: no I/O. A backend stores what these rules compute; it never decides them i
 from __future__ import annotations
 
 import struct
+from collections.abc import Sequence
 
 import blake3
 
+from ..codec import content_hash
 from ..errors import Conflict, Unprocessable
 from ..model import BlobHash
+from .base import NewTurn
 
 __all__ = ["MAX_KEY_BYTES", "MAX_TAG_BYTES", "check_append", "check_tag", "child_jump", "head_moved", "jump_step",
-           "parent_not_found", "partly_replayed", "request_digest"]
+           "parent_not_found", "partly_replayed", "prepare", "request_digest"]
 
 MAX_TAG_BYTES = 400
 """A tag is part of an index key (LMDB keys are at most 511 bytes)."""
@@ -52,6 +55,22 @@ def partly_replayed(context_id: int, replayed: list[int]) -> Conflict:
     batch, so this is another request reusing keys."""
     return Conflict("some turns of the batch repeat idempotency keys used before and some do not",
                     {"reason": "partly_replayed", "context_id": str(context_id), "replayed_indexes": replayed})
+
+
+def prepare(turns: Sequence[NewTurn], parent_turn_id: int | None) -> list[tuple[NewTurn, BlobHash, bytes]]:
+    """Each turn of an append checked, with its content hash and what its idempotency key stands for
+    (empty without a key): its fingerprint, or by default its type, payload and, for the first turn of
+    the chain, the parent asked for."""
+    prepared = []
+    for index, turn in enumerate(turns):
+        check_append(turn.type_version, turn.idempotency_key)
+        digest = content_hash(turn.payload)
+        request = b""
+        if turn.idempotency_key is not None:
+            request = turn.fingerprint or request_digest(turn.type_id, turn.type_version, digest,
+                                                         parent_turn_id if index == 0 else None)
+        prepared.append((turn, digest, request))
+    return prepared
 
 
 def request_digest(type_id: str, type_version: int, digest: BlobHash, parent: int | None) -> bytes:

@@ -13,7 +13,7 @@ from types import TracebackType
 from typing import Any
 
 from ...cache import LruCache
-from ...codec import BlobCodec, UnknownDictionary, content_hash
+from ...codec import BlobCodec, UnknownDictionary
 from ...errors import Conflict, NotFound
 from ...model import (
     ENCODING_MSGPACK,
@@ -26,7 +26,7 @@ from ...model import (
 )
 from ..base import AppendResult, CommitObserver, Event, HeadEntry, NewTurn, PageStart, RegistryMoved, StoredBundle
 from ..dictionaries import DictionaryTrainer
-from ..rules import check_append, check_tag, head_moved, parent_not_found, partly_replayed, request_digest
+from ..rules import check_tag, head_moved, parent_not_found, partly_replayed, prepare
 from . import blobs, bundles, contexts, dictionaries, events, heads, idempotency, turns
 from .counters import read_all, read_one
 from .env import Environment
@@ -144,15 +144,7 @@ class Store:
                            registry_generation: int | None = None) -> list[AppendResult]:
         """Append ``new_turns`` as a chain in one write transaction, or none of them (the writer keeps
         none of an operation's writes when it raises). See :meth:`cxdb.storage.base.Backend.append_batch`."""
-        prepared = []
-        for index, item in enumerate(new_turns):
-            check_append(item.type_version, item.idempotency_key)
-            digest = content_hash(item.payload)
-            request = b""
-            if item.idempotency_key is not None:
-                request = item.fingerprint or request_digest(item.type_id, item.type_version, digest,
-                                                             parent_turn_id if index == 0 else None)
-            prepared.append((item, digest, request))
+        prepared = prepare(new_turns, parent_turn_id)
 
         def op(w: WriteContext) -> list[AppendResult]:
             if registry_generation is not None and w.counters.get("bundles") != registry_generation:

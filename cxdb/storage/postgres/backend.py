@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 
 from ...cache import LruCache
-from ...codec import BlobCodec, UnknownDictionary, content_hash
+from ...codec import BlobCodec, UnknownDictionary
 from ...errors import Conflict, NotFound
 from ...model import ContextId, ContextRecord, Lineage, StoreStats, TurnId, TurnRecord
 from ..base import (
@@ -32,7 +32,7 @@ from ..base import (
     StoredBundle,
 )
 from ..dictionaries import DictionaryTrainer
-from ..rules import check_append, check_tag, request_digest
+from ..rules import check_tag, prepare
 from . import schema
 from .batch import PendingItem
 from .check import check_database
@@ -217,17 +217,9 @@ class PostgresBackend:
     async def append_batch(self, context_id: int, turns: Sequence[NewTurn], parent_turn_id: int | None = None,
                            expected_head_turn_id: int | None = None,
                            registry_generation: int | None = None) -> list[AppendResult]:
-        items = []
-        for index, new in enumerate(turns):
-            check_append(new.type_version, new.idempotency_key)
-            digest = content_hash(new.payload)
-            request = b""
-            if new.idempotency_key is not None:
-                request = new.fingerprint or request_digest(new.type_id, new.type_version, digest,
-                                                            parent_turn_id if index == 0 else None)
-            items.append(PendingItem(new.type_id, new.type_version, new.payload, digest,
-                                     new.idempotency_key.encode() if new.idempotency_key is not None else None,
-                                     request))
+        items = [PendingItem(new.type_id, new.type_version, new.payload, digest,
+                             new.idempotency_key.encode() if new.idempotency_key is not None else None, request)
+                 for new, digest, request in prepare(turns, parent_turn_id)]
         future: asyncio.Future[list[AppendResult]] = asyncio.get_running_loop().create_future()
         return await self._writer.append(PendingAppend(context_id, items, parent_turn_id, registry_generation, future,
                                                        expected_head_turn_id))
