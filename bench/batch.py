@@ -28,7 +28,7 @@ def _measure(url: str, seconds: int, rounds: int) -> dict[str, float]:
     p99: list[float] = []
     for _ in range(rounds):
         single.append(wrk(f"{url}/v1/contexts/1/append", HERE / "append.lua", seconds=seconds)["rps"])
-        result = wrk(f"{url}/v1/contexts/1/append-batch", HERE / "append_batch.lua", connections=8,
+        result = wrk(f"{url}/v1/contexts/1/append-batch", HERE / "append.lua", connections=8,
                      seconds=seconds, env={"CXDB_BATCH": str(BATCH)})
         if result["non2xx"]:
             raise RuntimeError(f"{result['non2xx']:.0f} batches failed")
