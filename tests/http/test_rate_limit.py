@@ -29,19 +29,20 @@ def get(url: str, path: str) -> tuple[int, dict[str, str], bytes]:
 
 
 def test_a_client_over_its_bucket_gets_429_with_the_envelope(store_url: str) -> None:
-    # 6/min refills a token every 10 s: nothing refills while the test runs (the refill itself is tested
-    # below with a clock of its own).
-    server = LiveServer(store_url, "--rate-limit", "6/min", "--rate-burst", "3")
+    # 1/min: a whole token comes back only after a minute, so the counts below do not depend on how fast
+    # the requests go; the seconds are checked against the bucket's bounds only (the refill itself is
+    # tested below with a clock of its own).
+    server = LiveServer(store_url, "--rate-limit", "1/min", "--rate-burst", "3")
     try:
         answers = [get(server.url, path) for path in ("/v1/contexts/424242", "/v1/contexts", "/v1/contexts")]
         assert [status for status, _, _ in answers] == [404, 200, 200]  # an error answer takes a token too
         assert [h["x-ratelimit-remaining"] for _, h, _ in answers] == ["2", "1", "0"]
-        assert all(h["x-ratelimit-limit"] == "3" and h["x-ratelimit-reset"] in ("10", "20", "30")
+        assert all(h["x-ratelimit-limit"] == "3" and 1 <= int(h["x-ratelimit-reset"]) <= 180
                    for _, h, _ in answers)
         status, headers, body = get(server.url, "/v1/contexts/424242")
         assert status == 429 and json.loads(body)["error"]["code"] == "RATE_LIMITED"
-        assert headers["retry-after"] == "10" and headers["x-ratelimit-remaining"] == "0"
-        assert json.loads(body)["error"]["details"]["retry_after_seconds"] == 10
+        assert 1 <= int(headers["retry-after"]) <= 60 and headers["x-ratelimit-remaining"] == "0"
+        assert json.loads(body)["error"]["details"]["retry_after_seconds"] == int(headers["retry-after"])
         assert get(server.url, "/health")[0] == 200  # probes are never limited
         assert "x-ratelimit-limit" not in get(server.url, "/healthz")[1]
     finally:
