@@ -18,18 +18,22 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 from aiohttp.test_utils import TestClient
 
+from cxdb import Client
 from cxdb.config import Settings
+from cxdb.errors import CxdbError
 from cxdb.http import create_app
 from cxdb.service import Service
 from cxdb.storage import Store
 from tests.conformance import FAILURES, watch
+
+T = TypeVar("T")
 
 REPO = Path(__file__).resolve().parent.parent
 BUNDLES = REPO / "registry_bundles"
@@ -213,6 +217,30 @@ def live_server(store_url: str) -> Iterator[LiveServer]:
         yield server
     finally:
         server.stop()
+
+
+def at_once(url: str, count: int, call: Callable[[Client, int], T]) -> list[T | CxdbError]:
+    """``call(client, n)`` for n in range(count), each in a thread of its own with a connection of its
+    own (under --workers the kernel spreads them over the workers), all released together; what each
+    returned or the error it raised, in order of n."""
+    outcomes: list[T | CxdbError | None] = [None] * count
+    start = threading.Barrier(count)
+
+    def run(n: int) -> None:
+        with Client(url) as own:
+            start.wait()
+            try:
+                outcomes[n] = call(own, n)
+            except CxdbError as exc:
+                outcomes[n] = exc
+
+    threads = [threading.Thread(target=run, args=(n,)) for n in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert all(outcome is not None for outcome in outcomes), "a thread failed outside the API"
+    return outcomes  # type: ignore[return-value]
 
 
 def wait_until(predicate: Any, timeout: float = 10.0) -> None:

@@ -12,8 +12,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from cxdb import Client, Conflict, NotFound, Unprocessable
-from tests.conftest import BUNDLES, LiveServer
+from cxdb import Client, Conflict, CxdbError, NotFound, Unprocessable
+from tests.conftest import BUNDLES, LiveServer, at_once
 
 MESSAGE = {"type_id": "t", "type_version": 1}
 CHAT = {"type_id": "cxdb.chat.Message", "type_version": 2}
@@ -104,23 +104,10 @@ def test_expected_head_on_batches_lets_exactly_one_of_many_through(store_url: st
         with Client(server.url) as client:
             context = client.create_context()
             head = client.append_batch(context.context_id, items(2)).head_turn_id
-        won: list[Any] = []
-        lost: list[dict[str, str]] = []
-        start = threading.Barrier(8)
-
-        def attempt(n: int) -> None:
-            with Client(server.url) as own:
-                start.wait()
-                try:
-                    won.append(own.append_batch(context.context_id, items(3, 100 * n), expected_head_turn_id=head))
-                except Conflict as exc:
-                    lost.append(exc.details)
-
-        threads = [threading.Thread(target=attempt, args=(n,)) for n in range(8)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+        outcomes = at_once(server.url, 8, lambda own, n: own.append_batch(
+            context.context_id, items(3, 100 * n), expected_head_turn_id=head))
+        won = [outcome for outcome in outcomes if not isinstance(outcome, CxdbError)]
+        lost = [outcome.details for outcome in outcomes if isinstance(outcome, Conflict)]
         assert len(won) == 1 and len(lost) == 7
         assert all(d["reason"] == "head_moved" and d["head_turn_id"] == won[0].head_turn_id for d in lost)
         with Client(server.url) as client:

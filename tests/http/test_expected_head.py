@@ -4,12 +4,10 @@ stores nothing), and of concurrent appends expecting one head through two worker
 
 from __future__ import annotations
 
-import threading
-
 import pytest
 
-from cxdb import Client, Conflict
-from tests.conftest import LiveServer
+from cxdb import Client, Conflict, CxdbError
+from tests.conftest import LiveServer, at_once
 
 MESSAGE = {"type_id": "t", "type_version": 1}
 
@@ -58,24 +56,10 @@ def test_of_16_concurrent_appends_expecting_one_head_exactly_one_wins(store_url:
         with Client(server.url) as client:
             context = client.create_context()
             head = client.append_turn(context.context_id, MESSAGE, data={"n": 0}).turn_id
-        won: list[str] = []
-        lost: list[dict[str, str]] = []
-        start = threading.Barrier(16)
-
-        def attempt(n: int) -> None:
-            with Client(server.url) as own:  # a connection each: the kernel spreads them over both workers
-                start.wait()
-                try:
-                    won.append(own.append_turn(context.context_id, MESSAGE, data={"n": n},
-                                               expected_head_turn_id=head).turn_id)
-                except Conflict as exc:
-                    lost.append(exc.details)
-
-        threads = [threading.Thread(target=attempt, args=(n,)) for n in range(16)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+        outcomes = at_once(server.url, 16, lambda own, n: own.append_turn(
+            context.context_id, MESSAGE, data={"n": n}, expected_head_turn_id=head).turn_id)
+        won = [outcome for outcome in outcomes if not isinstance(outcome, CxdbError)]
+        lost = [outcome.details for outcome in outcomes if isinstance(outcome, Conflict)]
         assert len(won) == 1 and len(lost) == 15
         assert all(d["reason"] == "head_moved" and d["head_turn_id"] == won[0] for d in lost)
         with Client(server.url) as client:
