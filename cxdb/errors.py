@@ -44,6 +44,7 @@ __all__ = [
     "Corrupt",
     "CxdbError",
     "FailedDependency",
+    "Forbidden",
     "FormatMismatch",
     "MethodNotAllowed",
     "NotFound",
@@ -101,6 +102,12 @@ class Unauthorized(CxdbError):
     """Missing or invalid credentials."""
 
     code = "UNAUTHORIZED"
+
+
+class Forbidden(CxdbError):
+    """Valid credentials without the scope a route needs."""
+
+    code = "FORBIDDEN"
 
 
 class NotFound(CxdbError):
@@ -197,6 +204,7 @@ HTTP_STATUS: dict[type[CxdbError], int] = {
     CxdbError: 500,
     BadRequest: 400,
     Unauthorized: 401,
+    Forbidden: 403,
     NotFound: 404,
     MethodNotAllowed: 405,
     Conflict: 409,

@@ -100,7 +100,7 @@ def test_nothing_above_storage_names_a_backend() -> None:
 def test_public_surface() -> None:
     assert sorted(cxdb.__all__) == sorted([
         "AsyncClient", "BadRequest", "Client", "Conflict", "CxdbError", "FailedDependency", "MethodNotAllowed",
-        "NotFound", "PayloadTooLarge", "PreconditionFailed", "Rebase", "Record", "TransportError", "Turn",
+        "Forbidden", "NotFound", "PayloadTooLarge", "PreconditionFailed", "Rebase", "Record", "TransportError", "Turn",
         "Unauthorized",
         "Unprocessable", "__version__"])
     for name in cxdb.__all__:

@@ -138,8 +138,10 @@ class Backend(Protocol):
     async def get_context(self, context_id: int) -> ContextRecord:
         """The context; NotFound if it does not exist."""
 
-    async def list_contexts(self, limit: int, tag: str | None = None) -> tuple[list[ContextRecord], int]:
-        """Up to ``limit`` contexts, newest activity first, and how many match."""
+    async def list_contexts(self, limit: int, tag: str | None = None,
+                            prefix: str | None = None) -> tuple[list[ContextRecord], int]:
+        """Up to ``limit`` contexts, newest activity first, and how many match: those tagged exactly
+        ``tag`` and, with ``prefix``, only those whose tag starts with it (a namespace)."""
 
     async def children(self, context_id: int, recursive: bool = False,
                        limit: int = 256) -> tuple[list[ContextRecord], int]:
@@ -204,6 +206,16 @@ class Backend(Protocol):
 
     async def prune_events(self, before_ms: int, limit: int) -> int:
         """Delete up to ``limit`` of the oldest events recorded before ``before_ms``; how many went."""
+
+    async def auth_entry(self, name: str) -> bytes | None:
+        """An access-control record (:mod:`cxdb.service.tokens` names them), or None."""
+
+    async def auth_entries(self, prefix: str, limit: int) -> list[tuple[str, bytes]]:
+        """Up to ``limit`` access-control records whose names start with ``prefix``, in name order."""
+
+    async def put_auth_entry(self, name: str, value: bytes, replace: bool) -> bytes:
+        """Store an access-control record durably; without ``replace`` one that exists stays, and is
+        returned (so racing processes agree on the first value)."""
 
     async def check(self) -> dict[str, Any]:
         """A report of the whole store's integrity."""

@@ -12,12 +12,12 @@ from collections.abc import Sequence
 import blake3
 
 from ..codec import content_hash
-from ..errors import Conflict, Unprocessable
+from ..errors import Conflict, NotFound, Unprocessable
 from ..model import BlobHash
 from .base import NewTurn
 
 __all__ = ["MAX_KEY_BYTES", "MAX_TAG_BYTES", "check_append", "check_tag", "child_jump", "head_moved", "jump_step",
-           "parent_not_found", "partly_replayed", "prepare", "request_digest"]
+           "missing_context", "missing_turn", "parent_not_found", "partly_replayed", "prepare", "request_digest"]
 
 MAX_TAG_BYTES = 400
 """A tag is part of an index key (LMDB keys are at most 511 bytes)."""
@@ -43,6 +43,14 @@ def head_moved(context_id: int, expected: int, head: int) -> Conflict:
     return Conflict(f"the head of context {context_id} is {head}, not {expected}",
                     {"reason": "head_moved", "context_id": str(context_id), "expected_head_turn_id": str(expected),
                      "head_turn_id": str(head)})
+
+
+def missing_context(context_id: int) -> NotFound:
+    return NotFound(f"Context {context_id} not found", {"context_id": str(context_id)})
+
+
+def missing_turn(turn_id: int) -> NotFound:
+    return NotFound(f"Turn {turn_id} not found", {"turn_id": str(turn_id)})
 
 
 def parent_not_found(context_id: int, parent: int) -> Conflict:

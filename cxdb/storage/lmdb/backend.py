@@ -56,8 +56,9 @@ class LmdbBackend:
     async def get_context(self, context_id: int) -> ContextRecord:
         return self.store.get_context(context_id)
 
-    async def list_contexts(self, limit: int, tag: str | None = None) -> tuple[list[ContextRecord], int]:
-        return self.store.list_contexts(limit, tag)
+    async def list_contexts(self, limit: int, tag: str | None = None,
+                            prefix: str | None = None) -> tuple[list[ContextRecord], int]:
+        return self.store.list_contexts(limit, tag, prefix)
 
     async def children(self, context_id: int, recursive: bool = False,
                        limit: int = 256) -> tuple[list[ContextRecord], int]:
@@ -117,6 +118,15 @@ class LmdbBackend:
 
     async def prune_events(self, before_ms: int, limit: int) -> int:
         return await self.store.prune_events(before_ms, limit)
+
+    async def auth_entry(self, name: str) -> bytes | None:
+        return self.store.auth_entry(name)
+
+    async def auth_entries(self, prefix: str, limit: int) -> list[tuple[str, bytes]]:
+        return self.store.auth_entries(prefix, limit)
+
+    async def put_auth_entry(self, name: str, value: bytes, replace: bool) -> bytes:
+        return await self.store.put_auth_entry(name, value, replace)
 
     async def check(self) -> dict[str, Any]:
         return self.store.check()

@@ -40,14 +40,16 @@ A head moves only by :func:`move_head`, a compare-and-set on the stored head.
 
 from __future__ import annotations
 
+import heapq
 import struct
 from collections.abc import Iterator
 from typing import Any
 
 import orjson
 
-from ...errors import Conflict, Corrupt, NotFound
+from ...errors import Conflict, Corrupt
 from ...model import ContextId, ContextRecord, Lineage, TurnId
+from ..rules import MAX_TAG_BYTES, missing_context
 from .writer import WriteContext
 
 __all__ = [
@@ -58,6 +60,7 @@ __all__ = [
     "get",
     "ids_by_activity",
     "head",
+    "ids_by_prefix",
     "ids_by_tag",
     "move_head",
     "tag_count",
@@ -67,6 +70,7 @@ _REC = struct.Struct(">QQQQQQQ")
 _HEAD = struct.Struct(">QQ")
 _U64 = struct.Struct(">Q")
 _U16 = struct.Struct(">H")
+_ACTIVITY_ID = struct.Struct(">QQ")
 
 
 def _key(context_id: int) -> bytes:
@@ -102,7 +106,7 @@ def get(txn: Any, dbs: Any, context_id: int, with_meta: bool = True) -> ContextR
 def require(txn: Any, dbs: Any, context_id: int, with_meta: bool = True) -> ContextRecord:
     found = get(txn, dbs, context_id, with_meta)
     if found is None:
-        raise NotFound(f"Context {context_id} not found", {"context_id": str(context_id)})
+        raise missing_context(context_id)
     return found
 
 
@@ -110,7 +114,7 @@ def head(txn: Any, dbs: Any, context_id: int) -> tuple[int, int]:
     """(head_turn_id, head_depth) of a context; NotFound if it does not exist."""
     value = txn.get(_key(context_id), db=dbs.contexts)
     if value is None:
-        raise NotFound(f"Context {context_id} not found", {"context_id": str(context_id)})
+        raise missing_context(context_id)
     return _HEAD.unpack_from(value)
 
 
@@ -213,7 +217,7 @@ def move_head(w: WriteContext, context_id: int, expected: int, new_head: int, ne
     key = _key(context_id)
     value = w.txn.get(key, db=w.dbs.contexts)
     if value is None:
-        raise NotFound(f"Context {context_id} not found", {"context_id": str(context_id)})
+        raise missing_context(context_id)
     head_id, _, created, activity, parent, root, fork = _REC.unpack(value)
     if head_id != expected:
         raise Conflict("the context head moved", {"context_id": str(context_id), "expected": str(expected),
@@ -261,6 +265,30 @@ def ids_by_tag(txn: Any, dbs: Any, tag: str, limit: int) -> list[int]:
             break
         moved = cursor.prev()
     return found
+
+
+def ids_by_prefix(txn: Any, dbs: Any, prefix: str, limit: int) -> tuple[list[int], int]:
+    """Ids of up to ``limit`` contexts whose tag starts with ``prefix``, newest activity first, and
+    how many there are. Reads every ``tagact`` entry under the prefix once (one range per tag
+    length, as keys begin with it): O(contexts under the prefix), in O(limit) memory."""
+    raw = prefix.encode()
+    best: list[tuple[int, int]] = []
+    total = 0
+    cursor = txn.cursor(db=dbs.tagact)
+    for length in range(len(raw), MAX_TAG_BYTES + 1):
+        start = _U16.pack(length) + raw
+        if not cursor.set_range(start):
+            break
+        for key in cursor.iternext(keys=True, values=False):
+            if not key.startswith(start):
+                break
+            total += 1
+            entry = _ACTIVITY_ID.unpack_from(key, 2 + length)
+            if len(best) < limit:
+                heapq.heappush(best, entry)
+            elif limit and entry > best[0]:
+                heapq.heapreplace(best, entry)
+    return [context_id for _, context_id in sorted(best, reverse=True)], total
 
 
 def child_ids(txn: Any, dbs: Any, context_id: int, limit: int | None = None) -> list[int]:

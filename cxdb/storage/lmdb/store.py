@@ -26,8 +26,8 @@ from ...model import (
 )
 from ..base import AppendResult, CommitObserver, Event, HeadEntry, NewTurn, PageStart, RegistryMoved, StoredBundle
 from ..dictionaries import DictionaryTrainer
-from ..rules import check_tag, head_moved, parent_not_found, partly_replayed, prepare
-from . import blobs, bundles, contexts, dictionaries, events, heads, idempotency, turns
+from ..rules import check_tag, head_moved, missing_turn, parent_not_found, partly_replayed, prepare
+from . import auth, blobs, bundles, contexts, dictionaries, events, heads, idempotency, turns
 from .counters import read_all, read_one
 from .env import Environment
 from .writer import WriteContext, Writer
@@ -108,7 +108,7 @@ class Store:
             else:
                 found = turns.get(w.txn, w.dbs.turns, base_turn_id)
                 if found is None:
-                    raise NotFound(f"Turn {base_turn_id} not found", {"turn_id": str(base_turn_id)})
+                    raise missing_turn(base_turn_id)
                 base = found[0]
                 origin = contexts.get(w.txn, w.dbs, base.context_id, with_meta=False)
                 root = origin.lineage.root_context_id if origin is not None else None
@@ -239,9 +239,16 @@ class Store:
         with self._env.read() as txn:
             return contexts.require(txn, self._dbs, context_id)
 
-    def list_contexts(self, limit: int, tag: str | None = None) -> tuple[list[ContextRecord], int]:
-        """Up to ``limit`` contexts, newest activity first, and how many match in all; O(limit)."""
+    def list_contexts(self, limit: int, tag: str | None = None,
+                      prefix: str | None = None) -> tuple[list[ContextRecord], int]:
+        """Up to ``limit`` contexts, newest activity first, and how many match in all; O(limit), or
+        with a tag ``prefix``, O(contexts under it)."""
         with self._env.read() as txn:
+            if prefix is not None and (tag is None or not tag.startswith(prefix)):
+                if tag is not None:
+                    return [], 0
+                ids, total = contexts.ids_by_prefix(txn, self._dbs, prefix, limit)
+                return [contexts.require(txn, self._dbs, cid) for cid in ids], total
             if tag is None:
                 total = read_one(txn, self._dbs.meta, "contexts")
                 found: list[ContextRecord] = []
@@ -253,6 +260,17 @@ class Store:
             ids = contexts.ids_by_tag(txn, self._dbs, tag, limit)
             return ([contexts.require(txn, self._dbs, cid) for cid in ids],
                     contexts.tag_count(txn, self._dbs, tag))
+
+    def auth_entry(self, name: str) -> bytes | None:
+        with self._env.read() as txn:
+            return auth.get(txn, self._dbs.meta, name)
+
+    def auth_entries(self, prefix: str, limit: int) -> list[tuple[str, bytes]]:
+        with self._env.read() as txn:
+            return auth.scan(txn, self._dbs.meta, prefix, limit)
+
+    async def put_auth_entry(self, name: str, value: bytes, replace: bool) -> bytes:
+        return await self._writer.run(lambda w: auth.put(w, name, value, replace))
 
     def children(self, context_id: int, recursive: bool = False,
                  limit: int = 256) -> tuple[list[ContextRecord], int]:
@@ -287,7 +305,7 @@ class Store:
         with self._env.read() as txn:
             found = turns.get(txn, self._dbs.turns, turn_id)
         if found is None:
-            raise NotFound(f"Turn {turn_id} not found", {"turn_id": str(turn_id)})
+            raise missing_turn(turn_id)
         return found[0]
 
     def page(self, context_id: int, limit: int, before_turn_id: int | None = None) -> Page:

@@ -32,14 +32,14 @@ from ..base import (
     StoredBundle,
 )
 from ..dictionaries import DictionaryTrainer
-from ..rules import check_tag, prepare
+from ..rules import check_tag, missing_context, missing_turn, prepare
 from . import schema
 from .batch import PendingItem
 from .check import check_database
 from .database import Database
 from .listener import Listener
 from .reads import ContextReads
-from .rows import ANCESTOR, CONTEXT, I64_MAX, TURN, context, fits, missing_context, text, turn
+from .rows import ANCESTOR, CONTEXT, I64_MAX, TURN, context, fits, text, turn
 from .writer import AppendWriter, PendingAppend
 
 __all__ = ["PostgresBackend"]
@@ -75,6 +75,12 @@ _LIST_TAG = f"""
 SELECT coalesce((SELECT contexts FROM tag_counts WHERE client_tag = $2), 0), c.*
 FROM (SELECT 1) AS one LEFT JOIN LATERAL (
     SELECT {CONTEXT} FROM contexts WHERE client_tag = $2
+    ORDER BY last_activity_ms DESC, context_id DESC LIMIT $1) c ON true"""
+# A namespace: tags from the prefix up to the prefix followed by 0xff, a byte UTF-8 never holds.
+_LIST_PREFIX = f"""
+SELECT (SELECT count(*) FROM contexts WHERE client_tag >= $2 AND client_tag < $3), c.*
+FROM (SELECT 1) AS one LEFT JOIN LATERAL (
+    SELECT {CONTEXT} FROM contexts WHERE client_tag >= $2 AND client_tag < $3
     ORDER BY last_activity_ms DESC, context_id DESC LIMIT $1) c ON true"""
 _CHILDREN = f"""
 SELECT p.children, c.* FROM contexts p LEFT JOIN LATERAL (
@@ -181,7 +187,7 @@ class PostgresBackend:
                                               "LEFT JOIN contexts c ON c.context_id = t.context_id "
                                               "WHERE t.turn_id = $1", base_turn_id)
                 if row is None:
-                    raise NotFound(f"Turn {base_turn_id} not found", {"turn_id": str(base_turn_id)})
+                    raise missing_turn(base_turn_id)
                 head, fork = base_turn_id, base_turn_id
                 depth, parent, root = row
                 await conn.execute("UPDATE contexts SET children = children + 1 WHERE context_id = $1", parent)
@@ -280,8 +286,14 @@ class PostgresBackend:
             raise missing_context(context_id)
         return context(row)
 
-    async def list_contexts(self, limit: int, tag: str | None = None) -> tuple[list[ContextRecord], int]:
-        if tag is None:
+    async def list_contexts(self, limit: int, tag: str | None = None,
+                            prefix: str | None = None) -> tuple[list[ContextRecord], int]:
+        if prefix is not None and (tag is None or not tag.startswith(prefix)):
+            if tag is not None:
+                return [], 0
+            low = prefix.encode()
+            rows = await self._db.read(lambda conn: conn.fetch(_LIST_PREFIX, limit, low, low + b"\xff"))
+        elif tag is None:
             rows = await self._db.read(lambda conn: conn.fetch(_LIST, limit))
         else:
             rows = await self._db.read(lambda conn: conn.fetch(_LIST_TAG, limit, tag.encode()))
@@ -496,6 +508,28 @@ class PostgresBackend:
             return int(status.split()[-1])
 
         return await self._db.write(op)
+
+    async def auth_entry(self, name: str) -> bytes | None:
+        value = await self._db.read(lambda conn: conn.fetchval(
+            "SELECT value FROM auth_entries WHERE name = $1", name.encode()))
+        return bytes(value) if value is not None else None
+
+    async def auth_entries(self, prefix: str, limit: int) -> list[tuple[str, bytes]]:
+        low = prefix.encode()
+        rows = await self._db.read(lambda conn: conn.fetch(
+            "SELECT name, value FROM auth_entries WHERE name >= $1 AND name < $2 ORDER BY name LIMIT $3",
+            low, low + b"\xff", limit))
+        return [(bytes(row[0]).decode(), bytes(row[1])) for row in rows]
+
+    async def put_auth_entry(self, name: str, value: bytes, replace: bool) -> bytes:
+        conflict = "UPDATE SET value = excluded.value" if replace else "NOTHING"
+
+        async def put(conn: Any) -> bytes:
+            await conn.execute(f"INSERT INTO auth_entries (name, value) VALUES ($1, $2) "
+                               f"ON CONFLICT (name) DO {conflict}", name.encode(), value)
+            return bytes(await conn.fetchval("SELECT value FROM auth_entries WHERE name = $1", name.encode()))
+
+        return await self._db.write(put)
 
     async def check(self) -> dict[str, Any]:
         return await self._db.read(lambda conn: check_database(conn, self._decode))

@@ -29,8 +29,8 @@ from ...codec import BlobCodec
 from ...errors import Conflict, CxdbError, StoreError
 from ...model import ENCODING_MSGPACK, BlobHash, ContextId, TurnId, TurnRecord
 from ..base import AppendResult, RegistryMoved
-from ..rules import child_jump, head_moved, parent_not_found, partly_replayed
-from .rows import ANCESTOR, TURN, fits, missing_context, turn
+from ..rules import child_jump, head_moved, missing_context, parent_not_found, partly_replayed
+from .rows import ANCESTOR, TURN, fits, turn
 
 __all__ = ["INLINE_ENCODE_BYTES", "PendingAppend", "PendingItem", "RegistryRace", "apply", "begin"]
 

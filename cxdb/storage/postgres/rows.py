@@ -6,10 +6,9 @@ from typing import Any
 
 import orjson
 
-from ...errors import NotFound
 from ...model import BlobHash, ContextId, ContextRecord, Lineage, TurnId, TurnRecord
 
-__all__ = ["ANCESTOR", "CONTEXT", "I64_MAX", "TURN", "context", "fits", "missing_context", "text", "turn"]
+__all__ = ["ANCESTOR", "CONTEXT", "I64_MAX", "TURN", "context", "fits", "text", "turn"]
 
 I64_MAX = (1 << 63) - 1
 """The largest id a ``bigint`` holds; cxdb allocates from 1, so no stored id is above it."""
@@ -41,10 +40,6 @@ def context(row: Any, at: int = 0) -> ContextRecord:
     lineage = Lineage(ContextId(parent) if parent else None, ContextId(row[at + 8]), TurnId(fork) if fork else None)
     return ContextRecord(ContextId(row[at]), TurnId(row[at + 1]), row[at + 2], row[at + 3], row[at + 4],
                          text(row[at + 5]), orjson.loads(provenance) if provenance is not None else None, lineage)
-
-
-def missing_context(context_id: int) -> NotFound:
-    return NotFound(f"Context {context_id} not found", {"context_id": str(context_id)})
 
 
 # The id of the turn at depth $2 on the chain of turn $1, by jump pointers (rules.jump_step): O(log depth)

@@ -22,7 +22,7 @@ from ...errors import FormatMismatch
 
 __all__ = ["SCHEMA_VERSION", "TABLES", "ensure"]
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 _COUNTERS = ("next_turn", "next_context", "turns", "contexts", "blobs", "blob_stored", "blob_raw", "dedup_hits",
              "dedup_misses", "bundles", "dicts", "dict_current", "next_event")
@@ -40,6 +40,7 @@ _HEADS = """CREATE TABLE head_history (
         head_depth bigint NOT NULL,
         replaced_at_ms bigint NOT NULL,
         PRIMARY KEY (context_id, replaced_by_turn_id))"""
+_AUTH = "CREATE TABLE auth_entries (name bytea PRIMARY KEY, value bytea NOT NULL)"
 
 _CREATE = (
     "CREATE TABLE cxdb_schema (singleton boolean PRIMARY KEY CHECK (singleton), version integer NOT NULL)",
@@ -93,6 +94,7 @@ _CREATE = (
     "CREATE TABLE dictionaries (dict_id bigint PRIMARY KEY, data bytea NOT NULL)",
     _EVENTS,
     _HEADS,
+    _AUTH,
     f"INSERT INTO cxdb_schema (singleton, version) VALUES (true, {SCHEMA_VERSION})",
 )
 _MIGRATIONS: dict[int, tuple[str, ...]] = {
@@ -100,11 +102,13 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
     1: ("ALTER TABLE counters ADD COLUMN next_event bigint NOT NULL DEFAULT 0", _EVENTS),
     # 2 -> 3: head history (it starts empty).
     2: (_HEADS,),
+    # 3 -> 4: access control (the store's secret and its tokens; none yet).
+    3: (_AUTH,),
 }
 """The statements that bring a schema of each older version to the next one."""
 
 TABLES = ("cxdb_schema", "counters", "contexts", "tag_counts", "turns", "blobs", "idempotency", "bundles",
-          "dictionaries", "events", "head_history")
+          "dictionaries", "events", "head_history", "auth_entries")
 """Every table cxdb keeps, so tools (and tests) can name them."""
 
 

@@ -104,11 +104,13 @@ def test_a_url_that_leads_nowhere_is_one_line(url: str) -> None:
     assert result.returncode == 1 and len(result.stderr.strip().splitlines()) == 1, result.stderr
 
 
-@pytest.mark.parametrize("old", [1, 2])
+@pytest.mark.parametrize("old", [1, 2, 3])
 def test_an_older_schema_is_upgraded_by_migrate_and_by_serve(postgres_url: str, old: int) -> None:
     for upgrade in (["migrate"], ["serve", "--port", "0"]):
         assert cli("migrate", "--store", postgres_url).returncode == 0
-        asyncio.run(sql(postgres_url, "DROP TABLE head_history"))  # as versions 1 and 2 left it
+        asyncio.run(sql(postgres_url, "DROP TABLE auth_entries"))  # as versions 1 to 3 left it
+        if old < 3:
+            asyncio.run(sql(postgres_url, "DROP TABLE head_history"))
         if old == 1:
             asyncio.run(sql(postgres_url, "DROP TABLE events"))
             asyncio.run(sql(postgres_url, "ALTER TABLE counters DROP COLUMN next_event"))
@@ -121,8 +123,9 @@ def test_an_older_schema_is_upgraded_by_migrate_and_by_serve(postgres_url: str, 
         else:
             server = LiveServer(postgres_url)
             assert server.stop() == 0
-        assert [row[0] for row in asyncio.run(sql(postgres_url, "SELECT version FROM cxdb_schema"))] == [3]
+        assert [row[0] for row in asyncio.run(sql(postgres_url, "SELECT version FROM cxdb_schema"))] == [4]
         assert cli("check", "--store", postgres_url).returncode == 0
         assert asyncio.run(sql(postgres_url, "SELECT next_event FROM counters"))[0][0] == 0
         assert asyncio.run(sql(postgres_url, "SELECT count(*) FROM head_history"))[0][0] == 0
+        assert asyncio.run(sql(postgres_url, "SELECT count(*) FROM auth_entries"))[0][0] == 0
         asyncio.run(sql(postgres_url, "DROP TABLE " + ", ".join(TABLES)))
