@@ -1,4 +1,4 @@
-"""The ``cxdb`` command: ``serve``, ``check``, ``backup`` and ``migrate``.
+"""The ``cxdb`` command: ``serve``, ``check``, ``backup``, ``migrate`` and ``token``.
 
 Settings are built here, once, from flags and the environment, and passed down.
 A mistake in a setting is one line naming it and exit status 2; a refusal from
@@ -26,10 +26,12 @@ from . import __version__
 from .config import Settings, add_arguments, is_database_url, settings_from, shown_store
 from .errors import CxdbError
 from .logs import configure as configure_logging
+from .model import SCOPES
 
 __all__ = ["main"]
 
 log = logging.getLogger("cxdb")
+AUDIT = logging.getLogger("cxdb.audit")
 _LISTEN_ERRORS = (errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES)
 
 
@@ -54,6 +56,20 @@ def _parser() -> argparse.ArgumentParser:
     _store_argument(backup)
     migrate = commands.add_parser("migrate", help="Create a store's schema, or check the one it has.")
     _store_argument(migrate)
+    token = commands.add_parser("token", help="Create, list and revoke access tokens (works while a server runs).")
+    actions = token.add_subparsers(dest="action", required=True)
+    create = actions.add_parser("create", help="Make a token and print it, once.")
+    create.add_argument("--scope", required=True, choices=SCOPES, help="What the token may do.")
+    create.add_argument("--namespace", default=None,
+                        help="A client_tag prefix: the token sees only contexts whose tag starts with it.")
+    create.add_argument("--expires", default=None, help="Lifetime: seconds, or 90m, 12h, 30d (default: never).")
+    create.add_argument("--name", default=None, help="A label for lists and logs.")
+    _store_argument(create)
+    listing = actions.add_parser("list", help="Every token, as JSON (never the tokens themselves).")
+    _store_argument(listing)
+    revoke = actions.add_parser("revoke", help="Revoke a token: every server refuses it within a second.")
+    revoke.add_argument("token_id")
+    _store_argument(revoke)
     return parser
 
 
@@ -100,9 +116,46 @@ def _serve_command(settings: Settings) -> int:
         raise _Refused(f"cannot listen on {settings.host}:{settings.port}: {exc.strerror}", 1) from exc
 
 
+async def _token_command(args: argparse.Namespace, settings: Settings) -> int:
+    from .service.tokens import Tokens, parse_duration
+    from .storage import migrate, open_backend
+
+    if args.action == "create":
+        expires = parse_duration(args.expires, "--expires") if args.expires is not None else None
+        await migrate(settings)  # the first token may come before the first `serve`
+    elif not is_database_url(settings.store) and not (Path(settings.store) / "data.mdb").exists():
+        raise _Refused(f"no cxdb store at {Path(settings.store).resolve()}", 1)
+    backend = open_backend(settings)
+    await backend.start()
+    try:
+        tokens = Tokens(backend)
+        if args.action == "create":
+            text, record = await tokens.create(args.scope, args.namespace, expires, args.name)
+            AUDIT.warning("token_created via cli %s scope=%s", record.token_id, record.scope,
+                          extra={"event": "token_created", "subject": record.token_id, "scope": record.scope})
+            print(text)
+            print(f"cxdb: token {record.token_id} ({record.scope}"
+                  f"{', namespace ' + repr(record.namespace) if record.namespace else ''}): it is shown only once",
+                  file=sys.stderr)
+        elif args.action == "list":
+            now = tokens.now_ms()
+            print(orjson.dumps([record.view(now) for record in await tokens.list()],
+                               option=orjson.OPT_INDENT_2).decode())
+        else:
+            record = await tokens.revoke(args.token_id)
+            AUDIT.warning("token_revoked via cli %s", record.token_id,
+                          extra={"event": "token_revoked", "subject": record.token_id})
+            print(f"revoked token {record.token_id}")
+        return 0
+    finally:
+        await backend.close()
+
+
 def _store_command(args: argparse.Namespace, settings: Settings) -> int:
     from .storage import Store, check, migrate
 
+    if args.command == "token":
+        return asyncio.run(_token_command(args, settings))
     if args.command == "check":
         report = asyncio.run(check(settings))
         print(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode())

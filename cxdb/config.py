@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import ipaddress
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["SETTINGS", "Rate", "Setting", "Settings", "add_arguments", "is_database_url", "settings_from",
-           "shown_store"]
+__all__ = ["BOOTSTRAP_ENV", "SETTINGS", "Rate", "Setting", "Settings", "add_arguments", "is_database_url",
+           "is_loopback", "settings_from", "shown_store"]
 
 
 def _bool(text: str) -> bool:
@@ -138,6 +139,21 @@ def _rate(text: str) -> Rate | None:
     return Rate(int(number), _RATE_UNITS[unit])
 
 
+def _auth(text: str) -> str:
+    lowered = text.strip().lower()
+    if lowered not in ("off", "tokens"):
+        raise ValueError(f"must be off or tokens: {text!r}")
+    return lowered
+
+
+def is_loopback(host: str) -> bool:
+    """True for an address only this machine reaches."""
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
 def _port(text: str) -> int:
     value = int(text)
     if not 0 <= value <= 65535:
@@ -180,6 +196,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("pool_size", 16, _positive, "PostgreSQL connections each server process keeps at most."),
     Setting("host", "127.0.0.1", str, "Address the HTTP server binds."),
     Setting("port", 9010, _port, "Port the HTTP server binds; 0 picks a free port."),
+    Setting("auth", "off", _auth,
+            "Access control: tokens (every route but the open ones needs a bearer token) or off. When not "
+            "given: tokens if --host is not a loopback address, else off."),
     Setting("require_registry", False, _bool, "Reject appends of unregistered types with 412."),
     Setting("cors_origins", ("*",), _origins, "Comma-separated CORS allowlist; * allows every origin."),
     Setting("max_body_bytes", 16 * 1024 * 1024, _positive, "Largest request body accepted; larger gets 413."),
@@ -206,7 +225,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("event_heartbeat", 15.0, _seconds, "Seconds between heartbeat comments on an idle event stream."),
     Setting("max_streams", 1000, _positive, "Most event streams one server process serves at once; more get 503."),
     Setting("rate_limit", None, _rate,
-            "Requests each client may send: N/s or N/min, a token bucket (per client address, per process); "
+            "Requests each client may send: N/s or N/min, a token bucket (per token, or per client address when "
+            "auth is off; per process); "
             "off by default."),
     Setting("rate_burst", None, _positive, "Requests a client may send at once under --rate-limit (default: N)."),
     Setting("metrics", True, _on_off, "Serve Prometheus metrics at /metrics: on or off."),
@@ -229,6 +249,7 @@ class Settings:
     pool_size: int = 16
     host: str = "127.0.0.1"
     port: int = 9010
+    auth: str = "off"
     require_registry: bool = False
     cors_origins: tuple[str, ...] = ("*",)
     max_body_bytes: int = 16 * 1024 * 1024
@@ -254,6 +275,8 @@ class Settings:
     log_format: str = "text"
     access_log: bool = True
     slow_request_ms: int = 1000
+    bootstrap_token: str | None = dataclasses.field(default=None, repr=False)
+    """``CXDB_BOOTSTRAP_TOKEN``: an admin token made at start-up. Never logged."""
 
     def replace(self, **changes: Any) -> Settings:
         """A copy with some settings changed."""
@@ -303,4 +326,14 @@ def settings_from(args: argparse.Namespace | None, environ: Mapping[str, str],
             values[setting.name] = setting.parse(raw)
         except ValueError as exc:
             raise ValueError(f"{source}: {exc}") from exc
+    if (names is None or "auth" in names) and "auth" not in values:
+        values["auth"] = "off" if is_loopback(values.get("host", "127.0.0.1")) else "tokens"
+    bootstrap = environ.get(BOOTSTRAP_ENV) if names is None else None
+    if bootstrap:
+        if len(bootstrap) < 32 or not bootstrap.isascii() or not bootstrap.isprintable() or " " in bootstrap:
+            raise ValueError(f"{BOOTSTRAP_ENV}: must be at least 32 printable ASCII characters without spaces")
+        values["bootstrap_token"] = bootstrap
     return Settings(**values)
+
+
+BOOTSTRAP_ENV = "CXDB_BOOTSTRAP_TOKEN"

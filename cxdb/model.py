@@ -10,6 +10,11 @@ from dataclasses import dataclass
 from typing import Any, NewType
 
 __all__ = [
+    "ADMIN",
+    "READ",
+    "SCOPES",
+    "WRITE",
+    "allows",
     "U64_MAX",
     "BlobHash",
     "ContextId",
@@ -51,6 +56,16 @@ def iso_utc(millis: int) -> str | None:
         return None
     return (f"{moment.year:04d}-{moment.month:02d}-{moment.day:02d}T{moment.hour:02d}:{moment.minute:02d}:"
             f"{moment.second:02d}.{moment.microsecond // 1000:03d}Z")
+
+
+READ, WRITE, ADMIN = "cxdb:read", "cxdb:write", "cxdb:admin"
+SCOPES = (READ, WRITE, ADMIN)
+"""The scopes of access tokens: each allows what the ones before it allow."""
+
+
+def allows(have: str, need: str) -> bool:
+    """Whether a token of scope ``have`` may do what needs ``need``."""
+    return SCOPES.index(have) >= SCOPES.index(need)
 
 
 FLOAT_EXACT = 1 << 53

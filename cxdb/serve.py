@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .config import Settings, shown_store
+from .config import Settings, is_loopback, shown_store
 from .errors import CxdbError
 from .logs import flush as flush_logs
 
@@ -80,7 +80,7 @@ def describe(settings: Settings) -> str:
     """The settings that differ from their defaults, as ``name=value``."""
     default = Settings()
     changed = [f"{item.name}={getattr(settings, item.name)}" for item in fields(Settings)
-               if item.name not in ("store", "host", "port", "metrics_dir")
+               if item.name not in ("store", "host", "port", "metrics_dir", "bootstrap_token")
                and getattr(settings, item.name) != getattr(default, item.name)]
     return ", ".join(changed) or "none"
 
@@ -95,6 +95,9 @@ def _started(settings: Settings, port: int, new_store: bool) -> None:
     store = shown_store(settings.store)
     log.info("cxdb %s serving %s on %s:%d (workers %d; non-default settings: %s)", __version__, store,
              settings.host, port, settings.workers, describe(settings))
+    if settings.auth == "off" and not is_loopback(settings.host):
+        log.warning("access control is off on %s, an address other machines may reach: anyone who can connect "
+                    "reads and writes everything (docs/security.md)", settings.host)
     if new_store:
         log.warning("%s held no store: a new one was created there (if you meant an existing store, "
                     "check --store)", store)

@@ -24,6 +24,18 @@ class Record(dict[str, Any]):
             raise AttributeError(name) from None
 
 
+TOKEN_ENV = "CXDB_TOKEN"
+
+
+def base_headers(headers: Any, token: str | None) -> dict[str, str]:
+    """Every request's headers: JSON, and the bearer token given, or else ``CXDB_TOKEN``'s."""
+    token = token if token is not None else os.environ.get(TOKEN_ENV) or None
+    base = {"Accept": "application/json"}
+    if token:
+        base["Authorization"] = f"Bearer {token}"
+    return {**base, **(headers or {})}
+
+
 def to_record(value: Any) -> Any:
     if isinstance(value, dict):
         return Record({key: to_record(item) for key, item in value.items()})

@@ -14,6 +14,7 @@ from ._common import (
     Rebase,
     StreamPlan,
     Turn,
+    base_headers,
     error_from,
     events_plan,
     follow_item,
@@ -31,10 +32,10 @@ class AsyncClient(Methods[Awaitable[Any]]):
     """Like :class:`cxdb.Client`, but every method is awaited. Use ``async with`` or :meth:`close`."""
 
     def __init__(self, base_url: str = DEFAULT_URL, timeout: float = 30.0,
-                 headers: Mapping[str, str] | None = None) -> None:
+                 headers: Mapping[str, str] | None = None, token: str | None = None) -> None:
         self.base_url = base_url.rstrip("/")
         self._timeout = aiohttp.ClientTimeout(total=timeout)
-        self._headers = {"Accept": "application/json", **(headers or {})}
+        self._headers = base_headers(headers, token)
         self._session: aiohttp.ClientSession | None = None
 
     def _run(self, call: Call) -> Awaitable[Any]:

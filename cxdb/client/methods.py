@@ -190,3 +190,19 @@ class Methods(Generic[R]):
     def stats(self) -> R:
         """``GET /v1/stats``."""
         return self._run(Call("GET", "/v1/stats"))
+
+    # -- tokens (cxdb:admin) ----------------------------------------------
+
+    def create_token(self, scope: str, namespace: str | None = None, expires_in: int | str | None = None,
+                     name: str | None = None) -> R:
+        """``POST /v1/tokens``: a new token; its ``token`` is shown this once."""
+        return self._run(_post("/v1/tokens", turn_body(None, scope=scope, namespace=namespace,
+                                                        expires_in=expires_in, name=name)))
+
+    def list_tokens(self) -> R:
+        """``GET /v1/tokens``: every token's record (never the tokens themselves)."""
+        return self._run(Call("GET", "/v1/tokens"))
+
+    def revoke_token(self, token_id: str) -> R:
+        """``DELETE /v1/tokens/{id}``: every server refuses the token within a second."""
+        return self._run(Call("DELETE", f"/v1/tokens/{quote_id(token_id)}"))

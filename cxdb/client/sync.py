@@ -16,6 +16,7 @@ from ._common import (
     Rebase,
     StreamPlan,
     Turn,
+    base_headers,
     error_from,
     events_plan,
     follow_item,
@@ -51,7 +52,7 @@ class Client(Methods[Any]):
     """
 
     def __init__(self, base_url: str = DEFAULT_URL, timeout: float = 30.0,
-                 headers: Mapping[str, str] | None = None) -> None:
+                 headers: Mapping[str, str] | None = None, token: str | None = None) -> None:
         parts = urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"not an http(s) URL: {base_url!r}")
@@ -59,7 +60,7 @@ class Client(Methods[Any]):
         self._prefix = parts.path.rstrip("/")
         self._host, self._port, self._tls = parts.hostname, parts.port, parts.scheme == "https"
         self._timeout = timeout
-        self._headers = {"Accept": "application/json", **(headers or {})}
+        self._headers = base_headers(headers, token)
         self._local = threading.local()
         self._lock = threading.Lock()
         self._all: set[http.client.HTTPConnection] = set()

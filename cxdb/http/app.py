@@ -8,7 +8,8 @@ from aiohttp import web
 
 from ..config import Settings
 from ..service import Service
-from . import contexts, describe, events, follow, registry, system, turns
+from . import contexts, describe, events, follow, registry, system, tokens, turns
+from .access import Access
 from .front import REQUEST_IDS, RequestIds, front_middleware
 from .keys import SERVICE, SETTINGS
 from .ratelimit import add_rate_headers
@@ -21,15 +22,16 @@ def create_app(settings: Settings, service: Service | None = None) -> web.Applic
     """A fresh application. Without ``service`` it opens one on startup and closes it on cleanup,
     draining the writer so every acknowledged append is on disk.
     """
+    access = Access() if settings.auth == "tokens" else None
     app = web.Application(client_max_size=settings.max_body_bytes,
-                          middlewares=[front_middleware(settings)])
+                          middlewares=[front_middleware(settings, access)])
     app[SETTINGS] = settings
     app[REQUEST_IDS] = RequestIds()
     app[turns.PAGE_QUERIES] = turns.page_query_cache()
     # Registration order is match order among paths that share a prefix: the hot routes first.
     app[describe.SPEC] = describe.spec_bytes()
     for table in (turns.routes, contexts.routes, registry.routes, system.routes, events.routes, follow.routes,
-                  describe.routes):
+                  tokens.routes, describe.routes):
         app.router.add_routes(table)
     streams = app[STREAMS] = Streams()
     app.on_shutdown.append(streams.close_all)

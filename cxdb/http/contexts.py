@@ -7,6 +7,7 @@ from typing import Any
 from aiohttp import web
 
 from ..errors import Unprocessable
+from .access import namespace
 from .keys import SERVICE, json_response
 from .params import body_u64, flag, optional_str, path_id, query_int, query_u64, read_object
 
@@ -28,13 +29,14 @@ def _blocks(query: Any, default: bool) -> dict[str, bool]:
 async def list_contexts(request: web.Request) -> web.Response:
     query = request.query
     return json_response(await request.app[SERVICE].list_contexts(
-        limit=query_int(query, "limit", 100, MAX_LIST), tag=query.get("tag"), **_blocks(query, False)))
+        limit=query_int(query, "limit", 100, MAX_LIST), tag=query.get("tag"), **_blocks(query, False),
+        namespace=namespace(request)))
 
 
 @routes.get(f"/v1/contexts/{_ID}")
 async def get_context(request: web.Request) -> web.Response:
-    return json_response(await request.app[SERVICE].get_context(path_id(request, "context_id"),
-                                                          **_blocks(request.query, True)))
+    return json_response(await request.app[SERVICE].get_context(
+        path_id(request, "context_id"), **_blocks(request.query, True), namespace=namespace(request)))
 
 
 @routes.get("/v1/contexts/{context_id}/children")
@@ -42,7 +44,7 @@ async def children(request: web.Request) -> web.Response:
     query = request.query
     return json_response(await request.app[SERVICE].children(
         path_id(request, "context_id"), recursive=flag(query, "recursive", False),
-        limit=query_int(query, "limit", 256, MAX_LIST), **_blocks(query, True)))
+        limit=query_int(query, "limit", 256, MAX_LIST), **_blocks(query, True), namespace=namespace(request)))
 
 
 @routes.get("/v1/contexts/{context_id}/heads")
@@ -50,12 +52,13 @@ async def heads(request: web.Request) -> web.Response:
     query = request.query
     return json_response(await request.app[SERVICE].head_history(
         path_id(request, "context_id"), limit=query_int(query, "limit", 64, MAX_LIST),
-        before=query_u64(query, "before")))
+        before=query_u64(query, "before"), namespace=namespace(request)))
 
 
 @routes.get("/v1/contexts/{context_id}/provenance")
 async def provenance(request: web.Request) -> web.Response:
-    return json_response(await request.app[SERVICE].provenance(path_id(request, "context_id")))
+    return json_response(await request.app[SERVICE].provenance(path_id(request, "context_id"),
+                                                               namespace=namespace(request)))
 
 
 async def _create(request: web.Request, require_base: bool) -> web.Response:
@@ -68,7 +71,7 @@ async def _create(request: web.Request, require_base: bool) -> web.Response:
         raise Unprocessable("provenance must be a JSON object", {"field": "provenance"})
     result = await request.app[SERVICE].create_context(
         base_turn_id=base_turn_id, client_tag=optional_str(body, "client_tag", MAX_TAG_BYTES),
-        provenance=provenance)
+        provenance=provenance, namespace=namespace(request))
     return json_response(result, status=201, headers={"Location": f"/v1/contexts/{result['context_id']}"})
 
 

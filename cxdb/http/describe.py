@@ -73,6 +73,8 @@ Events, or a WebSocket): one event per new turn, rendered as in /turns, resumabl
 GET /v1/events streams every change of the store the same way.
 
 Errors are always {"error": {"code", "message", "details"}} with an HTTP status.
+A server others can reach asks for a bearer token (Authorization: Bearer cxdb_...) on every route
+but /health, /openapi.json, /docs and /llms.txt: 401 without one, 403 when its scope is too narrow.
 The full contract: /openapi.json (OpenAPI 3.1), browsable at /docs.
 """
 

@@ -18,6 +18,8 @@ from aiohttp import web
 from ..errors import BadRequest
 from ..service import Service
 from ..service.events import EVENT_KINDS
+from ..service.tenancy import ContextFilter
+from .access import namespace
 from .keys import SERVICE, SETTINGS
 from .params import query_u64, u64_value
 from .streams import STREAMS, Sink, Streams, serve_stream
@@ -59,6 +61,8 @@ def _parse(request: web.Request) -> tuple[int | None, _Filter]:
 async def events(request: web.Request) -> web.StreamResponse:
     after, wanted = _parse(request)
     service = request.app[SERVICE]
+    space = namespace(request)
+    visible = ContextFilter(service.store, space) if space is not None else None
     streams = request.app[STREAMS]
     heartbeat = request.app[SETTINGS].event_heartbeat
     oldest, newest = await service.event_bounds()
@@ -70,17 +74,20 @@ async def events(request: web.Request) -> web.StreamResponse:
             first = oldest if oldest else newest + 1
             await sink.notice("reset", {"oldest_sequence": str(first)})
             position = first - 1
-        await _stream(sink, service, streams, position, wanted, heartbeat)
+        await _stream(sink, service, streams, position, wanted, heartbeat, visible)
 
     return await serve_stream(request, produce)
 
 
 async def _stream(sink: Sink, service: Service, streams: Streams, position: int, wanted: _Filter,
-                  heartbeat: float) -> None:
+                  heartbeat: float, visible: ContextFilter | None) -> None:
     changes = service.changes
     while not streams.closing.is_set():
         batch, position, more = await changes.read(position, READ_BATCH, wanted.contexts)
-        await sink.send((item.kind, item.sequence, item.data) for item in batch if item.kind in wanted.kinds)
+        batch = [item for item in batch if item.kind in wanted.kinds]
+        if visible is not None:
+            batch = [shown for item in batch if (shown := await visible.shown(item)) is not None]
+        await sink.send((item.kind, item.sequence, item.data) for item in batch)
         if more:
             continue
         if not await changes.wait(position, heartbeat) and not streams.closing.is_set():

@@ -15,6 +15,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from ..errors import BadRequest
+from .access import namespace
 from .keys import SERVICE, SETTINGS
 from .params import path_id, query_int, query_u64, u64_value
 from .streams import STREAMS, Sink, serve_stream
@@ -39,7 +40,7 @@ async def follow(request: web.Request) -> web.StreamResponse:
         raise BadRequest("give after_turn_id or tail, not both", {"parameter": "tail"})
     tail = query_int(query, "tail", 0, MAX_PAGE)
     follower = await request.app[SERVICE].follow(context_id, view, hint, options, after_turn_id=after, tail=tail,
-                                                 resume=resume)
+                                                 resume=resume, namespace=namespace(request))
     streams = request.app[STREAMS]
     heartbeat = request.app[SETTINGS].event_heartbeat
 

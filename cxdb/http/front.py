@@ -6,7 +6,8 @@ One layer, because each aiohttp middleware costs every request a wrapper call. I
   line of the request, into every error envelope and into the ``X-Request-Id`` header;
 - tells the connection a handler has the request (:mod:`cxdb.http.server`: the header deadline ends,
   the body's begins);
-- answers ``OPTIONS`` (:mod:`cxdb.http.cors`), or 429 when the client is over ``--rate-limit``
+- answers ``OPTIONS`` (:mod:`cxdb.http.cors`), or 401/403 when the request's token does not allow
+  the route (:mod:`cxdb.http.access`), or 429 when the client is over ``--rate-limit``
   (:mod:`cxdb.http.ratelimit`), or calls the handler through the one place that turns exceptions into
   error responses (:func:`cxdb.http.errors.answer`);
 - adds the CORS headers;
@@ -25,12 +26,14 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 
 from ..config import Settings
-from ..errors import RateLimited
+from ..errors import CxdbError, Forbidden, RateLimited, Unauthorized
 from ..logs import REQUEST_ID as REQUEST_ID_VAR
+from ..service.tokens import Grant
+from .access import GRANT, Access, audit, challenge
 from .cors import Cors
 from .errors import Handler, answer, error_response
 from .keys import REQUEST_ID, SERVICE
-from .ratelimit import EXEMPT, RATE_HEADERS, RateLimiter, audit_denied
+from .ratelimit import EXEMPT, RATE_HEADERS, RateLimiter
 from .server import Connection
 
 __all__ = ["REQUEST_IDS", "RequestIds", "front_middleware"]
@@ -60,7 +63,7 @@ def _request_id(given: str | None, ids: RequestIds) -> str:
     return ids.new()
 
 
-def front_middleware(settings: Settings) -> Middleware:
+def front_middleware(settings: Settings, access: Access | None = None) -> Middleware:
     cors = Cors(settings.cors_origins)
     limiter = RateLimiter(settings.rate_limit, settings.rate_burst) if settings.rate_limit is not None else None
     access_on = settings.access_log
@@ -79,21 +82,12 @@ def front_middleware(settings: Settings) -> Middleware:
             connection.request = request
             connection.head_since = None
         resource = request.match_info.route.resource
-        route = resource.canonical if resource is not None else "(no route)"
+        route = resource.canonical if resource is not None else NO_ROUTE
         try:
             if request.method == "OPTIONS":
                 response: web.StreamResponse = cors.options(request, request_id)
-            elif limiter is not None and route not in EXEMPT and not (
-                    decision := limiter.take(request.remote or "")).allowed:
-                response = error_response(
-                    RateLimited("too many requests: try again after Retry-After seconds",
-                                {"retry_after_seconds": decision.retry_after}),
-                    {**decision.headers, "Retry-After": str(decision.retry_after)}, request_id)
-                audit_denied(request, route, response.status)
             else:
-                if limiter is not None and route not in EXEMPT:
-                    request[RATE_HEADERS] = decision.headers
-                response = await answer(request, handler, request_id)
+                response = await _admit(request, route, request_id, access, limiter, handler)
         finally:
             if connection is not None:
                 connection.request = None
@@ -112,6 +106,47 @@ def front_middleware(settings: Settings) -> Middleware:
     return front
 
 
+NO_ROUTE = "(no route)"
+
+
+async def _admit(request: web.Request, route: str, request_id: str, access: Access | None,
+                 limiter: RateLimiter | None, handler: Handler) -> web.StreamResponse:
+    """The handler's answer, or the 401/403 of a token that does not allow the route, or the 429 of a
+    client over its rate. A refused request takes from its address's bucket, so strangers cannot
+    make the server check tokens without bound."""
+    refused: CxdbError | None = None
+    if access is not None:
+        try:
+            request[GRANT] = await access.check(request, None if route == NO_ROUTE else route)
+        except (Unauthorized, Forbidden) as exc:
+            refused = exc
+        except CxdbError as exc:  # the store could not be asked (closing, unreachable)
+            return error_response(exc, None, request_id)
+    grant = request.get(GRANT)
+    headers: dict[str, str] = {}
+    if limiter is not None and route not in EXEMPT:
+        decision = limiter.take(_client(grant, request))
+        headers = decision.headers
+        if not decision.allowed:
+            refused = RateLimited("too many requests: try again after Retry-After seconds",
+                                  {"retry_after_seconds": decision.retry_after})
+            headers = {**headers, "Retry-After": str(decision.retry_after)}
+    if refused is None:
+        if headers:
+            request[RATE_HEADERS] = headers
+        return await answer(request, handler, request_id)
+    if isinstance(refused, Unauthorized):
+        headers = {**headers, **challenge(refused)}
+    response = error_response(refused, headers, request_id)
+    audit("denied", request, route, response.status, grant.token_id if grant is not None else None)
+    return response
+
+
+def _client(grant: Grant | None, request: web.Request) -> str:
+    """Whose bucket a request takes from: its token's, else its address's."""
+    return "t:" + grant.token_id if grant is not None else "a:" + (request.remote or "")
+
+
 ACCESS = logging.getLogger("cxdb.access")
 
 
@@ -122,8 +157,11 @@ def _log_access(request: web.Request, response: web.StreamResponse, route: str, 
     body = getattr(response, "body", None)
     size = len(body) if isinstance(body, bytes) else (response.content_length or 0)
     duration_ms = round(seconds * 1000, 3)
-    ACCESS.log(logging.WARNING if slow else logging.INFO, "%s %s %d %.1f ms %d B%s", request.method, route,
-               response.status, duration_ms, size, " (slow)" if slow else "",
+    grant = request.get(GRANT)
+    token_id = grant.token_id if grant is not None else None
+    ACCESS.log(logging.WARNING if slow else logging.INFO, "%s %s %d %.1f ms %d B%s%s", request.method, route,
+               response.status, duration_ms, size, f" token={token_id}" if token_id else "",
+               " (slow)" if slow else "",
                extra={"method": request.method, "route": route, "status": response.status,
                       "duration_ms": duration_ms, "bytes": size, "remote": request.remote,
-                      "request_id": request_id})
+                      "request_id": request_id, "token_id": token_id})

@@ -13,6 +13,8 @@ from .. import __version__
 from ..errors import HTTP_STATUS
 from ..model import U64_PATTERN
 from ..service import RENDER_CHOICES
+from ..service.tokens import SCOPES
+from .access import rule_for
 
 __all__ = ["build_spec"]
 
@@ -151,7 +153,31 @@ SCHEMAS: dict[str, Any] = {
         ["contexts", "turns", "blobs", "storage_bytes", "dedup_hit_rate"]),
 }
 
+_TOKEN_FIELDS = {
+    "token_id": {"type": "string", "pattern": "^[0-9a-z]{1,64}$"}, "name": {"type": ["string", "null"]},
+    "scope": {"type": "string", "enum": list(SCOPES)}, "namespace": {"type": ["string", "null"]},
+    "created_at": TIME, "expires_at": {"type": ["string", "null"]}, "revoked_at": {"type": ["string", "null"]},
+    "state": {"type": "string", "enum": ["active", "expired", "revoked"]}}
+SCHEMAS |= {
+    "Token": _obj(_TOKEN_FIELDS, list(_TOKEN_FIELDS)),
+    "TokenList": _obj({"tokens": {"type": "array", "items": _ref("Token")}}, ["tokens"]),
+    "CreateToken": _obj({
+        "scope": {"type": "string", "enum": list(SCOPES)},
+        "namespace": {"type": ["string", "null"], "minLength": 1, "maxLength": 400,
+                      "description": "A client_tag prefix: the token sees only contexts whose tag starts with it "
+                                     "(not with cxdb:admin)."},
+        "expires_in": {"oneOf": [{"type": "integer", "minimum": 1},
+                                 {"type": "string", "pattern": "^[0-9]{1,9} *[smhd]?$"}, {"type": "null"}],
+                       "description": "Lifetime: seconds, or a number with s, m, h or d (\"30d\"); none: never."},
+        "name": {"type": ["string", "null"], "maxLength": 200}}, ["scope"]),
+    "CreatedToken": _obj({"token": {"type": "string", "description": "The bearer token: shown only this once."},
+                          **_TOKEN_FIELDS}, ["token", *_TOKEN_FIELDS]),
+}
+
 _DESCRIPTIONS = {400: "Bad request: malformed JSON, a bad parameter or path id", 404: "Not found",
+                 401: "No valid bearer token (--auth tokens); WWW-Authenticate: Bearer",
+                 403: "The token lacks the scope the route needs (details.required_scope), or has a namespace "
+                      "and the route shows the whole store",
                  405: "Method not allowed", 409: "Conflict", 412: "Precondition failed",
                  413: "Body too large", 422: "Unprocessable content", 424: "Failed dependency",
                  429: "Over --rate-limit (when set); Retry-After says when to try again",
@@ -161,13 +187,15 @@ _DESCRIPTIONS = {400: "Bad request: malformed JSON, a bad parameter or path id",
 _ALWAYS = (400, 429, 500, 503)
 
 
+_CHALLENGE = {"WWW-Authenticate": {"description": "Bearer", "schema": {"type": "string"}}}
 _RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait before trying again",
                                 "schema": {"type": "string", "pattern": "^[0-9]+$"}}}
 
 
 def _errors(*statuses: int) -> dict[str, Any]:
     return {str(status): {"description": _DESCRIPTIONS[status], "content": {JSON: {"schema": _ref("Error")}},
-                          **({"headers": _RETRY_AFTER} if status in (429, 503) else {})}
+                          **({"headers": _RETRY_AFTER} if status in (429, 503) else {}),
+                          **({"headers": _CHALLENGE} if status == 401 else {})}
             for status in sorted({*statuses, *_ALWAYS})}
 
 
@@ -379,7 +407,29 @@ def _paths() -> dict[str, Any]:
                           **_errors(404)}}},
         "/llms.txt": _text("A short guide for LLM agents", "llmsTxt", "text/plain"),
         "/metrics": _text("Prometheus metrics, summed over the workers", "metrics", "text/plain", errors=(404,)),
+        "/v1/tokens": {
+            **_get("Every access token (never the tokens themselves)", "listTokens", "TokenList"),
+            "post": {"summary": "Make an access token; the answer shows it once", "operationId": "createToken",
+                     "requestBody": {"required": True, "content": {JSON: {"schema": _ref("CreateToken")}}},
+                     "responses": {**_ok(201, "CreatedToken", "The new token"), **_errors(413, 422, 507)}}},
+        "/v1/tokens/{token_id}": {"delete": {
+            "summary": "Revoke a token: every server refuses it within a second", "operationId": "revokeToken",
+            "parameters": [_path("token_id", {"type": "string"})],
+            "responses": {"204": {"description": "Revoked (again is a no-op)"}, **_errors(404, 507)}}},
     }
+
+
+def _secure(path: str, method: str, operation: dict[str, Any]) -> None:
+    """The scope a route needs (the table in :mod:`cxdb.http.access`), and its 401 and 403."""
+    rule = rule_for(method.upper(), path)
+    if rule.scope is None:
+        operation["security"] = []
+        return
+    operation["security"] = [{"bearer": [rule.scope]}]
+    operation["description"] = (operation.get("description", "") + (" " if operation.get("description") else "")
+                                + f"Needs `{rule.scope}` under --auth tokens"
+                                + (", and a token without a namespace." if rule.whole_store else "."))
+    operation["responses"].update(_errors(401, 403))
 
 
 def _tag(path: str) -> str:
@@ -389,6 +439,8 @@ def _tag(path: str) -> str:
         return "contexts"
     if path.startswith("/v1/registry"):
         return "registry"
+    if path.startswith("/v1/tokens"):
+        return "tokens"
     return "blobs" if path.startswith("/v1/blobs") else "server"
 
 
@@ -396,6 +448,7 @@ TAGS = [{"name": "contexts", "description": "Create, fork, list and read context
         {"name": "turns", "description": "Append turns and page through them."},
         {"name": "registry", "description": "Publish and read type bundles."},
         {"name": "blobs", "description": "Raw payload bytes by content hash."},
+        {"name": "tokens", "description": "Access tokens (cxdb:admin)."},
         {"name": "server", "description": "Health, counters, metrics and this description."}]
 
 
@@ -403,8 +456,9 @@ def build_spec() -> dict[str, Any]:
     """The OpenAPI 3.1 document as a JSON-ready dict."""
     paths = _paths()
     for path, item in paths.items():
-        for operation in item.values():
+        for method, operation in item.items():
             operation["tags"] = [_tag(path)]
+            _secure(path, method, operation)
     return {
         "openapi": "3.1.0",
         "info": {"title": "cxdb", "version": __version__, "license": {"name": "Apache-2.0", "identifier": "Apache-2.0"},
@@ -414,5 +468,8 @@ def build_spec() -> dict[str, Any]:
         "servers": [{"url": "/"}],
         "tags": TAGS,
         "paths": paths,
-        "components": {"schemas": SCHEMAS},
+        "components": {"schemas": SCHEMAS, "securitySchemes": {"bearer": {
+            "type": "http", "scheme": "bearer",
+            "description": "An access token (docs/security.md): `Authorization: Bearer cxdb_...`. Needed on every "
+                           "route but the open ones when the server runs with --auth tokens."}}},
     }

@@ -7,14 +7,13 @@ bucket's size), ``X-RateLimit-Remaining`` (whole tokens left) and ``X-RateLimit-
 the bucket is full again). Liveness probes (``/health``, ``/healthz``) and CORS preflights are never
 limited.
 
-Clients are told apart by address until access control names them by token. Buckets live in each
+Clients are told apart by token (its id) under ``--auth tokens``, else by address. Buckets live in each
 server process (under ``--workers N`` a client's limit is per worker), in an LRU bounded in bytes: a
 client pushed out starts again with a full bucket.
 """
 
 from __future__ import annotations
 
-import logging
 import math
 import time
 from collections.abc import Callable
@@ -25,9 +24,8 @@ from aiohttp import web
 from ..cache import LruCache
 from ..config import Rate
 
-__all__ = ["EXEMPT", "RATE_HEADERS", "Decision", "RateLimiter", "add_rate_headers", "audit_denied"]
+__all__ = ["EXEMPT", "RATE_HEADERS", "Decision", "RateLimiter", "add_rate_headers"]
 
-AUDIT = logging.getLogger("cxdb.audit")
 EXEMPT = frozenset({"/health", "/healthz"})
 BUCKET_BYTES = 8 * 1024 * 1024
 BUCKET_OVERHEAD = 160
@@ -73,8 +71,3 @@ async def add_rate_headers(request: web.Request, response: web.StreamResponse) -
     if headers:
         response.headers.update(headers)
 
-
-def audit_denied(request: web.Request, route: str, status: int) -> None:
-    """One structured line per denied request."""
-    AUDIT.warning("denied %s %s %d %s", request.method, route, status, request.remote,
-                  extra={"method": request.method, "route": route, "status": status, "remote": request.remote})

@@ -10,6 +10,7 @@ from aiohttp import web
 from ..cache import LruCache
 from ..errors import BadRequest, Unprocessable
 from ..service import HINT_MODES, MAX_STRING_LIMIT, RENDER_CHOICES, VIEWS, RenderOptions, TurnInput, TypeHint
+from .access import namespace
 from .keys import SERVICE, json_response
 from .params import (
     OFFLOAD_BYTES,
@@ -95,7 +96,7 @@ async def get_turns(request: web.Request) -> web.Response:
         cache.put(text, parsed)
     body = await request.app[SERVICE].page_json(
         path_id(request, "context_id"), limit=parsed.limit, before_turn_id=parsed.before_turn_id,
-        view=parsed.view, hint=parsed.hint, options=parsed.options)
+        view=parsed.view, hint=parsed.hint, options=parsed.options, namespace=namespace(request))
     return web.Response(body=body, content_type="application/json")
 
 
@@ -106,7 +107,8 @@ async def _exact_turn(request: web.Request) -> web.Response:
     turn_id = query_u64(query, "turn_id")
     if turn_id is None:  # given, but empty
         raise BadRequest("turn_id must be a turn id", {"parameter": "turn_id", "value": query["turn_id"]})
-    body = await request.app[SERVICE].turn_json(path_id(request, "context_id"), turn_id, *render_query(query))
+    body = await request.app[SERVICE].turn_json(path_id(request, "context_id"), turn_id, *render_query(query),
+                                                namespace=namespace(request))
     return web.Response(body=body, content_type="application/json")
 
 
@@ -142,7 +144,7 @@ async def _append(request: web.Request) -> web.Response:
     result, replayed = await request.app[SERVICE].append(
         context_id, item.type_id, item.type_version, item.data, parent_turn_id=body_u64(body, "parent_turn_id"),
         idempotency_key=item.idempotency_key, large=body_bytes(request) > OFFLOAD_BYTES,
-        expected_head_turn_id=body_u64(body, "expected_head_turn_id"))
+        expected_head_turn_id=body_u64(body, "expected_head_turn_id"), namespace=namespace(request))
     # No Location: a turn has no URL of its own; it is read through its context's pages.
     if replayed:
         return json_response(result, headers={"Idempotent-Replayed": "true"})
@@ -183,7 +185,8 @@ async def append_batch(request: web.Request) -> web.Response:
         items.append(item)
     result, replayed = await request.app[SERVICE].append_batch(
         context_id, items, parent_turn_id=body_u64(body, "parent_turn_id"),
-        expected_head_turn_id=body_u64(body, "expected_head_turn_id"), large=body_bytes(request) > OFFLOAD_BYTES)
+        expected_head_turn_id=body_u64(body, "expected_head_turn_id"), large=body_bytes(request) > OFFLOAD_BYTES,
+        namespace=namespace(request))
     if replayed:
         return json_response(result, headers={"Idempotent-Replayed": "true"})
     return json_response(result, status=201)

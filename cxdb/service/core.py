@@ -28,10 +28,13 @@ from ..model import ContextRecord, TurnRecord, iso_utc
 from ..projection import Projection, RenderOptions, project
 from ..registry import Catalog, parse_bundle
 from ..storage import Backend, RegistryMoved, StoredBundle, open_backend
+from ..storage.rules import missing_context
+from . import tenancy
 from .appends import Appends, TurnInput
 from .events import Changes, Pruner
 from .follow import Follower
 from .registry import CatalogCache
+from .tokens import Tokens
 from .views import MAX_LINEAGE_CHILDREN, context_view, turn_head
 
 __all__ = ["BundleBody", "Published", "Service", "TypeHint"]
@@ -100,6 +103,7 @@ class Service:
         self.changes = Changes(self.store)
         self._appends = Appends(self.store, self._catalogs, self.changes, self.offload, settings.require_registry)
         self._pruner = Pruner(self.store, settings.event_retention, clock)
+        self.tokens = Tokens(self.store, clock)
         self._pruning: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -108,6 +112,8 @@ class Service:
         await self.store.start()
         self.changes.watch()
         await self._catalogs.current()
+        if self.settings.bootstrap_token:
+            await self.tokens.bootstrap(self.settings.bootstrap_token)
         self._pruning = asyncio.get_running_loop().create_task(self._pruner.run())
 
     async def close(self) -> None:
@@ -138,46 +144,62 @@ class Service:
     # -- contexts -------------------------------------------------------
 
     async def create_context(self, base_turn_id: int = 0, client_tag: str | None = None,
-                             provenance: dict[str, Any] | None = None) -> dict[str, Any]:
-        """Create (or, with a base turn, fork) a context."""
+                             provenance: dict[str, Any] | None = None, namespace: str | None = None) -> dict[str, Any]:
+        """Create (or, with a base turn, fork) a context. With a ``namespace``, its tag must be inside
+        it, and so must the base turn's context (:mod:`cxdb.service.tenancy`)."""
+        tenancy.check_new_tag(client_tag, namespace)
+        await tenancy.require_base(self.store, base_turn_id, namespace)
         context = await self.store.create_context(base_turn_id, client_tag, provenance)
         self.changes.poke()
         return context_view(context, True, True, [], 0)
 
     async def get_context(self, context_id: int, include_provenance: bool = True,
-                          include_lineage: bool = True) -> dict[str, Any]:
+                          include_lineage: bool = True, namespace: str | None = None) -> dict[str, Any]:
         context = await self.store.get_context(context_id)
-        return await self._context(context, include_provenance, include_lineage)
+        if not tenancy.inside(context.client_tag, namespace):
+            raise missing_context(context_id)
+        return await self._context(context, include_provenance, include_lineage, namespace)
 
     async def list_contexts(self, limit: int = 100, tag: str | None = None, include_provenance: bool = False,
-                            include_lineage: bool = False) -> dict[str, Any]:
-        found, total = await self.store.list_contexts(limit, tag)
-        return {"contexts": [await self._context(c, include_provenance, include_lineage) for c in found],
+                            include_lineage: bool = False, namespace: str | None = None) -> dict[str, Any]:
+        found, total = await self.store.list_contexts(limit, tag, namespace)
+        return {"contexts": [await self._context(c, include_provenance, include_lineage, namespace) for c in found],
                 "total": total}
 
     async def children(self, context_id: int, recursive: bool = False, limit: int = 256,
-                       include_provenance: bool = True, include_lineage: bool = True) -> dict[str, Any]:
-        found, total = await self.store.children(context_id, recursive, limit)
+                       include_provenance: bool = True, include_lineage: bool = True,
+                       namespace: str | None = None) -> dict[str, Any]:
+        if namespace is None:
+            found, total = await self.store.children(context_id, recursive, limit)
+        else:
+            await tenancy.require_context(self.store, context_id, namespace)
+            found, total = await tenancy.children(self.store, context_id, recursive, limit, namespace)
         return {"context_id": str(context_id),
-                "children": [await self._context(c, include_provenance, include_lineage) for c in found],
+                "children": [await self._context(c, include_provenance, include_lineage, namespace) for c in found],
                 "total": total}
 
     async def _context(self, context: ContextRecord, include_provenance: bool,
-                       include_lineage: bool) -> dict[str, Any]:
-        kids, count = await self.store.child_ids(context.context_id, MAX_LINEAGE_CHILDREN) if include_lineage \
-            else ([], 0)
-        return context_view(context, include_provenance, include_lineage, kids, count)
+                       include_lineage: bool, namespace: str | None = None) -> dict[str, Any]:
+        if not include_lineage:
+            return context_view(context, include_provenance, False)
+        if namespace is not None:
+            shown, kids, count = await tenancy.lineage(self.store, context, namespace)
+            return context_view(shown, include_provenance, True, kids, count)
+        kids, count = await self.store.child_ids(context.context_id, MAX_LINEAGE_CHILDREN)
+        return context_view(context, include_provenance, True, kids, count)
 
     # -- turns ----------------------------------------------------------
 
     async def append(self, context_id: int, type_id: str, type_version: int, data: dict[str, Any],
                      parent_turn_id: int | None = None, idempotency_key: str | None = None,
-                     large: bool = False, expected_head_turn_id: int | None = None) -> tuple[dict[str, Any], bool]:
+                     large: bool = False, expected_head_turn_id: int | None = None,
+                     namespace: str | None = None) -> tuple[dict[str, Any], bool]:
         """Append a turn; returns its view and whether it was an idempotent replay. With
         ``expected_head_turn_id``, only if the head is that turn when the append commits.
 
         ``large`` moves the CPU work on ``data`` (fingerprint, encoding) to a worker thread.
         """
+        await self._inside(context_id, namespace, parent_turn_id)
         results = await self._appends.append(context_id, [TurnInput(type_id, type_version, data, idempotency_key)],
                                              parent_turn_id, expected_head_turn_id, large, batch=False)
         result = results[0]
@@ -191,9 +213,10 @@ class Service:
 
     async def append_batch(self, context_id: int, items: Sequence[TurnInput], parent_turn_id: int | None = None,
                            expected_head_turn_id: int | None = None,
-                           large: bool = False) -> tuple[dict[str, Any], bool]:
+                           large: bool = False, namespace: str | None = None) -> tuple[dict[str, Any], bool]:
         """Append ``items`` as a chain, all in one transaction or none; an invalid item is an error
         naming its ``index``. Returns the view and whether the whole batch was a replay."""
+        await self._inside(context_id, namespace, parent_turn_id)
         results = await self._appends.append(context_id, items, parent_turn_id, expected_head_turn_id, large,
                                              batch=True)
         last = results[-1].turn
@@ -207,7 +230,7 @@ class Service:
 
     async def follow(self, context_id: int, view: str = "typed", hint: TypeHint | None = None,
                      options: RenderOptions | None = None, after_turn_id: int | None = None, tail: int = 0,
-                     resume: bool = False) -> Follower:
+                     resume: bool = False, namespace: str | None = None) -> Follower:
         """A follower of a context: after ``after_turn_id`` (0: from the first turn), else after the
         newest ``tail`` turns. Checks everything a page would before anything is sent: NotFound for a
         missing context or an ``after_turn_id`` off the head's chain (unless ``resume``: a client
@@ -215,6 +238,7 @@ class Service:
         """
         hint = hint or TypeHint()
         options = options or RenderOptions()
+        await self._inside(context_id, namespace)
         _, position = await self.store.event_bounds()  # before the head: no change in between is missed
         context, head, generation = await self.store.page_start(context_id)
         await self._catalog(generation, hint)
@@ -246,11 +270,12 @@ class Service:
         return turn_id, depth
 
     async def turn_json(self, context_id: int, turn_id: int, view: str = "typed", hint: TypeHint | None = None,
-                        options: RenderOptions | None = None) -> bytes:
+                        options: RenderOptions | None = None, namespace: str | None = None) -> bytes:
         """Exactly one turn of a context, shaped as a page: whole (no ``string_limit``). NotFound
         unless the turn is on the chain of the context's head or of a replaced head."""
         hint = hint or TypeHint()
         options = replace(options or RenderOptions(), string_limit=None)
+        await self._inside(context_id, namespace)
         context, _, generation = await self.store.page_start(context_id)
         catalog, _ = await self._catalog(generation, hint)
         found = await self.store.turn_in_context(context_id, turn_id) if turn_id else None
@@ -260,8 +285,10 @@ class Service:
         rendered = await self.render_turns([found], generation, view, hint, options)
         return self._meta(context, catalog) + b',"turns":[' + rendered[0] + b'],"next_before_turn_id":null}'
 
-    async def head_history(self, context_id: int, limit: int = 64, before: int | None = None) -> dict[str, Any]:
+    async def head_history(self, context_id: int, limit: int = 64, before: int | None = None,
+                           namespace: str | None = None) -> dict[str, Any]:
         """The heads appends moved the context away from, newest first."""
+        await self._inside(context_id, namespace)
         entries, more = await self.store.head_history(context_id, limit, before)
         return {"context_id": str(context_id),
                 "heads": [{"head_turn_id": str(e.head_turn_id), "head_depth": e.head_depth,
@@ -269,8 +296,10 @@ class Service:
                           for e in entries],
                 "next_before": None if more is None else str(more)}
 
-    async def provenance(self, context_id: int) -> dict[str, Any]:
+    async def provenance(self, context_id: int, namespace: str | None = None) -> dict[str, Any]:
         context = await self.store.get_context(context_id)
+        if not tenancy.inside(context.client_tag, namespace):
+            raise missing_context(context_id)
         return {"context_id": str(context_id), "provenance": context.provenance}
 
     async def get_turns(self, context_id: int, limit: int = 64, before_turn_id: int | None = None,
@@ -283,7 +312,7 @@ class Service:
 
     async def page_json(self, context_id: int, limit: int = 64, before_turn_id: int | None = None,
                   view: str = "typed", hint: TypeHint | None = None,
-                  options: RenderOptions | None = None) -> bytes:
+                  options: RenderOptions | None = None, namespace: str | None = None) -> bytes:
         """A page of turns as JSON bytes.
 
         The turns below a page's newest turn never change, so their rendering is
@@ -292,6 +321,8 @@ class Service:
         """
         hint = hint or TypeHint()
         options = options or RenderOptions()
+        if namespace is not None:
+            await self._inside(context_id, namespace)
         context, start, generation = await self.store.page_start(context_id, before_turn_id)
         catalog, forced = await self._catalog(generation, hint)
         if limit == 0:
@@ -309,6 +340,13 @@ class Service:
         if cursor is not None:
             self.store.note_cursor(context, *cursor)
         return self._meta(context, catalog) + rendered
+
+    async def _inside(self, context_id: int, namespace: str | None, parent_turn_id: int | None = None) -> None:
+        """NotFound unless the context is inside ``namespace``; a parent turn outside it is a parent
+        not found (:mod:`cxdb.service.tenancy`). Nothing to check without a namespace."""
+        if namespace is not None:
+            await tenancy.require_context(self.store, context_id, namespace)
+            await tenancy.require_parent(self.store, context_id, parent_turn_id, namespace)
 
     @staticmethod
     def _meta(context: ContextRecord, catalog: Catalog) -> bytes:
