@@ -3,8 +3,10 @@
 Each document gets a fresh server; its blocks run in order, sharing state the way
 a reader following the page would. ``curl`` fails on any HTTP error unless its
 block says ``# expect-error``. ``cxdb check`` and ``cxdb backup``
-blocks run beside the live server. Other bash blocks (installs, ``cxdb serve``) are
-the reader's setup and are not run here.
+and ``cxdb token`` blocks run beside the live server. Other bash blocks (installs, ``cxdb serve``) are
+the reader's setup and are not run here. A document marked ``<!-- docs-test: auth -->`` gets a server
+with ``--auth tokens`` and a ``CXDB_BOOTSTRAP_TOKEN``, which its blocks see in their environment, as
+the reader who started that server would.
 
 Each document runs on both backends: the reader's ``./cxdb-data`` becomes the store under test, a
 PostgreSQL URL in the second run. ``cxdb backup`` copies LMDB stores only, so its blocks run on LMDB.
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
 import shutil
 import subprocess
 import sys
@@ -34,7 +37,8 @@ CURL_WRAPPER = 'curl() { command curl -sS --fail-with-body "$@"; }\n'
 def blocks(path: Path) -> list[tuple[str, str]]:
     found = []
     for lang, body in FENCE.findall(path.read_text()):
-        if lang in ("bash", "sh", "shell") and ("curl " in body or re.search(r"^cxdb (check|backup)", body, re.M)):
+        runs_here = "curl " in body or re.search(r"^\S*cxdb (check|backup|token)", body, re.M)
+        if lang in ("bash", "sh", "shell") and runs_here:
             found.append(("bash", body))
         elif lang == "python":
             found.append(("python", body))
@@ -54,7 +58,12 @@ def test_docs_have_examples() -> None:
 @pytest.mark.skipif(shutil.which("curl") is None or shutil.which("jq") is None, reason="curl and jq are needed")
 @pytest.mark.parametrize("doc", [d for d in DOCS if blocks(d)], ids=lambda d: d.name)
 def test_examples_run(doc: Path, tmp_path: Path, store_url: str) -> None:
-    server = LiveServer(store_url)
+    env = dict(ENV)
+    if "<!-- docs-test: auth -->" in doc.read_text():
+        env["CXDB_BOOTSTRAP_TOKEN"] = secrets.token_urlsafe(32)
+        server = LiveServer(store_url, "--auth", "tokens", env={"CXDB_BOOTSTRAP_TOKEN": env["CXDB_BOOTSTRAP_TOKEN"]})
+    else:
+        server = LiveServer(store_url)
     try:
         for index, (lang, body) in enumerate(blocks(doc)):
             if is_database_url(store_url) and re.search(r"^cxdb backup", body, re.M):
@@ -65,10 +74,10 @@ def test_examples_run(doc: Path, tmp_path: Path, store_url: str) -> None:
                 script = "set -euo pipefail\n" + wrapper + code
                 cwd = REPO if "curl " in code else tmp_path
                 result = subprocess.run(["bash", "-c", script], cwd=cwd, capture_output=True, text=True,
-                                        timeout=60, env=ENV)
+                                        timeout=60, env=env)
             else:
                 result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
-                                        timeout=60)
+                                        timeout=60, env=env)
             assert result.returncode == 0, (
                 f"{doc.name} block {index} ({lang}) failed:\n{code}\n--- stdout\n{result.stdout}\n"
                 f"--- stderr\n{result.stderr}")
