@@ -80,9 +80,11 @@ def have_wrk() -> bool:
 
 
 def wrk(url: str, script: Path | None = None, connections: int = 32, threads: int = 2, seconds: int = 5,
-        env: dict[str, str] | None = None) -> dict[str, float]:
+        env: dict[str, str] | None = None, headers: dict[str, str] | None = None) -> dict[str, float]:
     """Run wrk; returns requests/s, latency p50/p99 in ms, and non-2xx responses."""
     args = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency"]
+    for name, value in (headers or {}).items():
+        args += ["-H", f"{name}: {value}"]
     if script is not None:
         args += ["-s", str(script)]
     out = subprocess.run([*args, url], capture_output=True, text=True, check=True,

@@ -16,6 +16,7 @@ import sys
 from typing import Any
 
 from . import (
+    access,
     batch,
     depth,
     events,
@@ -91,6 +92,9 @@ def main(argv: list[str] | None = None) -> int:
         print("batch appends ...", file=sys.stderr)
         batched = results["batch"] = batch.run(seconds=3 if quick else 5, rounds=2 if quick else 3)
         rows.extend(batch.rows(batched))
+        print("access control A/B ...", file=sys.stderr)
+        guarded = results["access"] = access.run(seconds=3, rounds=3 if quick else 7)
+        rows.extend([[*row, ""] for row in access.rows(guarded)])
         print("metrics and access log A/B ...", file=sys.stderr)
         obs = results["observability"] = observability.run(rounds=3 if quick else 5, seconds=3)
         rows.extend(observability.rows(obs))
