@@ -1,4 +1,6 @@
-"""CORS: every origin by default, or an allowlist; preflight answered here."""
+"""CORS: every origin by default, or an allowlist; preflight answered here, before access control (a
+preflight carries no token). ``Access-Control-Allow-Credentials`` is never sent: browser clients send
+their token in ``Authorization``, never in a cookie, so ``*`` never pairs with credentials."""
 
 from __future__ import annotations
 
@@ -11,7 +13,10 @@ from .errors import error_response
 
 __all__ = ["Cors"]
 
-EXPOSE_HEADERS = "ETag, Location, Idempotent-Replayed, X-Request-Id"  # Location: created contexts and bundles
+# Location: created contexts and bundles; the rest tell a browser client why it was refused and when to retry.
+EXPOSE_HEADERS = ("ETag, Location, Idempotent-Replayed, X-Request-Id, WWW-Authenticate, Retry-After, "
+                  "X-RateLimit-Limit, X-RateLimit-Remaining, X-RateLimit-Reset")
+ALLOW_HEADERS = "Authorization, Content-Type, If-None-Match, Last-Event-ID, X-Request-Id"
 
 
 class Cors:
@@ -44,7 +49,7 @@ class Cors:
         if request.method == "OPTIONS" and response.status == 204:
             headers["Access-Control-Allow-Methods"] = headers["Allow"]
             headers["Access-Control-Allow-Headers"] = request.headers.get(
-                "Access-Control-Request-Headers", "Content-Type, If-None-Match")
+                "Access-Control-Request-Headers", ALLOW_HEADERS)
             headers["Access-Control-Max-Age"] = "86400"
 
 

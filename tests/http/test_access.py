@@ -44,6 +44,13 @@ async def test_every_route_is_in_the_table_and_needs_a_token(make_client: Any) -
         if method != "HEAD":
             assert (method, canonical) in ROUTES, f"{method} {canonical}: add it to cxdb.http.access.ROUTES"
         response = await client.request(method, _fill(canonical))
+        preflight = await client.options(_fill(canonical), headers={
+            "Origin": "https://app.example", "Access-Control-Request-Method": method,
+            "Access-Control-Request-Headers": "authorization"})
+        assert preflight.status == 204 and method in preflight.headers["Access-Control-Allow-Methods"]
+        assert preflight.headers["Access-Control-Allow-Headers"] == "authorization"
+        assert "Access-Control-Allow-Credentials" not in preflight.headers
+        assert "Access-Control-Allow-Credentials" not in response.headers
         if rule_for(method, canonical) is OPEN:
             assert response.status != 401, (method, canonical)
             continue
@@ -53,10 +60,10 @@ async def test_every_route_is_in_the_table_and_needs_a_token(make_client: Any) -
             assert (await response.json())["error"]["code"] == "UNAUTHORIZED"
     # Unknown paths give nothing away either.
     assert (await client.get("/v1/nothing-here")).status == 401
-    # A preflight needs no token.
-    preflight = await client.options("/v1/contexts", headers={"Origin": "https://app.example",
-                                                               "Access-Control-Request-Method": "GET"})
-    assert preflight.status == 204
+    # A browser client may read why it was refused.
+    refused = await client.get("/v1/contexts", headers={"Origin": "https://app.example"})
+    assert refused.headers["Access-Control-Allow-Origin"] == "*"
+    assert "WWW-Authenticate" in refused.headers["Access-Control-Expose-Headers"]
 
 
 async def test_the_table_names_only_routes_that_exist(make_client: Any) -> None:
