@@ -62,7 +62,7 @@ async def events(request: web.Request) -> web.StreamResponse:
     after, wanted = _parse(request)
     service = request.app[SERVICE]
     space = namespace(request)
-    visible = ContextFilter(service.store, space) if space is not None else None
+    visible = service.event_filter(space) if space is not None else None
     streams = request.app[STREAMS]
     heartbeat = request.app[SETTINGS].event_heartbeat
     oldest, newest = await service.event_bounds()

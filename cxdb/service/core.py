@@ -529,6 +529,10 @@ class Service:
                 "dedup_hits": stats.dedup_hits, "oldest_event_sequence": str(oldest),
                 "newest_event_sequence": str(newest)}
 
+    def event_filter(self, namespace: str) -> tenancy.ContextFilter:
+        """What a stream of events for a token with ``namespace`` may send."""
+        return tenancy.ContextFilter(self.store, namespace)
+
     async def event_bounds(self) -> tuple[int, int]:
         """(oldest, newest) retained event sequence; oldest is 0 when none is retained."""
         return await self.store.event_bounds()
