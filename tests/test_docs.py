@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import re
 import secrets
+import shlex
 import shutil
 import subprocess
 import sys
@@ -45,8 +46,10 @@ def blocks(path: Path) -> list[tuple[str, str]]:
     return found
 
 
-def localize(text: str, server: LiveServer) -> str:
-    text = text.replace("./cxdb-data", server.store)
+def localize(text: str, server: LiveServer, shell: bool = True) -> str:
+    """The reader's store and address, made the test server's (the store quoted for the shell: a
+    PostgreSQL URL may hold ``&``)."""
+    text = text.replace("./cxdb-data", shlex.quote(server.store) if shell else server.store)
     return text.replace("http://localhost:9010", server.url).replace("http://127.0.0.1:9010", server.url)
 
 
@@ -68,7 +71,7 @@ def test_examples_run(doc: Path, tmp_path: Path, store_url: str) -> None:
         for index, (lang, body) in enumerate(blocks(doc)):
             if is_database_url(store_url) and re.search(r"^cxdb backup", body, re.M):
                 continue
-            code = localize(body, server)
+            code = localize(body, server, shell=lang == "bash")
             if lang == "bash":
                 wrapper = "" if "# expect-error" in code else CURL_WRAPPER
                 script = "set -euo pipefail\n" + wrapper + code
