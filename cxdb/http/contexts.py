@@ -6,7 +6,7 @@ from typing import Any
 
 from aiohttp import web
 
-from ..errors import Unprocessable
+from ..errors import BadRequest, Unprocessable
 from .access import namespace
 from .keys import SERVICE, json_response
 from .params import body_u64, flag, optional_str, path_id, query_int, query_u64, read_object
@@ -29,8 +29,15 @@ def _blocks(query: Any, default: bool) -> dict[str, bool]:
 async def list_contexts(request: web.Request) -> web.Response:
     query = request.query
     return json_response(await request.app[SERVICE].list_contexts(
-        limit=query_int(query, "limit", 100, MAX_LIST), tag=query.get("tag"), **_blocks(query, False),
-        namespace=namespace(request)))
+        limit=query_int(query, "limit", 100, MAX_LIST), tag=query.get("tag"), tag_prefix=_prefix(query),
+        **_blocks(query, False), namespace=namespace(request)))
+
+
+def _prefix(query: Any) -> str | None:
+    prefix = query.get("tag_prefix") or None
+    if prefix is not None and len(prefix.encode()) > MAX_TAG_BYTES:
+        raise BadRequest(f"tag_prefix is at most {MAX_TAG_BYTES} bytes", {"parameter": "tag_prefix"})
+    return prefix
 
 
 @routes.get(f"/v1/contexts/{_ID}")

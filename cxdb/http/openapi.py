@@ -160,6 +160,9 @@ _TOKEN_FIELDS = {
     "state": {"type": "string", "enum": ["active", "expired", "revoked"]}}
 SCHEMAS |= {
     "Token": _obj(_TOKEN_FIELDS, list(_TOKEN_FIELDS)),
+    "WhoAmI": _obj({"auth": {"type": "string", "enum": ["off", "tokens"]},
+                    "token_id": {"type": ["string", "null"]}, "scope": {"type": "string", "enum": list(SCOPES)},
+                    "namespace": {"type": ["string", "null"]}}, ["auth", "token_id", "scope", "namespace"]),
     "TokenList": _obj({"tokens": {"type": "array", "items": _ref("Token")}}, ["tokens"]),
     "CreateToken": _obj({
         "scope": {"type": "string", "enum": list(SCOPES)},
@@ -300,6 +303,8 @@ def _paths() -> dict[str, Any]:
                              _query("limit", {"type": "integer", "minimum": 0, "default": 100},
                                     "Most contexts (capped at 10,000)."),
                              _query("tag", {"type": "string"}, "Only contexts with exactly this client_tag."),
+                             _query("tag_prefix", {"type": "string", "maxLength": 400},
+                                    "Only contexts whose client_tag starts with this (costs O(contexts under it))."),
                              *BLOCKS])},
         "/v1/contexts/fork": _create("Fork a context at an existing turn", "forkContext", (404, 413, 422, 507),
                                      "ForkContext"),
@@ -406,6 +411,21 @@ def _paths() -> dict[str, Any]:
             "responses": {"200": {"description": "The asset", "content": {"*/*": {"schema": {"type": "string"}}}},
                           **_errors(404)}}},
         "/llms.txt": _text("A short guide for LLM agents", "llmsTxt", "text/plain"),
+        "/": {"get": {"summary": "A browser goes to the viewer (302 to ui/); anything else gets a small index",
+                      "operationId": "root",
+                      "responses": {"200": {"description": "Where things are",
+                                            "content": {JSON: {"schema": {"type": "object"}}}},
+                                    "302": {"description": "To the viewer, for a request that accepts HTML"},
+                                    **_errors()}}},
+        "/ui": {"get": {"summary": "The viewer (301 to ui/)", "operationId": "viewerRedirect",
+                        "responses": {"301": {"description": "To /ui/"}, **_errors()}}},
+        "/ui/": _text("The conversation viewer (docs/viewer.md)", "viewer", "text/html"),
+        "/ui/{asset}": {"get": {
+            "summary": "A file of the viewer", "operationId": "viewerAsset",
+            "parameters": [_path("asset", {"type": "string"})],
+            "responses": {"200": {"description": "The file", "content": {"*/*": {"schema": {"type": "string"}}}},
+                          **_errors(404)}}},
+        "/v1/whoami": _get("What the caller's token may do", "whoami", "WhoAmI"),
         "/metrics": _text("Prometheus metrics, summed over the workers", "metrics", "text/plain", errors=(404,)),
         "/v1/tokens": {
             **_get("Every access token (never the tokens themselves)", "listTokens", "TokenList"),
@@ -439,8 +459,10 @@ def _tag(path: str) -> str:
         return "contexts"
     if path.startswith("/v1/registry"):
         return "registry"
-    if path.startswith("/v1/tokens"):
+    if path.startswith(("/v1/tokens", "/v1/whoami")):
         return "tokens"
+    if path.startswith("/ui") or path == "/":
+        return "viewer"
     return "blobs" if path.startswith("/v1/blobs") else "server"
 
 
@@ -448,7 +470,8 @@ TAGS = [{"name": "contexts", "description": "Create, fork, list and read context
         {"name": "turns", "description": "Append turns and page through them."},
         {"name": "registry", "description": "Publish and read type bundles."},
         {"name": "blobs", "description": "Raw payload bytes by content hash."},
-        {"name": "tokens", "description": "Access tokens (cxdb:admin)."},
+        {"name": "tokens", "description": "Access tokens (cxdb:admin), and what the caller's token may do."},
+        {"name": "viewer", "description": "The conversation viewer in a browser."},
         {"name": "server", "description": "Health, counters, metrics and this description."}]
 
 

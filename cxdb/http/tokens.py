@@ -1,10 +1,12 @@
-"""``/v1/tokens``: listing, creating and revoking access tokens (``cxdb:admin``)."""
+"""``/v1/tokens``: listing, creating and revoking access tokens (``cxdb:admin``); ``/v1/whoami``: what
+the caller's token may do (a viewer hides what it may not)."""
 
 from __future__ import annotations
 
 from aiohttp import web
 
 from ..errors import Unprocessable
+from ..model import ADMIN
 from ..service.tokens import parse_duration
 from .access import GRANT, audit
 from .keys import SERVICE, json_response
@@ -18,6 +20,15 @@ routes = web.RouteTableDef()
 def _actor(request: web.Request) -> str | None:
     grant = request.get(GRANT)
     return grant.token_id if grant is not None else None
+
+
+@routes.get("/v1/whoami")
+async def whoami(request: web.Request) -> web.Response:
+    grant = request.get(GRANT)
+    if grant is None:  # access control is off: anyone may do anything
+        return json_response({"auth": "off", "token_id": None, "scope": ADMIN, "namespace": None})
+    return json_response({"auth": "tokens", "token_id": grant.token_id, "scope": grant.scope,
+                          "namespace": grant.namespace})
 
 
 @routes.get("/v1/tokens")

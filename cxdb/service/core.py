@@ -161,8 +161,14 @@ class Service:
         return await self._context(context, include_provenance, include_lineage, namespace)
 
     async def list_contexts(self, limit: int = 100, tag: str | None = None, include_provenance: bool = False,
-                            include_lineage: bool = False, namespace: str | None = None) -> dict[str, Any]:
-        found, total = await self.store.list_contexts(limit, tag, namespace)
+                            include_lineage: bool = False, namespace: str | None = None,
+                            tag_prefix: str | None = None) -> dict[str, Any]:
+        """Contexts, newest activity first: those tagged exactly ``tag``, and those whose tag starts
+        with ``tag_prefix``, within the ``namespace``."""
+        prefix = tenancy.narrowest(tag_prefix or None, namespace)
+        if prefix is tenancy.NOTHING:
+            return {"contexts": [], "total": 0}
+        found, total = await self.store.list_contexts(limit, tag, prefix)
         return {"contexts": [await self._context(c, include_provenance, include_lineage, namespace) for c in found],
                 "total": total}
 

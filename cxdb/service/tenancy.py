@@ -23,11 +23,24 @@ from ..storage.rules import missing_context, missing_turn, parent_not_found
 from .events import FeedItem
 from .views import MAX_LINEAGE_CHILDREN
 
-__all__ = ["MAX_FILTERED", "ContextFilter", "check_new_tag", "children", "inside", "lineage", "require_base",
-           "require_context", "require_parent", "require_turn"]
+__all__ = ["MAX_FILTERED", "NOTHING", "ContextFilter", "check_new_tag", "children", "inside", "lineage", "narrowest",
+           "require_base", "require_context", "require_parent", "require_turn"]
 
 MAX_FILTERED = 10_000
 """The most children a namespaced view reads to filter (its counts count among these)."""
+
+
+NOTHING = "\x00nothing"
+"""What :func:`narrowest` gives for two prefixes no tag can start with both of."""
+
+
+def narrowest(prefix: str | None, namespace: str | None) -> str | None:
+    """The one prefix a tag must start with to start with both (None: no condition)."""
+    if prefix is None or namespace is None:
+        return prefix if namespace is None else namespace
+    if prefix.startswith(namespace):
+        return prefix
+    return namespace if namespace.startswith(prefix) else NOTHING
 
 
 def inside(tag: str | None, namespace: str | None) -> bool:
