@@ -10,6 +10,7 @@ that reason. A test that is about LMDB itself carries ``@pytest.mark.lmdb_only``
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import os
 import re
@@ -66,6 +67,12 @@ async def _admin(statement: str) -> None:
         await conn.close()
 
 
+def _in_a_thread(coroutine: Any) -> Any:
+    """``asyncio.run`` on a thread of its own: callers may have a loop running (Playwright's sync API keeps one)."""
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
+
+
 class PostgresSchema:
     """A schema of its own in the test database: a store as empty as a new LMDB directory."""
 
@@ -73,11 +80,11 @@ class PostgresSchema:
         if POSTGRES is None:
             pytest.skip(NO_POSTGRES)
         self.name = "t_" + uuid.uuid4().hex[:16]
-        asyncio.run(_admin(f"CREATE SCHEMA {self.name}"))
+        _in_a_thread(_admin(f"CREATE SCHEMA {self.name}"))
         self.url = f"{POSTGRES}{'&' if '?' in POSTGRES else '?'}search_path={self.name}"
 
     def drop(self) -> None:
-        asyncio.run(_admin(f"DROP SCHEMA IF EXISTS {self.name} CASCADE"))
+        _in_a_thread(_admin(f"DROP SCHEMA IF EXISTS {self.name} CASCADE"))
 
 
 @pytest.fixture
