@@ -53,6 +53,9 @@ ROUTES: dict[tuple[str, str], Rule] = {
     ("GET", "/ui/"): OPEN,
     ("GET", "/ui/{asset}"): OPEN,
     ("GET", "/v1/whoami"): _READ,
+    ("POST", "/mcp"): _READ,  # each tool needs the scope of the route it wraps (cxdb.http.mcp_tools)
+    ("GET", "/mcp"): _READ,
+    ("DELETE", "/mcp"): _READ,
     ("GET", "/metrics"): _STORE,
     ("GET", "/v1/stats"): _STORE,
     ("GET", "/v1/blobs/{content_hash}"): _STORE,

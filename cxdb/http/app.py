@@ -8,7 +8,7 @@ from aiohttp import web
 
 from ..config import Settings
 from ..service import Service
-from . import contexts, describe, events, follow, registry, system, tokens, turns, viewer
+from . import contexts, describe, events, follow, mcp, registry, system, tokens, turns, viewer
 from .access import Access
 from .front import REQUEST_IDS, RequestIds, front_middleware
 from .keys import SERVICE, SETTINGS
@@ -31,10 +31,12 @@ def create_app(settings: Settings, service: Service | None = None) -> web.Applic
     # Registration order is match order among paths that share a prefix: the hot routes first.
     app[describe.SPEC] = describe.spec_bytes()
     for table in (turns.routes, contexts.routes, registry.routes, system.routes, events.routes, follow.routes,
-                  tokens.routes, describe.routes, viewer.routes):
+                  tokens.routes, describe.routes, viewer.routes, mcp.routes):
         app.router.add_routes(table)
     streams = app[STREAMS] = Streams()
     app.on_shutdown.append(streams.close_all)
+    sessions = app[mcp.MCP_SESSIONS] = mcp.McpSessions()
+    app.on_shutdown.append(sessions.close_all)
     if settings.rate_limit is not None:
         app.on_response_prepare.append(add_rate_headers)
 

@@ -68,6 +68,9 @@ The five calls an agent needs (base URL http://127.0.0.1:9010):
     # 5. find contexts, newest activity first, optionally by tag
     curl -s "http://127.0.0.1:9010/v1/contexts?limit=10&tag=my-agent"
 
+Agents that speak MCP connect to /mcp (Streamable HTTP): tools to list, read, create, fork and append,
+and each context as a resource cxdb://contexts/{id} to subscribe to.
+
 To wait for another agent's turn instead of polling, stream GET /v1/contexts/1/follow (Server-Sent
 Events, or a WebSocket): one event per new turn, rendered as in /turns, resumable with Last-Event-ID.
 GET /v1/events streams every change of the store the same way.

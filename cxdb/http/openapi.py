@@ -425,6 +425,33 @@ def _paths() -> dict[str, Any]:
             "parameters": [_path("asset", {"type": "string"})],
             "responses": {"200": {"description": "The file", "content": {"*/*": {"schema": {"type": "string"}}}},
                           **_errors(404)}}},
+        "/mcp": {
+            "post": {"summary": "MCP (Streamable HTTP): one JSON-RPC message, or a 2025-03-26 batch",
+                     "operationId": "mcpPost",
+                     "description": "The Model Context Protocol (docs/mcp.md): initialize answers Mcp-Session-Id, "
+                                    "which every later message names. Each tool needs the scope of the route it "
+                                    "wraps.",
+                     "parameters": [{"name": "Mcp-Session-Id", "in": "header", "required": False,
+                                     "schema": {"type": "string"}},
+                                    {"name": "MCP-Protocol-Version", "in": "header", "required": False,
+                                     "schema": {"type": "string"}}],
+                     "requestBody": {"required": True, "content": {JSON: {"schema": {
+                         "oneOf": [{"type": "object"}, {"type": "array", "items": {"type": "object"}}]}}}},
+                     "responses": {"200": {"description": "The JSON-RPC response(s)", "content": {JSON: {"schema": {
+                         "oneOf": [{"type": "object"}, {"type": "array"}]}}}},
+                                   "202": {"description": "Notifications and responses: accepted"},
+                                   **_errors(404, 413, 422)}},
+            "get": {"summary": "MCP: the session's stream of server messages (resource updates)",
+                    "operationId": "mcpStream",
+                    "parameters": [{"name": "Mcp-Session-Id", "in": "header", "required": True,
+                                    "schema": {"type": "string"}}],
+                    "responses": {"200": {"description": "Server-Sent Events, one JSON-RPC notification each",
+                                          "content": {"text/event-stream": {"schema": {"type": "string"}}}},
+                                  **_errors(404)}},
+            "delete": {"summary": "MCP: end the session", "operationId": "mcpEnd",
+                       "parameters": [{"name": "Mcp-Session-Id", "in": "header", "required": True,
+                                       "schema": {"type": "string"}}],
+                       "responses": {"204": {"description": "Ended"}, **_errors(404)}}},
         "/v1/whoami": _get("What the caller's token may do", "whoami", "WhoAmI"),
         "/metrics": _text("Prometheus metrics, summed over the workers", "metrics", "text/plain", errors=(404,)),
         "/v1/tokens": {
@@ -461,6 +488,8 @@ def _tag(path: str) -> str:
         return "registry"
     if path.startswith(("/v1/tokens", "/v1/whoami")):
         return "tokens"
+    if path == "/mcp":
+        return "mcp"
     if path.startswith("/ui") or path == "/":
         return "viewer"
     return "blobs" if path.startswith("/v1/blobs") else "server"
@@ -472,6 +501,7 @@ TAGS = [{"name": "contexts", "description": "Create, fork, list and read context
         {"name": "blobs", "description": "Raw payload bytes by content hash."},
         {"name": "tokens", "description": "Access tokens (cxdb:admin), and what the caller's token may do."},
         {"name": "viewer", "description": "The conversation viewer in a browser."},
+        {"name": "mcp", "description": "The Model Context Protocol, for agents."},
         {"name": "server", "description": "Health, counters, metrics and this description."}]
 
 
