@@ -25,7 +25,7 @@ from ..service import MAX_STRING_LIMIT, RenderOptions, Service
 from ..service.tokens import Grant
 from .openapi import SCHEMAS
 
-__all__ = ["FORBIDDEN_CODE", "RESOURCE_PREFIX", "TOOLS", "McpError", "Tool", "handle"]
+__all__ = ["FORBIDDEN_CODE", "RESOURCE_PREFIX", "TOOLS", "McpError", "Tool", "as_mcp_error", "handle", "reply"]
 
 RESOURCE_PREFIX = "cxdb://contexts/"
 FORBIDDEN_CODE = -32003
@@ -35,6 +35,24 @@ RESOURCE_STRING_LIMIT = 2000
 LIST_PAGE = 50
 CONVERSATION = "cxdb.chat.Message"
 ROLES = {"system": 1, "user": 2, "assistant": 3, "tool": 4}
+
+
+def as_mcp_error(exc: CxdbError) -> McpError:
+    """A JSON-RPC error for a failure outside a tool (a resource, a subscription): never internals."""
+    code = -32002 if exc.code == "NOT_FOUND" else -32602 if exc.code in ("UNPROCESSABLE_ENTITY",
+                                                                         "BAD_REQUEST") else -32603
+    message = exc.message if exc.code != "INTERNAL_ERROR" else "Internal server error"
+    return McpError(code, message, {"code": exc.code})
+
+
+def reply(request_id: Any, result: Any = None, error: McpError | None = None) -> dict[str, Any]:
+    """One JSON-RPC response."""
+    if error is not None:
+        body: dict[str, Any] = {"code": error.code, "message": error.message}
+        if error.data is not None:
+            body["data"] = error.data
+        return {"jsonrpc": "2.0", "id": request_id, "error": body}
+    return {"jsonrpc": "2.0", "id": request_id, "result": result}
 
 
 class McpError(Exception):
