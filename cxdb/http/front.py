@@ -122,6 +122,9 @@ async def _admit(request: web.Request, route: str, request_id: str, access: Acce
             refused = exc
         except CxdbError as exc:  # the store could not be asked (closing, unreachable)
             return error_response(exc, None, request_id)
+        except Exception:  # a bug: the envelope, never internals
+            ACCESS.exception("checking the token of %s %s failed", request.method, route)
+            return error_response(CxdbError("Internal server error", {}), None, request_id)
     grant = request.get(GRANT)
     headers: dict[str, str] = {}
     if limiter is not None and route not in EXEMPT:

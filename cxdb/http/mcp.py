@@ -94,7 +94,7 @@ async def _one(request: web.Request, message: Any, sessions: McpSessions, sessio
             if method == "resources/subscribe":
                 await service.get_context(context_id, include_lineage=False,
                                           namespace=grant.namespace if grant else None)
-                sessions.subscribe(session, context_id, service)
+                await sessions.subscribe(session, context_id, service)
             else:
                 sessions.unsubscribe(session, context_id)
             return reply(request_id, {}), None

@@ -53,6 +53,7 @@ class McpSessions:
         self._sessions: OrderedDict[str, Session] = OrderedDict()
         self._by_context: dict[int, set[Session]] = {}
         self._watcher: asyncio.Task[None] | None = None
+        self._starting = asyncio.Lock()
 
     def __len__(self) -> int:
         return len(self._sessions)
@@ -107,13 +108,16 @@ class McpSessions:
                 return
             self._drop(oldest)
 
-    def subscribe(self, session: Session, context_id: int, service: Service) -> None:
+    async def subscribe(self, session: Session, context_id: int, service: Service) -> None:
+        """Subscribe; every turn appended to the context after this returns wakes the session."""
         if context_id not in session.subscriptions and len(session.subscriptions) >= MAX_SUBSCRIPTIONS:
             raise McpError(-32602, f"a session subscribes to at most {MAX_SUBSCRIPTIONS} resources")
         session.subscriptions.add(context_id)
         self._by_context.setdefault(context_id, set()).add(session)
-        if self._watcher is None or self._watcher.done():
-            self._watcher = asyncio.get_running_loop().create_task(self._watch(service))
+        async with self._starting:
+            if self._watcher is None or self._watcher.done():
+                _, position = await service.event_bounds()  # before this returns: no later turn is missed
+                self._watcher = asyncio.get_running_loop().create_task(self._watch(service, position))
 
     def unsubscribe(self, session: Session, context_id: int) -> None:
         session.subscriptions.discard(context_id)
@@ -123,13 +127,13 @@ class McpSessions:
             if not watchers:
                 del self._by_context[context_id]
 
-    async def _watch(self, service: Service) -> None:
-        """While anyone subscribes: read the store's changes once for every session."""
+    async def _watch(self, service: Service, position: int) -> None:
+        """While anyone subscribes: read the store's changes once for every session. Every change is
+        read and matched against the subscriptions of the moment, so one made just now is never missed."""
         changes = service.changes
-        _, position = await service.event_bounds()
         while self._by_context:
             try:
-                batch, position, more = await changes.read(position, 256, frozenset(self._by_context))
+                batch, position, more = await changes.read(position, 256)
                 for item in batch:
                     if item.kind == "turn_appended" and item.context_id is not None:
                         for session in self._by_context.get(item.context_id, ()):
