@@ -292,6 +292,14 @@ def _text(summary: str, operation_id: str, media: str, parameters: list[dict[str
                                   **_errors(*errors)}}}
 
 
+_JSONRPC_ERROR = {"type": "object", "required": ["jsonrpc", "error"], "properties": {
+    "jsonrpc": {"const": "2.0"}, "id": {}, "error": {"type": "object", "required": ["code", "message"], "properties": {
+        "code": {"type": "integer"}, "message": {"type": "string"}, "data": {}}}}}
+_MCP_REFUSALS = {str(status): {"description": f"{what}: the envelope, or (revision 2026-07-28) a JSON-RPC error",
+                               "content": {JSON: {"schema": {"oneOf": [_ref("Error"), _JSONRPC_ERROR]}}}}
+                 for status, what in ((400, "A malformed or refused message"), (404, "No such session or method"))}
+
+
 def _paths() -> dict[str, Any]:
     bundle_id = _path("bundle_id", {"type": "string", "minLength": 1})
     return {
@@ -440,7 +448,7 @@ def _paths() -> dict[str, Any]:
                      "responses": {"200": {"description": "The JSON-RPC response(s)", "content": {JSON: {"schema": {
                          "oneOf": [{"type": "object"}, {"type": "array"}]}}}},
                                    "202": {"description": "Notifications and responses: accepted"},
-                                   **_errors(404, 413, 422)}},
+                                   **_errors(404, 413, 422), **_MCP_REFUSALS}},
             "get": {"summary": "MCP: the session's stream of server messages (resource updates)",
                     "operationId": "mcpStream",
                     "parameters": [{"name": "Mcp-Session-Id", "in": "header", "required": True,
@@ -476,7 +484,8 @@ def _secure(path: str, method: str, operation: dict[str, Any]) -> None:
     operation["description"] = (operation.get("description", "") + (" " if operation.get("description") else "")
                                 + f"Needs `{rule.scope}` under --auth tokens"
                                 + (", and a token without a namespace." if rule.whole_store else "."))
-    operation["responses"].update(_errors(401, 403))
+    for status, response in _errors(401, 403).items():
+        operation["responses"].setdefault(status, response)
 
 
 def _tag(path: str) -> str:
