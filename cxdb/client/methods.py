@@ -69,9 +69,11 @@ class Methods(Generic[R]):
     # -- contexts -------------------------------------------------------
 
     def list_contexts(self, limit: int | None = None, tag: str | None = None,
-                      include_provenance: bool | None = None, include_lineage: bool | None = None) -> R:
-        """``GET /v1/contexts``: contexts, newest activity first, and ``total``."""
-        return self._run(Call("GET", "/v1/contexts" + query(limit=limit, tag=tag,
+                      include_provenance: bool | None = None, include_lineage: bool | None = None,
+                      tag_prefix: str | None = None, before: str | None = None) -> R:
+        """``GET /v1/contexts``: contexts, newest activity first, ``total``, and ``next_before`` to pass
+        as ``before`` for the next page."""
+        return self._run(Call("GET", "/v1/contexts" + query(limit=limit, tag=tag, tag_prefix=tag_prefix, before=before,
                                                              include_provenance=include_provenance,
                                                              include_lineage=include_lineage)))
 

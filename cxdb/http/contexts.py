@@ -7,6 +7,7 @@ from typing import Any
 from aiohttp import web
 
 from ..errors import BadRequest, Unprocessable
+from ..service.views import parse_list_cursor
 from .access import namespace
 from .keys import SERVICE, json_response
 from .params import body_u64, flag, optional_str, path_id, query_int, query_u64, read_object
@@ -30,7 +31,17 @@ async def list_contexts(request: web.Request) -> web.Response:
     query = request.query
     return json_response(await request.app[SERVICE].list_contexts(
         limit=query_int(query, "limit", 100, MAX_LIST), tag=query.get("tag"), tag_prefix=_prefix(query),
-        **_blocks(query, False), namespace=namespace(request)))
+        before=_cursor(query), **_blocks(query, False), namespace=namespace(request)))
+
+
+def _cursor(query: Any) -> tuple[int, int] | None:
+    text = query.get("before")
+    if text is None:
+        return None
+    cursor = parse_list_cursor(text)
+    if cursor is None:
+        raise BadRequest("before must be the next_before of an earlier page", {"parameter": "before", "value": text})
+    return cursor
 
 
 def _prefix(query: Any) -> str | None:

@@ -35,7 +35,7 @@ from .events import Changes, Pruner
 from .follow import Follower
 from .registry import CatalogCache
 from .tokens import Tokens
-from .views import MAX_LINEAGE_CHILDREN, context_view, turn_head
+from .views import MAX_LINEAGE_CHILDREN, context_view, list_cursor, turn_head
 
 __all__ = ["BundleBody", "Published", "Service", "TypeHint"]
 
@@ -162,15 +162,18 @@ class Service:
 
     async def list_contexts(self, limit: int = 100, tag: str | None = None, include_provenance: bool = False,
                             include_lineage: bool = False, namespace: str | None = None,
-                            tag_prefix: str | None = None) -> dict[str, Any]:
+                            tag_prefix: str | None = None, before: tuple[int, int] | None = None) -> dict[str, Any]:
         """Contexts, newest activity first: those tagged exactly ``tag``, and those whose tag starts
-        with ``tag_prefix``, within the ``namespace``."""
+        with ``tag_prefix``, within the ``namespace``; after the page that ended at ``before``, and
+        ``next_before`` for the page after this one (None on the last)."""
         prefix = tenancy.narrowest(tag_prefix or None, namespace)
         if prefix is tenancy.NOTHING:
-            return {"contexts": [], "total": 0}
-        found, total = await self.store.list_contexts(limit, tag, prefix)
+            return {"contexts": [], "total": 0, "next_before": None}
+        found, total = await self.store.list_contexts(limit + 1, tag, prefix, before)
+        more = len(found) > limit
+        found = found[:limit]
         return {"contexts": [await self._context(c, include_provenance, include_lineage, namespace) for c in found],
-                "total": total}
+                "total": total, "next_before": list_cursor(found[-1]) if more and found else None}
 
     async def children(self, context_id: int, recursive: bool = False, limit: int = 256,
                        include_provenance: bool = True, include_lineage: bool = True,

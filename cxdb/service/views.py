@@ -6,7 +6,7 @@ from typing import Any
 
 from ..model import ContextRecord, TurnRecord, iso_utc
 
-__all__ = ["MAX_LINEAGE_CHILDREN", "context_view", "id_text", "turn_head"]
+__all__ = ["MAX_LINEAGE_CHILDREN", "context_view", "id_text", "list_cursor", "parse_list_cursor", "turn_head"]
 
 MAX_LINEAGE_CHILDREN = 256
 """A lineage block lists at most this many children, oldest first; ``child_count`` counts them all."""
@@ -40,6 +40,21 @@ def context_view(context: ContextRecord, include_provenance: bool, include_linea
             "child_count": child_count,
         }
     return view
+
+
+def list_cursor(context: ContextRecord) -> str:
+    """Where a page of the context list ended: its last context's activity and id, ``"<ms>.<id>"``."""
+    return f"{context.last_activity_ms}.{context.context_id}"
+
+
+def parse_list_cursor(text: str) -> tuple[int, int] | None:
+    """The (activity, id) a :func:`list_cursor` names; None when it is not one."""
+    activity, dot, context_id = text.partition(".")
+    if not dot or not (activity.isascii() and activity.isdigit() and context_id.isascii() and context_id.isdigit()):
+        return None
+    if len(activity) > 20 or len(context_id) > 20 or int(activity) >= 1 << 64 or int(context_id) >= 1 << 64:
+        return None
+    return int(activity), int(context_id)
 
 
 def turn_head(turn: TurnRecord) -> dict[str, Any]:

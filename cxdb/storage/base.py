@@ -138,10 +138,11 @@ class Backend(Protocol):
     async def get_context(self, context_id: int) -> ContextRecord:
         """The context; NotFound if it does not exist."""
 
-    async def list_contexts(self, limit: int, tag: str | None = None,
-                            prefix: str | None = None) -> tuple[list[ContextRecord], int]:
+    async def list_contexts(self, limit: int, tag: str | None = None, prefix: str | None = None,
+                            before: tuple[int, int] | None = None) -> tuple[list[ContextRecord], int]:
         """Up to ``limit`` contexts, newest activity first, and how many match: those tagged exactly
-        ``tag`` and, with ``prefix``, only those whose tag starts with it (a namespace)."""
+        ``tag`` and, with ``prefix``, only those whose tag starts with it (a namespace). With ``before``
+        (last activity ms, context id), only those that sort below it: the next page."""
 
     async def children(self, context_id: int, recursive: bool = False,
                        limit: int = 256) -> tuple[list[ContextRecord], int]:

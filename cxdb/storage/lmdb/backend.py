@@ -56,9 +56,9 @@ class LmdbBackend:
     async def get_context(self, context_id: int) -> ContextRecord:
         return self.store.get_context(context_id)
 
-    async def list_contexts(self, limit: int, tag: str | None = None,
-                            prefix: str | None = None) -> tuple[list[ContextRecord], int]:
-        return self.store.list_contexts(limit, tag, prefix)
+    async def list_contexts(self, limit: int, tag: str | None = None, prefix: str | None = None,
+                            before: tuple[int, int] | None = None) -> tuple[list[ContextRecord], int]:
+        return self.store.list_contexts(limit, tag, prefix, before)
 
     async def children(self, context_id: int, recursive: bool = False,
                        limit: int = 256) -> tuple[list[ContextRecord], int]:

@@ -233,10 +233,19 @@ def move_head(w: WriteContext, context_id: int, expected: int, new_head: int, ne
             w.txn.put(prefix + _U64.pack(w.now_ms) + key, b"", db=w.dbs.tagact)
 
 
-def ids_by_activity(txn: Any, dbs: Any) -> Iterator[int]:
-    """Context ids, newest activity first."""
+def _seek_below(cursor: Any, key: bytes | None, end: bytes) -> bool:
+    """Put ``cursor`` on the last key below ``key`` (or, without one, below ``end``); False if none."""
+    target = key if key is not None else end
+    return bool(cursor.prev() if cursor.set_range(target) else cursor.last())
+
+
+def ids_by_activity(txn: Any, dbs: Any, before: tuple[int, int] | None = None) -> Iterator[int]:
+    """Context ids, newest activity first; with ``before`` (activity, id), only those below it."""
     cursor = txn.cursor(db=dbs.activity)
-    if not cursor.last():
+    if before is None:
+        if not cursor.last():
+            return
+    elif not _seek_below(cursor, _ACTIVITY_ID.pack(*before), b""):
         return
     while True:
         yield _U64.unpack_from(cursor.key(), 8)[0]
@@ -244,18 +253,17 @@ def ids_by_activity(txn: Any, dbs: Any) -> Iterator[int]:
             return
 
 
-def ids_by_tag(txn: Any, dbs: Any, tag: str, limit: int) -> list[int]:
-    """Ids of up to ``limit`` contexts created with exactly ``tag``, newest activity first; O(limit)."""
+def ids_by_tag(txn: Any, dbs: Any, tag: str, limit: int, before: tuple[int, int] | None = None) -> list[int]:
+    """Ids of up to ``limit`` contexts created with exactly ``tag``, newest activity first (below
+    ``before``, when given); O(limit)."""
     prefix = _tag_prefix(tag)
     found: list[int] = []
     if limit <= 0:
         return found
     cursor = txn.cursor(db=dbs.tagact)
-    # The first key past the prefix: every key of this tag sorts below it.
-    if cursor.set_range(prefix + b"\xff" * 17):
-        moved = cursor.prev()
-    else:
-        moved = cursor.last()
+    # Without a cursor, the first key past the prefix: every key of this tag sorts below it.
+    moved = _seek_below(cursor, prefix + _ACTIVITY_ID.pack(*before) if before is not None else None,
+                        prefix + b"\xff" * 17)
     while moved:
         key = cursor.key()
         if not key.startswith(prefix):
@@ -267,10 +275,12 @@ def ids_by_tag(txn: Any, dbs: Any, tag: str, limit: int) -> list[int]:
     return found
 
 
-def ids_by_prefix(txn: Any, dbs: Any, prefix: str, limit: int) -> tuple[list[int], int]:
-    """Ids of up to ``limit`` contexts whose tag starts with ``prefix``, newest activity first, and
-    how many there are. Reads every ``tagact`` entry under the prefix once (one range per tag
-    length, as keys begin with it): O(contexts under the prefix), in O(limit) memory."""
+def ids_by_prefix(txn: Any, dbs: Any, prefix: str, limit: int,
+                  before: tuple[int, int] | None = None) -> tuple[list[int], int]:
+    """Ids of up to ``limit`` contexts whose tag starts with ``prefix``, newest activity first (below
+    ``before``, when given), and how many there are in all. Reads every ``tagact`` entry under the
+    prefix once (one range per tag length, as keys begin with it): O(contexts under the prefix), in
+    O(limit) memory."""
     raw = prefix.encode()
     best: list[tuple[int, int]] = []
     total = 0
@@ -284,6 +294,8 @@ def ids_by_prefix(txn: Any, dbs: Any, prefix: str, limit: int) -> tuple[list[int
                 break
             total += 1
             entry = _ACTIVITY_ID.unpack_from(key, 2 + length)
+            if before is not None and entry >= before:
+                continue
             if len(best) < limit:
                 heapq.heappush(best, entry)
             elif limit and entry > best[0]:

@@ -239,25 +239,25 @@ class Store:
         with self._env.read() as txn:
             return contexts.require(txn, self._dbs, context_id)
 
-    def list_contexts(self, limit: int, tag: str | None = None,
-                      prefix: str | None = None) -> tuple[list[ContextRecord], int]:
-        """Up to ``limit`` contexts, newest activity first, and how many match in all; O(limit), or
-        with a tag ``prefix``, O(contexts under it)."""
+    def list_contexts(self, limit: int, tag: str | None = None, prefix: str | None = None,
+                      before: tuple[int, int] | None = None) -> tuple[list[ContextRecord], int]:
+        """Up to ``limit`` contexts, newest activity first (below the (activity, id) ``before``), and
+        how many match in all; O(limit), or with a tag ``prefix``, O(contexts under it)."""
         with self._env.read() as txn:
             if prefix is not None and (tag is None or not tag.startswith(prefix)):
                 if tag is not None:
                     return [], 0
-                ids, total = contexts.ids_by_prefix(txn, self._dbs, prefix, limit)
+                ids, total = contexts.ids_by_prefix(txn, self._dbs, prefix, limit, before)
                 return [contexts.require(txn, self._dbs, cid) for cid in ids], total
             if tag is None:
                 total = read_one(txn, self._dbs.meta, "contexts")
                 found: list[ContextRecord] = []
-                for context_id in contexts.ids_by_activity(txn, self._dbs):
+                for context_id in contexts.ids_by_activity(txn, self._dbs, before):
                     if len(found) >= limit:
                         break
                     found.append(contexts.require(txn, self._dbs, context_id))
                 return found, total
-            ids = contexts.ids_by_tag(txn, self._dbs, tag, limit)
+            ids = contexts.ids_by_tag(txn, self._dbs, tag, limit, before)
             return ([contexts.require(txn, self._dbs, cid) for cid in ids],
                     contexts.tag_count(txn, self._dbs, tag))
 

@@ -67,21 +67,33 @@ walk(turn_id, depth, parent_turn_id, jump_turn_id, jump_depth) AS (
     WHERE w.depth > g.depth)
 SELECT (SELECT parent_turn_id FROM target),
        (SELECT w.turn_id FROM walk w CROSS JOIN target g WHERE w.depth = g.depth)"""
+# Each listing with "<BELOW>" where a page's cursor goes: (last_activity_ms, context_id) below the last
+# one a page ended at, a row comparison the (activity, id) indexes serve.
 _LIST = f"""
 SELECT k.contexts, c.* FROM counters k LEFT JOIN LATERAL (
-    SELECT {CONTEXT} FROM contexts ORDER BY last_activity_ms DESC, context_id DESC LIMIT $1) c ON true
+    SELECT {CONTEXT} FROM contexts WHERE true<BELOW> ORDER BY last_activity_ms DESC, context_id DESC LIMIT $1) c
+    ON true
 WHERE k.id = 1"""
 _LIST_TAG = f"""
 SELECT coalesce((SELECT contexts FROM tag_counts WHERE client_tag = $2), 0), c.*
 FROM (SELECT 1) AS one LEFT JOIN LATERAL (
-    SELECT {CONTEXT} FROM contexts WHERE client_tag = $2
+    SELECT {CONTEXT} FROM contexts WHERE client_tag = $2<BELOW>
     ORDER BY last_activity_ms DESC, context_id DESC LIMIT $1) c ON true"""
 # A namespace: tags from the prefix up to the prefix followed by 0xff, a byte UTF-8 never holds.
 _LIST_PREFIX = f"""
 SELECT (SELECT count(*) FROM contexts WHERE client_tag >= $2 AND client_tag < $3), c.*
 FROM (SELECT 1) AS one LEFT JOIN LATERAL (
-    SELECT {CONTEXT} FROM contexts WHERE client_tag >= $2 AND client_tag < $3
+    SELECT {CONTEXT} FROM contexts WHERE client_tag >= $2 AND client_tag < $3<BELOW>
     ORDER BY last_activity_ms DESC, context_id DESC LIMIT $1) c ON true"""
+
+
+def _listing(query: str, args: tuple[Any, ...], before: tuple[int, int] | None) -> tuple[str, tuple[Any, ...]]:
+    """The listing ``query`` with its arguments, and the page's cursor when there is one."""
+    if before is None:
+        return query.replace("<BELOW>", ""), args
+    first = len(args) + 1
+    below = f" AND (last_activity_ms, context_id) < (${first}::bigint, ${first + 1}::bigint)"
+    return query.replace("<BELOW>", below), (*args, *(min(value, I64_MAX) for value in before))
 _CHILDREN = f"""
 SELECT p.children, c.* FROM contexts p LEFT JOIN LATERAL (
     SELECT {CONTEXT} FROM contexts WHERE parent_context_id = p.context_id ORDER BY context_id LIMIT $2) c ON true
@@ -286,17 +298,18 @@ class PostgresBackend:
             raise missing_context(context_id)
         return context(row)
 
-    async def list_contexts(self, limit: int, tag: str | None = None,
-                            prefix: str | None = None) -> tuple[list[ContextRecord], int]:
+    async def list_contexts(self, limit: int, tag: str | None = None, prefix: str | None = None,
+                            before: tuple[int, int] | None = None) -> tuple[list[ContextRecord], int]:
         if prefix is not None and (tag is None or not tag.startswith(prefix)):
             if tag is not None:
                 return [], 0
             low = prefix.encode()
-            rows = await self._db.read(lambda conn: conn.fetch(_LIST_PREFIX, limit, low, low + b"\xff"))
+            query, args = _listing(_LIST_PREFIX, (limit, low, low + b"\xff"), before)
         elif tag is None:
-            rows = await self._db.read(lambda conn: conn.fetch(_LIST, limit))
+            query, args = _listing(_LIST, (limit,), before)
         else:
-            rows = await self._db.read(lambda conn: conn.fetch(_LIST_TAG, limit, tag.encode()))
+            query, args = _listing(_LIST_TAG, (limit, tag.encode()), before)
+        rows = await self._db.read(lambda conn: conn.fetch(query, *args))
         return [context(row, 1) for row in rows if row[1] is not None], rows[0][0] if rows else 0
 
     async def children(self, context_id: int, recursive: bool = False,
