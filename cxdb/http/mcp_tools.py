@@ -23,6 +23,7 @@ from ..errors import CxdbError, NotFound, Unprocessable
 from ..model import READ, WRITE, allows, parse_u64
 from ..service import MAX_STRING_LIMIT, RenderOptions, Service
 from ..service.tokens import Grant
+from ..service.views import parse_list_cursor
 from .openapi import SCHEMAS
 
 __all__ = ["FORBIDDEN_CODE", "RESOURCE_PREFIX", "TOOLS", "McpError", "Tool", "as_mcp_error", "handle", "reply"]
@@ -347,19 +348,17 @@ async def read_context(service: Service, context_id: int, namespace: str | None)
 
 async def _list_resources(service: Service, grant: Grant | None, params: dict[str, Any]) -> dict[str, Any]:
     cursor = params.get("cursor")
-    offset = 0
-    if cursor is not None:
-        if not isinstance(cursor, str) or not cursor.isdigit() or int(cursor) > 10_000:
-            raise McpError(-32602, "a cursor comes from nextCursor")
-        offset = int(cursor)
-    listed = await service.list_contexts(limit=offset + LIST_PAGE, namespace=grant.namespace if grant else None)
-    shown = listed["contexts"][offset:]
+    before = parse_list_cursor(cursor) if isinstance(cursor, str) else None
+    if cursor is not None and before is None:
+        raise McpError(-32602, "a cursor comes from nextCursor")
+    listed = await service.list_contexts(limit=LIST_PAGE, before=before, namespace=grant.namespace if grant else None)
+    shown = listed["contexts"]
     result: dict[str, Any] = {"resources": [{
         "uri": context_uri(item["context_id"]), "name": f"context {item['context_id']}",
         "title": item["client_tag"] or f"context {item['context_id']}", "mimeType": "application/json",
         "description": f"{item['head_depth']} turns; last activity {item['last_activity_at']}"} for item in shown]}
-    if offset + LIST_PAGE < min(listed["total"], 10_000):
-        result["nextCursor"] = str(offset + LIST_PAGE)
+    if listed["next_before"] is not None:
+        result["nextCursor"] = listed["next_before"]
     return result
 
 

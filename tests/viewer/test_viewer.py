@@ -111,6 +111,16 @@ def test_the_contexts_page_lists_filters_and_updates_live(server: LiveServer, wa
             "id => document.querySelector(`tr[data-context-id='${id}'] td.num`).textContent === '4'", arg=first,
             timeout=2_000)
         assert page.locator("table.contexts tbody tr").first.get_attribute("data-context-id") == first
+    with Client(server.url) as client:
+        many = f"many-{time.monotonic_ns()}/"
+        for _ in range(53):
+            client.create_context(client_tag=many)
+    page.goto(f"{server.url}/ui/#/?tag={many}")
+    page.wait_for_function("() => document.querySelectorAll('table.contexts tbody tr').length === 50")
+    page.get_by_role("button", name="more").click()  # the next page, by next_before
+    page.wait_for_function("() => document.querySelectorAll('table.contexts tbody tr').length === 53")
+    assert not page.get_by_role("button", name="more").is_visible()
+    page.goto(f"{server.url}/ui/#/?tag={tag}")
     page.locator(f"a[href='#/c/{first}']").click()
     page.locator("article.turn").first.wait_for()
     assert page.locator("article.turn").count() == 4

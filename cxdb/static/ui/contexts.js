@@ -7,10 +7,11 @@ const STEP = 50;
 
 export async function showContexts(main, { report, params }) {
   const prefix = params.get("tag") || "";
-  let limit = STEP;
+  let limit = STEP; // how many are shown: a live reload shows as many again
+  let next = null; // where the next page starts (next_before)
   const body = h("tbody", {});
   const count = h("span", { class: "muted" }, "");
-  const more = h("button", { type: "button", onclick: () => { limit += STEP; load().catch(report); } }, "more");
+  const more = h("button", { type: "button", onclick: () => loadMore().catch(report) }, "more");
   const status = h("span", { class: "status" }, "");
   const filter = h("input", { type: "search", placeholder: "tag prefix", value: prefix, "aria-label": "tag prefix" });
   const form = h("form", {
@@ -26,22 +27,37 @@ export async function showContexts(main, { report, params }) {
     h("p", {}, more));
 
   let shown = new Set();
+  function row(context, fresh) {
+    return h("tr", { class: fresh ? "fresh" : null, dataset: { contextId: context.context_id } },
+      h("td", {}, h("a", { href: `#/c/${context.context_id}` }, context.context_id)),
+      h("td", {}, context.client_tag === null ? h("span", { class: "muted" }, "—") : context.client_tag),
+      h("td", { class: "num" }, context.head_depth.toLocaleString()),
+      h("td", {}, when(context.created_at)),
+      h("td", {}, when(context.last_activity_at)));
+  }
+
+  function settle(listed) {
+    next = listed.next_before;
+    count.textContent = `${plural(listed.total, "context")}${prefix ? ` tagged ${prefix}…` : ""}`;
+    more.hidden = next === null;
+  }
+
   async function load() {
     const listed = await api("/v1/contexts", { query: { limit, tag_prefix: prefix } });
-    const rows = listed.contexts.map((context) => h("tr", {
-      class: shown.size && !shown.has(context.context_id + ":" + context.head_depth) ? "fresh" : null,
-      dataset: { contextId: context.context_id },
-    },
-    h("td", {}, h("a", { href: `#/c/${context.context_id}` }, context.context_id)),
-    h("td", {}, context.client_tag === null ? h("span", { class: "muted" }, "—") : context.client_tag),
-    h("td", { class: "num" }, context.head_depth.toLocaleString()),
-    h("td", {}, when(context.created_at)),
-    h("td", {}, when(context.last_activity_at))));
-    shown = new Set(listed.contexts.map((context) => context.context_id + ":" + context.head_depth));
+    const key = (context) => context.context_id + ":" + context.head_depth;
+    const rows = listed.contexts.map((context) => row(context, shown.size > 0 && !shown.has(key(context))));
+    shown = new Set(listed.contexts.map(key));
     clear(body).append(...rows);
     if (!rows.length) body.append(h("tr", {}, h("td", { colspan: 5, class: "muted" }, prefix ? "No context has a tag with this prefix." : "No contexts yet.")));
-    count.textContent = `${plural(listed.total, "context")}${prefix ? ` tagged ${prefix}…` : ""}`;
-    more.hidden = listed.contexts.length >= listed.total || limit >= 10000;
+    settle(listed);
+  }
+
+  async function loadMore() {
+    if (next === null) return;
+    const page = await api("/v1/contexts", { query: { limit: STEP, tag_prefix: prefix, before: next } });
+    body.append(...page.contexts.map((context) => row(context, false)));
+    limit = Math.min(10000, limit + page.contexts.length);
+    settle(page);
   }
 
   await load();
