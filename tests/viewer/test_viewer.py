@@ -217,6 +217,35 @@ def test_fork_navigation_and_fork_from_a_turn(server: LiveServer, watched: Watch
     page.wait_for_url(re.compile(rf"#/c/{fork_id}$"))
 
 
+def test_keyboard_and_phone_width(browser: Any, server: LiveServer) -> None:
+    with Client(server.url) as client:
+        context_id = _conversation(client, 3, "a-rather-long-tag/for-a-narrow-screen/" + "x" * 30)
+        client.append_turn(context_id, type_id="cxdb.chat.Message", type_version=1,
+                           data={"role": "tool", "text": "result " * 200})
+    watched = Watched(browser, server.url)
+    phone = watched.context.new_page()
+    phone.set_viewport_size({"width": 390, "height": 844})
+    for path in ("#/", f"#/c/{context_id}", "#/registry"):
+        phone.goto(f"{server.url}/ui/{path}")
+        phone.locator("main h1").wait_for()
+        assert phone.evaluate("() => document.documentElement.scrollWidth <= window.innerWidth + 1"), path
+    phone.goto(f"{server.url}/ui/#/c/{context_id}")
+    tool = phone.locator("details.tool-result")
+    assert tool.get_attribute("open") is None and "tool result" in tool.inner_text()  # folded
+    page = watched.page
+    page.goto(f"{server.url}/ui/#/c/{context_id}")
+    page.locator("article.turn").first.wait_for()
+    for _ in range(40):  # Tab to the first "fork here", then Enter forks
+        page.keyboard.press("Tab")
+        if page.evaluate("() => document.activeElement.textContent") == "fork here":
+            break
+    else:
+        raise AssertionError("no fork button reached by Tab")
+    page.keyboard.press("Enter")
+    page.wait_for_url(lambda url: not url.endswith(f"/c/{context_id}"))
+    watched.check()
+
+
 def test_payloads_are_text_never_markup(server: LiveServer, watched: Watched) -> None:
     with Client(server.url) as client:
         context_id = str(client.create_context(client_tag=PAYLOAD_SCRIPT).context_id)

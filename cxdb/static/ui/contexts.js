@@ -21,9 +21,9 @@ export async function showContexts(main, { report, params }) {
     },
   }, h("h1", {}, "Contexts"), filter, h("button", { type: "submit" }, "filter"), count, status);
   clear(main).append(form,
-    h("table", { class: "contexts" },
+    h("div", { class: "scroll" }, h("table", { class: "contexts" },
       h("thead", {}, h("tr", {}, ["context", "tag", "depth", "created", "last activity"].map((name) => h("th", {}, name)))),
-      body),
+      body)),
     h("p", {}, more));
 
   let shown = new Set();

@@ -35,7 +35,13 @@ export function tree(value, depth = 0) {
 
 function chat(data) {
   const parts = [];
-  if (typeof data.text === "string" && data.text) parts.push(h("div", { class: "text" }, data.text));
+  if (typeof data.text === "string" && data.text) {
+    const text = h("div", { class: "text" }, data.text);
+    // A tool's result is folded, as the calls are: the conversation reads without them.
+    parts.push(data.role === "tool"
+      ? h("details", { class: "fold tool-result" }, h("summary", {}, `tool result · ${data.text.length.toLocaleString()} characters`), text)
+      : text);
+  }
   for (const call of data.tool_calls || []) {
     const name = call && typeof call === "object" ? call.name : undefined;
     parts.push(h("details", { class: "fold tool-call" },
