@@ -30,7 +30,10 @@ def browser() -> Iterator[Any]:
     import os
 
     if not os.path.exists(CHROMIUM):
-        pytest.fail(f"{CHROMIUM} is missing: apt-get install chromium (.ci/run does)")
+        reason = f"{CHROMIUM} is missing: apt-get install chromium (.ci/run does)"
+        if os.environ.get("CXDB_REQUIRE_BROWSER"):  # .ci/run: the browser tests must run
+            pytest.fail(reason)
+        pytest.skip(reason)
     with playwright_api.sync_playwright() as driver:
         launched = driver.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         yield launched
