@@ -84,7 +84,7 @@ async def _one(request: web.Request, message: Any, sessions: McpSessions, sessio
         if method == "initialize":
             asked = params.get("protocolVersion")
             version = asked if asked in VERSIONS else VERSIONS[0]
-            opened = sessions.open(grant, version)
+            opened = await sessions.open(grant, version, service)
             return reply(request_id, {"protocolVersion": version, "capabilities": CAPABILITIES,
                                        "serverInfo": SERVER_INFO, "instructions": INSTRUCTIONS}), opened
         if session is None:
@@ -96,7 +96,7 @@ async def _one(request: web.Request, message: Any, sessions: McpSessions, sessio
                                           namespace=grant.namespace if grant else None)
                 await sessions.subscribe(session, context_id, service)
             else:
-                sessions.unsubscribe(session, context_id)
+                await sessions.unsubscribe(session, context_id, service)
             return reply(request_id, {}), None
         return reply(request_id, await handle(service, grant, method, params)), None
     except McpError as exc:
@@ -116,7 +116,8 @@ async def post(request: web.Request) -> web.StreamResponse:
     if not messages:
         raise BadRequest("an empty batch", {})
     initializing = any(isinstance(m, dict) and m.get("method") == "initialize" for m in messages)
-    session = None if initializing else sessions.find(request.headers.get(SESSION_HEADER), grant)
+    session = None if initializing else await sessions.find(request.headers.get(SESSION_HEADER), grant,
+                                                            request.app[SERVICE])
     _version(request, session)
     if isinstance(body, list) and (session is not None and session.version != "2025-03-26" or initializing):
         raise BadRequest("JSON-RPC batches are only part of protocol revision 2025-03-26", {})
@@ -137,7 +138,8 @@ async def post(request: web.Request) -> web.StreamResponse:
 @routes.get("/mcp")
 async def stream(request: web.Request) -> web.StreamResponse:
     sessions = request.app[MCP_SESSIONS]
-    session = sessions.find(request.headers.get(SESSION_HEADER), request.get(GRANT))
+    service = request.app[SERVICE]
+    session = await sessions.find(request.headers.get(SESSION_HEADER), request.get(GRANT), service)
     _version(request, session)
     if "text/event-stream" not in request.headers.get("Accept", ""):
         raise BadRequest("GET /mcp is the session's stream of server messages: Accept: text/event-stream", {})
@@ -145,7 +147,8 @@ async def stream(request: web.Request) -> web.StreamResponse:
     heartbeat = request.app[SETTINGS].event_heartbeat
 
     async def produce(sink: Sink) -> None:
-        await updates(sink, session, lambda: not streams.closing.is_set() and sessions.alive(session), heartbeat)
+        await updates(sink, session, lambda: not streams.closing.is_set() and sessions.alive(session), heartbeat,
+                      refresh=lambda: sessions.refresh(session, service))
 
     return await serve_stream(request, produce)
 
@@ -153,5 +156,7 @@ async def stream(request: web.Request) -> web.StreamResponse:
 @routes.delete("/mcp")
 async def end(request: web.Request) -> web.Response:
     sessions = request.app[MCP_SESSIONS]
-    sessions.close(sessions.find(request.headers.get(SESSION_HEADER), request.get(GRANT)))
+    service = request.app[SERVICE]
+    await sessions.close(await sessions.find(request.headers.get(SESSION_HEADER), request.get(GRANT), service),
+                         service)
     return web.Response(status=204)

@@ -128,7 +128,7 @@ async def _listen(request: web.Request, request_id: Any, params: dict[str, Any],
                                       namespace=grant.namespace if grant else None)
         except NotFound:
             continue  # not honored: the acknowledgment leaves it out
-        await sessions.subscribe(listener, context_id, service)
+        await sessions.subscribe(listener, context_id, service, keep=False)
         honored.append(uri)
     streams = request.app[STREAMS]
     meta = {META_SUBSCRIPTION: request_id}
@@ -145,4 +145,4 @@ async def _listen(request: web.Request, request_id: Any, params: dict[str, Any],
     try:
         return await serve_stream(request, produce)
     finally:
-        sessions.close(listener)
+        sessions.release(listener)

@@ -546,6 +546,20 @@ class Service:
         """(oldest, newest) retained event sequence; oldest is 0 when none is retained."""
         return await self.store.event_bounds()
 
+    # -- access records (tokens, MCP sessions): opaque to the store --------
+
+    async def access_record(self, name: str) -> bytes | None:
+        return await self.store.auth_entry(name)
+
+    async def access_records(self, prefix: str, limit: int) -> list[tuple[str, bytes]]:
+        return await self.store.auth_entries(prefix, limit)
+
+    async def save_access_record(self, name: str, value: bytes) -> None:
+        await self.store.put_auth_entry(name, value, replace=True)
+
+    async def delete_access_record(self, name: str) -> None:
+        await self.store.delete_auth_entry(name)
+
     async def check(self) -> dict[str, Any]:
         return await self.store.check()
 

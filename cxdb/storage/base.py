@@ -218,6 +218,9 @@ class Backend(Protocol):
         """Store an access-control record durably; without ``replace`` one that exists stays, and is
         returned (so racing processes agree on the first value)."""
 
+    async def delete_auth_entry(self, name: str) -> None:
+        """Remove an access-control record (none is fine)."""
+
     async def check(self) -> dict[str, Any]:
         """A report of the whole store's integrity."""
 

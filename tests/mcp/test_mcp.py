@@ -324,3 +324,38 @@ def test_the_packaged_conversation_bundle_is_the_shipped_one() -> None:
 
     packaged = (resources.files("cxdb") / "registry" / "conversation-v1.json").read_bytes()
     assert packaged == (REPO / "registry_bundles" / "conversation-v1.json").read_bytes()
+
+
+def test_a_session_is_served_by_every_worker(module_store_url: str) -> None:
+    """Under --workers 2 the kernel spreads connections over both processes: a handshake session
+    opened on one is served by the other, and a subscription made through one notifies a stream on
+    the other."""
+    live = LiveServer(module_store_url, "--workers", "2", "--event-heartbeat", "1")
+    try:
+        session_id, _ = initialize(live.url)
+        headers = {"Mcp-Session-Id": session_id}
+        for n in range(24):  # each urllib request is a new connection
+            status, _, reply = raw(live.url, {"jsonrpc": "2.0", "id": n, "method": "ping"}, headers)
+            assert status == 200, reply
+        notes: asyncio.Queue[Any] = asyncio.Queue()
+        with Client(live.url) as http:
+            context_id = str(http.create_context(client_tag="mcp/workers").context_id)
+
+            async def scenario() -> None:
+                async with connect(live.url, notes=notes) as session:
+                    await session.subscribe_resource(f"cxdb://contexts/{context_id}")
+                    for n in range(3):
+                        await asyncio.to_thread(http.append_turn, context_id, type_id="t", type_version=1,
+                                                data={"n": n})
+                        note = await asyncio.wait_for(notes.get(), 15)
+                        assert note.params.uri == f"cxdb://contexts/{context_id}"
+                        while not notes.empty():
+                            notes.get_nowait()
+
+            asyncio.run(scenario())
+        assert raw(live.url, None, headers, method="DELETE")[0] == 204
+        time.sleep(1.1)  # every process re-reads a session's record at most once a second
+        for n in range(6):
+            assert raw(live.url, {"jsonrpc": "2.0", "id": n, "method": "ping"}, headers)[0] == 404
+    finally:
+        live.stop()

@@ -10,7 +10,7 @@ from typing import Any
 
 from .writer import WriteContext
 
-__all__ = ["get", "put", "scan"]
+__all__ = ["delete", "get", "put", "scan"]
 
 _PREFIX = b"a:"
 
@@ -29,6 +29,10 @@ def put(w: WriteContext, name: str, value: bytes, replace: bool) -> bytes:
             return bytes(found)
     w.txn.put(key, value, db=w.dbs.meta)
     return value
+
+
+def delete(w: WriteContext, name: str) -> None:
+    w.txn.delete(_PREFIX + name.encode(), db=w.dbs.meta)
 
 
 def scan(txn: Any, meta_db: Any, prefix: str, limit: int) -> list[tuple[str, bytes]]:

@@ -128,6 +128,9 @@ class LmdbBackend:
     async def put_auth_entry(self, name: str, value: bytes, replace: bool) -> bytes:
         return await self.store.put_auth_entry(name, value, replace)
 
+    async def delete_auth_entry(self, name: str) -> None:
+        await self.store.delete_auth_entry(name)
+
     async def check(self) -> dict[str, Any]:
         return self.store.check()
 

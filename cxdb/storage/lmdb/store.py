@@ -272,6 +272,9 @@ class Store:
     async def put_auth_entry(self, name: str, value: bytes, replace: bool) -> bytes:
         return await self._writer.run(lambda w: auth.put(w, name, value, replace))
 
+    async def delete_auth_entry(self, name: str) -> None:
+        await self._writer.run(lambda w: auth.delete(w, name))
+
     def children(self, context_id: int, recursive: bool = False,
                  limit: int = 256) -> tuple[list[ContextRecord], int]:
         """Child contexts (breadth first when recursive), up to ``limit``, and how many there are.

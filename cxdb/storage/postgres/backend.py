@@ -544,5 +544,8 @@ class PostgresBackend:
 
         return await self._db.write(put)
 
+    async def delete_auth_entry(self, name: str) -> None:
+        await self._db.write(lambda conn: conn.execute("DELETE FROM auth_entries WHERE name = $1", name.encode()))
+
     async def check(self) -> dict[str, Any]:
         return await self._db.read(lambda conn: check_database(conn, self._decode))
