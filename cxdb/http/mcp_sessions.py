@@ -124,16 +124,17 @@ class McpSessions:
             await service.delete_access_record(RECORD + session_id)
             return None
         session = Session(value["t"], value["v"], session_id)
+        session.refreshed = time.monotonic()
         self._keep(session)
         await self._adopt(session, {int(k): v for k, v in value["s"].items()}, service)
         return session
 
-    async def refresh(self, session: Session, service: Service) -> bool:
-        """Take up what another process changed in the session's subscriptions; False once it ended."""
-        now = time.monotonic()
-        if now - session.refreshed < REFRESH_SECONDS:
+    async def refresh(self, session: Session, service: Service, now: bool = False) -> bool:
+        """Take up what another process changed in the session's subscriptions (at most once a second,
+        unless ``now``); False once it ended."""
+        if not now and time.monotonic() - session.refreshed < REFRESH_SECONDS:
             return True
-        session.refreshed = now
+        session.refreshed = time.monotonic()
         raw = await service.access_record(RECORD + session.id)
         if raw is None:
             self._forget(session)
@@ -193,6 +194,9 @@ class McpSessions:
         ``keep``, the subscription is kept in the session's record for the other processes."""
         if context_id not in session.subscriptions and len(session.subscriptions) >= MAX_SUBSCRIPTIONS:
             raise McpError(-32602, f"a session subscribes to at most {MAX_SUBSCRIPTIONS} resources")
+        # What other processes subscribed it to lately, so that the record written below keeps it.
+        if keep and not await self.refresh(session, service, now=True):
+            raise NotFound("no such MCP session: initialize again", {})
         if context_id in session.subscriptions:
             return
         _, since = await service.event_bounds()
@@ -201,6 +205,8 @@ class McpSessions:
             await service.save_access_record(RECORD + session.id, session.record())
 
     async def unsubscribe(self, session: Session, context_id: int, service: Service) -> None:
+        if not await self.refresh(session, service, now=True):
+            raise NotFound("no such MCP session: initialize again", {})
         self._unregister(session, context_id)
         await service.save_access_record(RECORD + session.id, session.record())
 
