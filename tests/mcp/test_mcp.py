@@ -69,15 +69,6 @@ def initialize(url: str, version: str = "2025-11-25", headers: dict[str, str] | 
     return got["Mcp-Session-Id"], body["result"]
 
 
-@pytest.fixture(scope="module")
-def server(module_store_url: str) -> Any:
-    live = LiveServer(module_store_url, "--event-heartbeat", "1")
-    try:
-        yield live
-    finally:
-        live.stop()
-
-
 async def test_every_tool_works_with_the_sdk_client_and_its_schemas(server: LiveServer) -> None:
     async with connect(server.url) as session:
         tools = {tool.name: tool for tool in (await session.list_tools()).tools}

@@ -27,15 +27,6 @@ META = {"io.modelcontextprotocol/protocolVersion": MODERN, "io.modelcontextproto
 HEADERS = {"MCP-Protocol-Version": MODERN}
 
 
-@pytest.fixture(scope="module")
-def server(module_store_url: str) -> Any:
-    live = LiveServer(module_store_url, "--event-heartbeat", "1")
-    try:
-        yield live
-    finally:
-        live.stop()
-
-
 @contextlib.asynccontextmanager
 async def modern(url: str, token: str | None = None) -> AsyncIterator[Any]:
     headers = {"Authorization": f"Bearer {token}"} if token else None
