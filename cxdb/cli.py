@@ -1,4 +1,5 @@
-"""The ``cxdb`` command: ``serve``, ``check``, ``backup``, ``migrate`` and ``token``.
+"""The ``cxdb`` command: ``serve``, ``check``, ``backup``, ``migrate``, ``token``, and ``export``,
+``import`` and ``copy`` (:mod:`cxdb.cli_portable`).
 
 Settings are built here, once, from flags and the environment, and passed down.
 A mistake in a setting is one line naming it and exit status 2; a refusal from
@@ -22,7 +23,7 @@ from pathlib import Path
 
 import orjson
 
-from . import __version__
+from . import __version__, cli_portable
 from .config import Settings, add_arguments, is_database_url, settings_from, shown_store
 from .errors import CxdbError
 from .logs import configure as configure_logging
@@ -70,6 +71,7 @@ def _parser() -> argparse.ArgumentParser:
     revoke = actions.add_parser("revoke", help="Revoke a token: every server refuses it within a second.")
     revoke.add_argument("token_id")
     _store_argument(revoke)
+    cli_portable.add_commands(commands, _store_argument)
     return parser
 
 
@@ -156,6 +158,8 @@ def _store_command(args: argparse.Namespace, settings: Settings) -> int:
 
     if args.command == "token":
         return asyncio.run(_token_command(args, settings))
+    if args.command in cli_portable.COMMANDS:
+        return cli_portable.run(args, settings)
     if args.command == "check":
         report = asyncio.run(check(settings))
         print(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode())

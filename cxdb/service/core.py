@@ -472,8 +472,9 @@ class Service:
 
     # -- registry -------------------------------------------------------
 
-    async def publish_bundle(self, bundle_id: str, value: Any) -> Published:
-        """Publish a bundle; ``created`` is False when an equal one was already stored.
+    async def publish_bundle(self, bundle_id: str, value: Any, published_at_ms: int | None = None) -> Published:
+        """Publish a bundle (as published at ``published_at_ms``, by default now: an import keeps the
+        time of the export); ``created`` is False when an equal one was already stored.
 
         Checking a bundle is linear in its size but can still take a while for a big one, so it
         runs on a worker thread, neither on the event loop nor in the writer; the writer only
@@ -490,7 +491,8 @@ class Service:
             if bundle_id not in catalog.bundle_ids:  # else the writer compares it with the stored one
                 candidate = await self.offload(catalog.with_bundle, bundle)
             try:
-                stored, created = await self.store.publish_bundle(bundle_id, bundle.body, len(catalog.bundle_ids))
+                stored, created = await self.store.publish_bundle(bundle_id, bundle.body, len(catalog.bundle_ids),
+                                                                  published_at_ms)
             except RegistryMoved:
                 continue
             if created:

@@ -19,16 +19,20 @@ from .base import (
     CommitObserver,
     Event,
     HeadEntry,
+    KeyEntry,
     NewTurn,
     PageStart,
     RegistryMoved,
+    Restored,
+    RestoredContext,
+    RestoredTurn,
     StoredBundle,
 )
 from .lmdb import Store
 from .lmdb.backend import LmdbBackend
 
-__all__ = ["AppendResult", "Backend", "Event", "HeadEntry", "NewTurn", "PageStart", "RegistryMoved", "Store",
-           "StoredBundle", "check", "migrate", "open_backend"]
+__all__ = ["AppendResult", "Backend", "Event", "HeadEntry", "KeyEntry", "NewTurn", "PageStart", "RegistryMoved",
+           "Restored", "RestoredContext", "RestoredTurn", "Store", "StoredBundle", "check", "migrate", "open_backend"]
 
 if TYPE_CHECKING:
     from .postgres import PostgresBackend

@@ -15,8 +15,8 @@ from typing import Any, NamedTuple, Protocol
 from ..errors import CxdbError
 from ..model import ContextRecord, StoreStats, TurnId, TurnRecord
 
-__all__ = ["EVENT_KINDS", "AppendResult", "Backend", "CommitObserver", "Event", "HeadEntry", "NewTurn", "PageStart",
-           "RegistryMoved", "StoredBundle"]
+__all__ = ["EVENT_KINDS", "AppendResult", "Backend", "CommitObserver", "Event", "HeadEntry", "KeyEntry", "NewTurn",
+           "PageStart", "RegistryMoved", "Restored", "RestoredContext", "RestoredTurn", "StoredBundle"]
 
 CommitObserver = Callable[[int, float, int], None]
 """Told of each committed write batch: (operations, seconds it took, operations still waiting)."""
@@ -57,6 +57,50 @@ class HeadEntry:
     head_depth: int
     replaced_by_turn_id: int
     replaced_at_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class KeyEntry:
+    """An idempotency key of a context: the turn its first request made, when, and the digest of what
+    that request asked for."""
+
+    key: str
+    turn_id: int
+    created_at_ms: int
+    request: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class RestoredTurn:
+    """A turn to write as it was exported: its id, links and times kept (the jump pointer and the
+    stored compression are the backend's to compute), with its payload."""
+
+    record: TurnRecord
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class RestoredContext:
+    """A context to write as it was exported: its record (id, head, times, tag, provenance, lineage),
+    head history and idempotency keys."""
+
+    record: ContextRecord
+    history: Sequence[HeadEntry] = ()
+    keys: Sequence[KeyEntry] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Restored:
+    """What a :meth:`Backend.restore` wrote, and what it found in the store already."""
+
+    turns: int = 0
+    contexts: int = 0
+    turns_present: int = 0
+    contexts_present: int = 0
+
+    def __add__(self, other: Restored) -> Restored:
+        return Restored(self.turns + other.turns, self.contexts + other.contexts,
+                        self.turns_present + other.turns_present, self.contexts_present + other.contexts_present)
 
 
 class PageStart(NamedTuple):
@@ -132,8 +176,10 @@ class Backend(Protocol):
         whole; some repeating and some not is a Conflict (:func:`~cxdb.storage.rules.partly_replayed`).
         The first result names the head replaced, if any."""
 
-    async def publish_bundle(self, bundle_id: str, body: bytes, generation: int) -> tuple[StoredBundle, bool]:
-        """Store a checked bundle; True when new. RegistryMoved when the generation is stale."""
+    async def publish_bundle(self, bundle_id: str, body: bytes, generation: int,
+                             published_at_ms: int | None = None) -> tuple[StoredBundle, bool]:
+        """Store a checked bundle (as published at ``published_at_ms``, by default now); True when new.
+        RegistryMoved when the generation is stale."""
 
     async def get_context(self, context_id: int) -> ContextRecord:
         """The context; NotFound if it does not exist."""
@@ -208,8 +254,32 @@ class Backend(Protocol):
     async def prune_events(self, before_ms: int, limit: int) -> int:
         """Delete up to ``limit`` of the oldest events recorded before ``before_ms``; how many went."""
 
+    async def context_ids(self, after: int, limit: int) -> list[int]:
+        """Up to ``limit`` context ids above ``after``, in id order."""
+
+    async def idempotency_keys(self, context_id: int, after: str | None, limit: int) -> list[KeyEntry]:
+        """Up to ``limit`` idempotency keys of a context (those sorting after ``after``, when given), in
+        the order of their UTF-8 bytes."""
+
+    async def id_bounds(self) -> tuple[int, int]:
+        """The highest context id and turn id allocated so far (0 when none)."""
+
+    async def reserve_ids(self, contexts: int, turns: int) -> tuple[int, int]:
+        """Allocate ``contexts`` context ids and ``turns`` turn ids, durably, that no write will use:
+        the first of each range."""
+
+    async def restore(self, turns: Sequence[RestoredTurn], contexts: Sequence[RestoredContext]) -> Restored:
+        """Write exported records with their own ids and times, in one transaction, or none of them
+        (:mod:`cxdb.portable`). Turns come parents first: each parent is in the store or earlier in
+        ``turns``. Every turn a context names (head, fork point, history, keys) is in the store or in
+        ``turns``. A record whose id the store holds already is skipped when it is the same record
+        (:func:`~cxdb.storage.rules.restored_turn_clash`, :func:`~cxdb.storage.rules.restored_context_clash`)
+        and a Conflict otherwise; a context skipped keeps its own head, history and keys. The next
+        ids allocated stay above every id written. A new context is recorded as ``context_created``."""
+
     async def auth_entry(self, name: str) -> bytes | None:
-        """An access-control record (:mod:`cxdb.service.tokens` names them), or None."""
+        """An access-control record (:mod:`cxdb.service.tokens` names them), or another small named
+        record (the import ledger of :mod:`cxdb.portable`), or None."""
 
     async def auth_entries(self, prefix: str, limit: int) -> list[tuple[str, bytes]]:
         """Up to ``limit`` access-control records whose names start with ``prefix``, in name order."""

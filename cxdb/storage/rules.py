@@ -7,17 +7,19 @@ Pure: no I/O. A backend stores what these rules compute; it never decides them i
 from __future__ import annotations
 
 import struct
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import blake3
 
 from ..codec import content_hash
 from ..errors import Conflict, NotFound, Unprocessable
-from ..model import BlobHash
-from .base import NewTurn
+from ..model import BlobHash, ContextRecord, TurnRecord
+from .base import NewTurn, RestoredContext
 
 __all__ = ["MAX_KEY_BYTES", "MAX_TAG_BYTES", "check_append", "check_tag", "child_jump", "head_moved", "jump_step",
-           "missing_context", "missing_turn", "parent_not_found", "partly_replayed", "prepare", "request_digest"]
+           "missing_context", "missing_turn", "parent_not_found", "partly_replayed", "prepare", "request_digest",
+           "restored_context_clash", "restored_context_problem", "restored_references", "restored_turn_clash",
+           "restored_turn_problem"]
 
 MAX_TAG_BYTES = 400
 """A tag is part of an index key (LMDB keys are at most 511 bytes)."""
@@ -104,3 +106,62 @@ def child_jump(parent_id: int, depth: int, jump_depth: int, grand_jump: int, gra
 def jump_step(parent: int, jump: int, jump_depth: int, target_depth: int) -> int:
     """The next turn on the way down to ``target_depth``: the jump when it does not overshoot."""
     return jump if jump and jump_depth >= target_depth else parent
+
+
+def restored_turn_problem(turn: TurnRecord, parent_depth: int | None) -> Unprocessable | None:
+    """What is wrong with a turn to restore whose parent has ``parent_depth`` (None: not in the store,
+    nor before it in the restore); None when it fits."""
+    if turn.parent_turn_id and parent_depth is None:
+        return Unprocessable(f"turn {turn.turn_id}: its parent {turn.parent_turn_id} is neither in the store nor "
+                             "before it", {"turn_id": str(turn.turn_id), "parent_turn_id": str(turn.parent_turn_id)})
+    if turn.depth != (parent_depth or 0) + 1:
+        return Unprocessable(f"turn {turn.turn_id}: depth {turn.depth} is not its parent's plus one",
+                             {"turn_id": str(turn.turn_id), "depth": turn.depth})
+    check_append(turn.type_version, None)
+    return None
+
+
+def restored_turn_clash(stored: TurnRecord, incoming: TurnRecord) -> Conflict | None:
+    """A Conflict when the store holds another turn under the id of one to restore; None when it is the
+    same turn (imported before)."""
+    same = (stored.parent_turn_id, stored.depth, stored.context_id, stored.type_id, stored.type_version,
+            stored.content_hash, stored.created_at_ms) == (
+        incoming.parent_turn_id, incoming.depth, incoming.context_id, incoming.type_id, incoming.type_version,
+        incoming.content_hash, incoming.created_at_ms)
+    return None if same else Conflict(f"turn {incoming.turn_id} is in the store already, as another turn",
+                                      {"reason": "id_collides", "turn_id": str(incoming.turn_id)})
+
+
+def restored_context_clash(stored: ContextRecord, incoming: ContextRecord) -> Conflict | None:
+    """As :func:`restored_turn_clash`, for a context (its head may have moved since: it is not compared)."""
+    same = (stored.created_at_ms, stored.client_tag, stored.provenance, stored.lineage) == (
+        incoming.created_at_ms, incoming.client_tag, incoming.provenance, incoming.lineage)
+    return None if same else Conflict(f"context {incoming.context_id} is in the store already, as another context",
+                                      {"reason": "id_collides", "context_id": str(incoming.context_id)})
+
+
+def restored_references(context: RestoredContext) -> set[int]:
+    """Every turn a context to restore names: its head, fork point, replaced heads and keyed turns."""
+    record = context.record
+    named = {record.head_turn_id, record.lineage.fork_turn_id or 0}
+    named.update(entry.head_turn_id for entry in context.history)
+    named.update(entry.replaced_by_turn_id for entry in context.history)
+    named.update(key.turn_id for key in context.keys)
+    named.discard(0)
+    return named
+
+
+def restored_context_problem(context: RestoredContext, depths: Mapping[int, int]) -> Unprocessable | None:
+    """What is wrong with a context to restore, given the depth of each turn it names that exists
+    (:func:`restored_references`); None when it fits."""
+    record = context.record
+    missing = sorted(turn_id for turn_id in restored_references(context) if turn_id not in depths)
+    if missing:
+        return Unprocessable(f"context {record.context_id} names turns neither in the store nor restored with it",
+                             {"context_id": str(record.context_id), "turn_ids": [str(t) for t in missing[:10]]})
+    named: list[tuple[int, int]] = [(record.head_turn_id, record.head_depth)]
+    named.extend((entry.head_turn_id, entry.head_depth) for entry in context.history)
+    if any(depths.get(turn_id, 0) != depth for turn_id, depth in named):
+        return Unprocessable(f"context {record.context_id}: a head's depth is not its turn's",
+                             {"context_id": str(record.context_id)})
+    return None

@@ -12,7 +12,19 @@ from pathlib import Path
 from typing import Any
 
 from ...model import ContextRecord, StoreStats, TurnId, TurnRecord
-from ..base import AppendResult, CommitObserver, Event, HeadEntry, NewTurn, PageStart, StoredBundle
+from ..base import (
+    AppendResult,
+    CommitObserver,
+    Event,
+    HeadEntry,
+    KeyEntry,
+    NewTurn,
+    PageStart,
+    Restored,
+    RestoredContext,
+    RestoredTurn,
+    StoredBundle,
+)
 from .store import Store
 
 __all__ = ["LmdbBackend"]
@@ -50,8 +62,24 @@ class LmdbBackend:
         return await self.store.append_batch(context_id, turns, parent_turn_id, expected_head_turn_id,
                                              registry_generation)
 
-    async def publish_bundle(self, bundle_id: str, body: bytes, generation: int) -> tuple[StoredBundle, bool]:
-        return await self.store.publish_bundle(bundle_id, body, generation)
+    async def publish_bundle(self, bundle_id: str, body: bytes, generation: int,
+                             published_at_ms: int | None = None) -> tuple[StoredBundle, bool]:
+        return await self.store.publish_bundle(bundle_id, body, generation, published_at_ms)
+
+    async def context_ids(self, after: int, limit: int) -> list[int]:
+        return self.store.context_ids(after, limit)
+
+    async def idempotency_keys(self, context_id: int, after: str | None, limit: int) -> list[KeyEntry]:
+        return self.store.idempotency_keys(context_id, after, limit)
+
+    async def id_bounds(self) -> tuple[int, int]:
+        return self.store.id_bounds()
+
+    async def reserve_ids(self, contexts: int, turns: int) -> tuple[int, int]:
+        return await self.store.reserve_ids(contexts, turns)
+
+    async def restore(self, turns: Sequence[RestoredTurn], contexts: Sequence[RestoredContext]) -> Restored:
+        return await self.store.restore(turns, contexts)
 
     async def get_context(self, context_id: int) -> ContextRecord:
         return self.store.get_context(context_id)

@@ -40,11 +40,13 @@ def get(txn: Any, dbs: Any, bundle_id: str) -> StoredBundle | None:
     return _decode(bundle_id, value) if value is not None else None
 
 
-def put(w: WriteContext, bundle_id: str, body: bytes) -> StoredBundle:
+def put(w: WriteContext, bundle_id: str, body: bytes, at_ms: int | None = None) -> StoredBundle:
+    """Publish a bundle (at ``at_ms``, by default now)."""
     sequence = w.counters.add("bundles")
-    w.txn.put(bundle_id.encode(), _HEAD.pack(w.now_ms, sequence) + body, db=w.dbs.bundles)
+    at = w.now_ms if at_ms is None else at_ms
+    w.txn.put(bundle_id.encode(), _HEAD.pack(at, sequence) + body, db=w.dbs.bundles)
     w.txn.put(_U64.pack(sequence), bundle_id.encode(), db=w.dbs.bundleseq)
-    return StoredBundle(bundle_id, sequence, w.now_ms, body)
+    return StoredBundle(bundle_id, sequence, at, body)
 
 
 def all_in_order(txn: Any, dbs: Any, after: int = 0) -> list[StoredBundle]:

@@ -58,10 +58,12 @@ __all__ = [
     "child_ids",
     "create",
     "get",
+    "ids_after",
     "ids_by_activity",
     "head",
     "ids_by_prefix",
     "ids_by_tag",
+    "insert",
     "move_head",
     "tag_count",
 ]
@@ -122,16 +124,33 @@ def create(w: WriteContext, head_turn_id: int, head_depth: int, parent: int, roo
            fork_turn_id: int, tag: str | None, provenance: dict[str, Any] | None) -> ContextRecord:
     """Allocate an id and write a new context; ``root=None`` makes it its own root."""
     context_id = w.counters.add("next_context")
-    w.counters.add("contexts")
     root_id = context_id if root is None else root
-    head = (head_turn_id, head_depth, w.now_ms, w.now_ms, parent, root_id, fork_turn_id)
+    return _write(w, context_id, (head_turn_id, head_depth, w.now_ms, w.now_ms, parent, root_id, fork_turn_id),
+                  tag, provenance)
+
+
+def insert(w: WriteContext, record: ContextRecord) -> None:
+    """Write a context with its own id, head and times (restored from an export); the next id
+    allocated stays above it."""
+    lineage = record.lineage
+    _write(w, record.context_id, (record.head_turn_id, record.head_depth, record.created_at_ms,
+                                  record.last_activity_ms, lineage.parent_context_id or 0, lineage.root_context_id,
+                                  lineage.fork_turn_id or 0), record.client_tag, record.provenance)
+    if record.context_id > w.counters.get("next_context"):
+        w.counters.add("next_context", record.context_id - w.counters.get("next_context"))
+
+
+def _write(w: WriteContext, context_id: int, head: tuple[int, int, int, int, int, int, int], tag: str | None,
+           provenance: dict[str, Any] | None) -> ContextRecord:
+    w.counters.add("contexts")
     key = _key(context_id)
     w.txn.put(key, _REC.pack(*head), db=w.dbs.contexts)
     meta = orjson.dumps({"tag": tag, "provenance": provenance})
     w.txn.put(key, meta, db=w.dbs.ctxmeta)
-    w.txn.put(_U64.pack(w.now_ms) + key, b"", db=w.dbs.activity)
+    activity, parent = head[3], head[4]
+    w.txn.put(_U64.pack(activity) + key, b"", db=w.dbs.activity)
     if tag is not None:
-        _index_tag(w.txn, w.dbs, context_id, tag, w.now_ms)
+        _index_tag(w.txn, w.dbs, context_id, tag, activity)
     if parent:
         _index_child(w.txn, w.dbs, parent, context_id)
     return _record(context_id, head, meta)
@@ -301,6 +320,19 @@ def ids_by_prefix(txn: Any, dbs: Any, prefix: str, limit: int,
             elif limit and entry > best[0]:
                 heapq.heapreplace(best, entry)
     return [context_id for _, context_id in sorted(best, reverse=True)], total
+
+
+def ids_after(txn: Any, dbs: Any, after: int, limit: int) -> list[int]:
+    """Up to ``limit`` context ids above ``after``, in id order."""
+    cursor = txn.cursor(db=dbs.contexts)
+    found: list[int] = []
+    if limit <= 0 or after >= (1 << 64) - 1 or not cursor.set_range(_key(after + 1)):
+        return found
+    for key in cursor.iternext(keys=True, values=False):
+        found.append(_U64.unpack(key)[0])
+        if len(found) >= limit:
+            break
+    return found
 
 
 def child_ids(txn: Any, dbs: Any, context_id: int, limit: int | None = None) -> list[int]:

@@ -20,8 +20,11 @@ _KEY = struct.Struct(">QQ")
 _VALUE = struct.Struct(">QQQ")
 
 
-def record(w: WriteContext, context_id: int, head_turn_id: int, head_depth: int, replaced_by: int) -> None:
-    w.txn.put(_KEY.pack(context_id, replaced_by), _VALUE.pack(head_turn_id, head_depth, w.now_ms), db=w.dbs.heads)
+def record(w: WriteContext, context_id: int, head_turn_id: int, head_depth: int, replaced_by: int,
+           at_ms: int | None = None) -> None:
+    """Record a replaced head (at ``at_ms``, by default now)."""
+    w.txn.put(_KEY.pack(context_id, replaced_by),
+              _VALUE.pack(head_turn_id, head_depth, w.now_ms if at_ms is None else at_ms), db=w.dbs.heads)
 
 
 def replaced_by(txn: Any, dbs: Any, context_id: int, turn_id: int) -> int | None:

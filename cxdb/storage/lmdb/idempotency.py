@@ -20,9 +20,10 @@ from typing import Any
 
 from ...errors import Conflict
 from ...model import TurnId
+from ..base import KeyEntry
 from .writer import WriteContext
 
-__all__ = ["lookup", "remember"]
+__all__ = ["entries", "lookup", "remember"]
 
 _VALUE = struct.Struct(">QQ32s")
 _U64 = struct.Struct(">Q")
@@ -45,5 +46,26 @@ def lookup(txn: Any, idem_db: Any, context_id: int, idempotency_key: str, digest
     return TurnId(turn_id)
 
 
-def remember(w: WriteContext, context_id: int, idempotency_key: str, turn_id: int, digest: bytes) -> None:
-    w.txn.put(_key(context_id, idempotency_key), _VALUE.pack(turn_id, w.now_ms, digest), db=w.dbs.idem)
+def remember(w: WriteContext, context_id: int, idempotency_key: str, turn_id: int, digest: bytes,
+             at_ms: int | None = None) -> None:
+    """Record a key (made at ``at_ms``, by default now)."""
+    w.txn.put(_key(context_id, idempotency_key),
+              _VALUE.pack(turn_id, w.now_ms if at_ms is None else at_ms, digest), db=w.dbs.idem)
+
+
+def entries(txn: Any, idem_db: Any, context_id: int, after: str | None, limit: int) -> list[KeyEntry]:
+    """Up to ``limit`` keys of a context, in byte order, those after ``after`` when given."""
+    prefix = _U64.pack(context_id)
+    cursor = txn.cursor(db=idem_db)
+    found: list[KeyEntry] = []
+    start = prefix + after.encode() + b"\x00" if after is not None else prefix
+    if limit <= 0 or not cursor.set_range(start):
+        return found
+    for key, value in cursor:
+        if not key.startswith(prefix):
+            break
+        turn_id, created, digest = _VALUE.unpack(value)
+        found.append(KeyEntry(bytes(key[8:]).decode(), turn_id, created, digest))
+        if len(found) >= limit:
+            break
+    return found

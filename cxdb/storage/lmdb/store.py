@@ -24,10 +24,24 @@ from ...model import (
     TurnId,
     TurnRecord,
 )
-from ..base import AppendResult, CommitObserver, Event, HeadEntry, NewTurn, PageStart, RegistryMoved, StoredBundle
+from ..base import (
+    AppendResult,
+    CommitObserver,
+    Event,
+    HeadEntry,
+    KeyEntry,
+    NewTurn,
+    PageStart,
+    RegistryMoved,
+    Restored,
+    RestoredContext,
+    RestoredTurn,
+    StoredBundle,
+)
 from ..dictionaries import DictionaryTrainer
 from ..rules import check_tag, head_moved, missing_turn, parent_not_found, partly_replayed, prepare
 from . import auth, blobs, bundles, contexts, dictionaries, events, heads, idempotency, turns
+from . import restore as restoring
 from .counters import read_all, read_one
 from .env import Environment
 from .writer import WriteContext, Writer
@@ -208,8 +222,9 @@ class Store:
             raise partly_replayed(context_id, replayed)
         return found
 
-    async def publish_bundle(self, bundle_id: str, body: bytes, generation: int) -> tuple[StoredBundle, bool]:
-        """Store a bundle atomically; True when it is new.
+    async def publish_bundle(self, bundle_id: str, body: bytes, generation: int,
+                             published_at_ms: int | None = None) -> tuple[StoredBundle, bool]:
+        """Store a bundle atomically (as published at ``published_at_ms``, by default now); True when it is new.
 
         ``body`` is canonical JSON, already checked by the caller against the registry of
         ``generation`` (the number of bundles then published). The same body under the same id is a
@@ -226,13 +241,41 @@ class Store:
                 return existing, False
             if w.counters.get("bundles") != generation:
                 raise RegistryMoved("the registry changed", {"generation": w.counters.get("bundles")})
-            stored = bundles.put(w, bundle_id, body)
+            stored = bundles.put(w, bundle_id, body, published_at_ms)
             events.record(w, "registry_published", 0, stored.sequence)
             return stored, True
 
         return await self._writer.run(op)
 
+    async def reserve_ids(self, context_count: int, turn_count: int) -> tuple[int, int]:
+        """Allocate ranges of ids no write will use; the first of each."""
+
+        def op(w: WriteContext) -> tuple[int, int]:
+            first = w.counters.get("next_context") + 1, w.counters.get("next_turn") + 1
+            w.counters.add("next_context", context_count)
+            w.counters.add("next_turn", turn_count)
+            return first
+
+        return await self._writer.run(op)
+
+    async def restore(self, items: Sequence[RestoredTurn], restored: Sequence[RestoredContext]) -> Restored:
+        """See :meth:`cxdb.storage.base.Backend.restore`: one operation of the writer."""
+        return await self._writer.run(
+            lambda w: restoring.restore(w, self._codec, self._trainer.observe, items, restored))
+
     # -- reads ----------------------------------------------------------
+
+    def context_ids(self, after: int, limit: int) -> list[int]:
+        with self._env.read() as txn:
+            return contexts.ids_after(txn, self._dbs, after, limit)
+
+    def idempotency_keys(self, context_id: int, after: str | None, limit: int) -> list[KeyEntry]:
+        with self._env.read() as txn:
+            return idempotency.entries(txn, self._dbs.idem, context_id, after, limit)
+
+    def id_bounds(self) -> tuple[int, int]:
+        with self._env.read() as txn:
+            return read_one(txn, self._dbs.meta, "next_context"), read_one(txn, self._dbs.meta, "next_turn")
 
     def get_context(self, context_id: int) -> ContextRecord:
         """The context; NotFound if it does not exist."""

@@ -26,13 +26,18 @@ from ..base import (
     CommitObserver,
     Event,
     HeadEntry,
+    KeyEntry,
     NewTurn,
     PageStart,
     RegistryMoved,
+    Restored,
+    RestoredContext,
+    RestoredTurn,
     StoredBundle,
 )
 from ..dictionaries import DictionaryTrainer
 from ..rules import check_tag, missing_context, missing_turn, prepare
+from . import restore as restoring
 from . import schema
 from .batch import PendingItem
 from .check import check_database
@@ -242,8 +247,9 @@ class PostgresBackend:
         return await self._writer.append(PendingAppend(context_id, items, parent_turn_id, registry_generation, future,
                                                        expected_head_turn_id))
 
-    async def publish_bundle(self, bundle_id: str, body: bytes, generation: int) -> tuple[StoredBundle, bool]:
-        now = int(self._clock() * 1000)
+    async def publish_bundle(self, bundle_id: str, body: bytes, generation: int,
+                             published_at_ms: int | None = None) -> tuple[StoredBundle, bool]:
+        now = int(self._clock() * 1000) if published_at_ms is None else published_at_ms
         raw_id = bundle_id.encode()
 
         async def op(conn: Any) -> tuple[StoredBundle, bool]:
@@ -521,6 +527,41 @@ class PostgresBackend:
             return int(status.split()[-1])
 
         return await self._db.write(op)
+
+    async def context_ids(self, after: int, limit: int) -> list[int]:
+        if after > I64_MAX or limit <= 0:
+            return []
+        rows = await self._db.read(lambda conn: conn.fetch(
+            "SELECT context_id FROM contexts WHERE context_id > $1 ORDER BY context_id LIMIT $2", after, limit))
+        return [row[0] for row in rows]
+
+    async def idempotency_keys(self, context_id: int, after: str | None, limit: int) -> list[KeyEntry]:
+        if not fits(context_id) or limit <= 0:
+            return []
+        rows = await self._db.read(lambda conn: conn.fetch(
+            "SELECT idempotency_key, turn_id, created_at_ms, request FROM idempotency WHERE context_id = $1 "
+            "AND ($2::bytea IS NULL OR idempotency_key > $2) ORDER BY idempotency_key LIMIT $3",
+            context_id, after.encode() if after is not None else None, limit))
+        return [KeyEntry(bytes(row[0]).decode(), row[1], row[2], bytes(row[3])) for row in rows]
+
+    async def id_bounds(self) -> tuple[int, int]:
+        row = await self._db.read(lambda conn: conn.fetchrow(
+            "SELECT next_context, next_turn FROM counters WHERE id = 1"))
+        return row[0], row[1]
+
+    async def reserve_ids(self, contexts: int, turns: int) -> tuple[int, int]:
+        row = await self._db.write(lambda conn: conn.fetchrow(
+            "UPDATE counters SET next_context = next_context + $1, next_turn = next_turn + $2 WHERE id = 1 "
+            "RETURNING next_context - $1 + 1, next_turn - $2 + 1", contexts, turns))
+        return row[0], row[1]
+
+    async def restore(self, turns: Sequence[RestoredTurn], contexts: Sequence[RestoredContext]) -> Restored:
+        now = int(self._clock() * 1000)
+        done, new_payloads = await self._db.write(lambda conn: restoring.restore(conn, self._codec, now, turns,
+                                                                                   contexts))
+        for payload in new_payloads:
+            self._trainer.observe(payload)
+        return done
 
     async def auth_entry(self, name: str) -> bytes | None:
         value = await self._db.read(lambda conn: conn.fetchval(

@@ -30,25 +30,14 @@ from ...errors import Conflict, CxdbError, StoreError
 from ...model import ENCODING_MSGPACK, BlobHash, ContextId, TurnId, TurnRecord
 from ..base import AppendResult, RegistryMoved
 from ..rules import child_jump, head_moved, missing_context, parent_not_found, partly_replayed
-from .rows import ANCESTOR, TURN, fits, turn
+from .rows import ANCESTOR, SPINE, TURN, fits, turn
 
 __all__ = ["INLINE_ENCODE_BYTES", "PendingAppend", "PendingItem", "RegistryRace", "apply", "begin"]
 
 INLINE_ENCODE_BYTES = 64 * 1024
 """New payloads up to this many bytes in all are compressed on the event loop; more go to a thread."""
-SPINE_HOPS = 192
-
-# Each step of the spine is a primary-key lookup: LATERAL ... LIMIT 1 keeps the planner from joining
-# the recursion to a scan of turns, which it picks when its statistics lag behind the table.
-_READ = f"""
-WITH RECURSIVE spine(turn_id, depth, jump_turn_id, jump_depth, hops) AS (
-    SELECT turn_id, depth, jump_turn_id, jump_depth, 0 FROM turns
-    WHERE turn_id = ANY($1::bigint[] || ARRAY(SELECT head_turn_id FROM contexts WHERE context_id = ANY($2::bigint[])))
-    UNION ALL
-    SELECT t.turn_id, t.depth, t.jump_turn_id, t.jump_depth, s.hops + 1
-    FROM spine s CROSS JOIN LATERAL (
-        SELECT turn_id, depth, jump_turn_id, jump_depth FROM turns WHERE turn_id = s.jump_turn_id LIMIT 1) t
-    WHERE s.jump_turn_id <> 0 AND s.hops < {SPINE_HOPS})
+_READ = "WITH RECURSIVE " + SPINE.format(
+    start="$1::bigint[] || ARRAY(SELECT head_turn_id FROM contexts WHERE context_id = ANY($2::bigint[]))") + """
 SELECT 1, turn_id, depth, jump_turn_id, jump_depth, NULL::bytea
 FROM (SELECT DISTINCT turn_id, depth, jump_turn_id, jump_depth FROM spine) AS links
 UNION ALL

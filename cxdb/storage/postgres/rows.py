@@ -8,7 +8,7 @@ import orjson
 
 from ...model import BlobHash, ContextId, ContextRecord, Lineage, TurnId, TurnRecord
 
-__all__ = ["ANCESTOR", "CONTEXT", "I64_MAX", "TURN", "context", "fits", "text", "turn"]
+__all__ = ["ANCESTOR", "CONTEXT", "I64_MAX", "SPINE", "SPINE_HOPS", "TURN", "context", "fits", "text", "turn"]
 
 I64_MAX = (1 << 63) - 1
 """The largest id a ``bigint`` holds; cxdb allocates from 1, so no stored id is above it."""
@@ -54,3 +54,17 @@ WITH RECURSIVE walk(turn_id, depth, parent_turn_id, jump_turn_id, jump_depth) AS
         LIMIT 1) t
     WHERE w.depth > $2)
 SELECT turn_id FROM walk WHERE depth = $2"""
+
+
+SPINE_HOPS = 192
+# The jump-pointer spines of the turns {start} names: O(log depth) rows each, all the skew-binary pointers
+# of any chain grown from them need. Each step is a primary-key lookup: LATERAL ... LIMIT 1 keeps the
+# planner from joining the recursion to a scan of turns, which it picks when its statistics lag behind.
+SPINE = """spine(turn_id, depth, jump_turn_id, jump_depth, hops) AS (
+    SELECT turn_id, depth, jump_turn_id, jump_depth, 0 FROM turns
+    WHERE turn_id = ANY({start})
+    UNION ALL
+    SELECT t.turn_id, t.depth, t.jump_turn_id, t.jump_depth, s.hops + 1
+    FROM spine s CROSS JOIN LATERAL (
+        SELECT turn_id, depth, jump_turn_id, jump_depth FROM turns WHERE turn_id = s.jump_turn_id LIMIT 1) t
+    WHERE s.jump_turn_id <> 0 AND s.hops < """ + str(SPINE_HOPS) + ")"
