@@ -11,7 +11,6 @@ import argparse
 import asyncio
 import dataclasses
 import sys
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -20,7 +19,7 @@ import orjson
 from tqdm import tqdm
 
 from .config import Settings, is_database_url, shown_store
-from .portable import BadExport, Compressor, Selection, export, file_chunks, import_lines, lines, verify
+from .portable import BadExport, Compressor, Selection, file_chunks, import_lines, verify
 from .service import Service
 
 __all__ = ["add_commands", "run"]
@@ -83,7 +82,7 @@ async def _export(args: argparse.Namespace, settings: Settings) -> int:
         target: BinaryIO = open(args.output, "wb") if args.output is not None else sys.stdout.buffer  # noqa: SIM115
         try:
             with _bar(stats.turns if everything else None, "export") as bar:
-                written = await _write(export(service.store, selection, _backend_name(settings), _now_ms()),
+                written = await _write(service.portability.export_lines(selection),
                                        target, Compressor(compress), bar)
         finally:
             if args.output is not None:
@@ -118,8 +117,8 @@ async def _import(args: argparse.Namespace, settings: Settings) -> int:
     try:
         async with Service(settings) as service:
             with _bar(total, "import") as bar:
-                report = await import_lines(service, lines(file_chunks(source)),
-                                            preserve=True if args.preserve_ids else None, progress=bar.update)
+                report = await service.portability.import_chunks(
+                    file_chunks(source), preserve=True if args.preserve_ids else None, progress=bar.update)
     except BadExport as exc:
         print(f"cxdb: {args.file}: {exc.message}", file=sys.stderr)
         return 1
@@ -137,9 +136,8 @@ async def _copy(args: argparse.Namespace, settings: Settings) -> int:
     async with Service(settings) as origin, Service(target_settings) as service:
         stats = await origin.store.stats()
         with _bar(stats.turns, "copy") as bar:
-            report = await import_lines(
-                service, export(origin.store, Selection(), _backend_name(settings), _now_ms()),
-                preserve=True if args.preserve_ids else None, progress=bar.update)
+            report = await import_lines(service, origin.portability.export_lines(Selection()),
+                                        preserve=True if args.preserve_ids else None, progress=bar.update)
         _write_map(report.id_map, args.id_map, "cxdb-copy")
         print(f"cxdb: {report.summary()}", file=sys.stderr)
         checked = await verify(origin.store, service.store, full=args.verify == "full")
@@ -175,14 +173,6 @@ def _expected_turns(path: str) -> int | None:
 def _make_directory(store: str) -> None:
     if not is_database_url(store):
         Path(store).mkdir(parents=True, exist_ok=True)
-
-
-def _backend_name(settings: Settings) -> str:
-    return "postgres" if is_database_url(settings.store) else "lmdb"
-
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 _COMMANDS = {"export": _export, "import": _import, "copy": _copy}

@@ -12,7 +12,7 @@ from tests.conftest import REPO
 
 PACKAGE = REPO / "cxdb"
 BYTE_LIBS = {"lmdb", "msgpack", "zstandard", "blake3"}
-UPPER = {"cxdb.http", "cxdb.service", "cxdb.cli", "cxdb.client"}
+UPPER = {"cxdb.http", "cxdb.service", "cxdb.portable", "cxdb.cli", "cxdb.client"}
 CORE = {"cxdb.storage", "cxdb.registry", "cxdb.projection"}
 BASE = {"cxdb.codec", "cxdb.model", "cxdb.descriptor", "cxdb.errors", "cxdb.config", "cxdb.cache"}
 PURE = {"cxdb.codec", "cxdb.model", "cxdb.descriptor", "cxdb.projection", "cxdb.registry", "cxdb.cache"}
@@ -74,7 +74,7 @@ def test_imports_point_down(path: Path) -> None:
             bad |= {i for i in found if in_layer(i, CORE)}
         if in_layer(name, PURE):
             bad |= {i for i in found if i.split(".")[0] in IMPURE}
-    elif in_layer(name, {"cxdb.service"}):
+    elif in_layer(name, {"cxdb.service", "cxdb.portable"}):
         bad = {i for i in found if in_layer(i, {"cxdb.http", "cxdb.cli", "cxdb.client"}) or i == "lmdb"}
     elif in_layer(name, {"cxdb.client"}):
         bad = {i for i in found if i.split(".")[0] in BYTE_LIBS or in_layer(i, CORE | UPPER - {"cxdb.client"})

@@ -81,6 +81,8 @@ ROUTES: dict[tuple[str, str], Rule] = {
     ("GET", "/v1/tokens"): _ADMIN,
     ("POST", "/v1/tokens"): _ADMIN,
     ("DELETE", "/v1/tokens/{token_id}"): _ADMIN,
+    ("GET", f"{_CONTEXT}/export"): _ADMIN,
+    ("POST", "/v1/import"): _ADMIN,
 }
 UNKNOWN = _READ
 """What a request that matched no route needs: a stranger learns nothing, not even which paths exist."""

@@ -8,7 +8,7 @@ from aiohttp import web
 
 from ..config import Settings
 from ..service import Service
-from . import contexts, describe, events, follow, mcp, registry, system, tokens, turns, viewer
+from . import contexts, describe, events, follow, mcp, portable, registry, system, tokens, turns, viewer
 from .access import Access
 from .front import REQUEST_IDS, RequestIds, front_middleware
 from .keys import SERVICE, SETTINGS
@@ -31,7 +31,7 @@ def create_app(settings: Settings, service: Service | None = None) -> web.Applic
     # Registration order is match order among paths that share a prefix: the hot routes first.
     app[describe.SPEC] = describe.spec_bytes()
     for table in (turns.routes, contexts.routes, registry.routes, system.routes, events.routes, follow.routes,
-                  tokens.routes, describe.routes, viewer.routes, mcp.routes):
+                  tokens.routes, portable.routes, describe.routes, viewer.routes, mcp.routes):
         app.router.add_routes(table)
     streams = app[STREAMS] = Streams()
     app.on_shutdown.append(streams.close_all)

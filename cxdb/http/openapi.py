@@ -180,6 +180,15 @@ SCHEMAS |= {
     "CreatedToken": _obj({"token": {"type": "string", "description": "The bearer token: shown only this once."},
                           **_TOKEN_FIELDS}, ["token", *_TOKEN_FIELDS]),
 }
+_COUNT = {"type": "integer", "minimum": 0}
+_IMPORT_FIELDS = {
+    "source_store_id": {"type": "string"}, "bundles": _COUNT, "bundles_present": _COUNT, "contexts": _COUNT,
+    "contexts_present": _COUNT, "turns": _COUNT, "turns_present": _COUNT,
+    "nothing_new": {"type": "boolean", "description": "True when the store held everything already."},
+    "id_map": {"type": "object", "description": "`{\"same\": true}` when ids were kept; else, for contexts and "
+                                                 "turns, blocks `{from, to, count}` of source ids and the ids given."}}
+SCHEMAS |= {"ImportReport": _obj(_IMPORT_FIELDS, list(_IMPORT_FIELDS))}
+_NDJSON = "application/x-ndjson"
 
 _DESCRIPTIONS = {400: "Bad request: malformed JSON, a bad parameter or path id", 404: "Not found",
                  401: "No valid bearer token (--auth tokens); WWW-Authenticate: Bearer",
@@ -343,6 +352,28 @@ def _paths() -> dict[str, Any]:
             [CONTEXT_ID, _query("limit", {"type": "integer", "minimum": 0, "default": 64}, "Most entries."),
              _query("before", U64, "Entries replaced before this turn (next_before of the last answer).")],
             (404,)),
+        "/v1/contexts/{context_id}/export": {"get": {
+            "summary": "One context as an export (docs/export-format.md): its chain, replaced heads and keys",
+            "operationId": "exportContext",
+            "description": "JSON Lines: the header, the registry's bundles, the context's group and the end "
+                           "record. A stream that fails once begun ends without its end record, so an import "
+                           "of it reports it truncated.",
+            "parameters": [CONTEXT_ID],
+            "responses": {"200": {"description": "The export", "content": {_NDJSON: {"schema": {"type": "string"}}}},
+                          **_errors(404)}}},
+        "/v1/import": {"post": {
+            "summary": "Import an export (plain or zstd-compressed), streamed", "operationId": "importExport",
+            "description": "Ids are kept in an empty store and given fresh otherwise (the same way each time "
+                           "for one source, so importing an export again adds nothing). A bad line stops the "
+                           "import with 422 naming it in details.line; the contexts before it are imported.",
+            "parameters": [_query("preserve_ids", {"type": "boolean", "default": False},
+                                  "Keep the export's ids even in a store that holds data (422 where one "
+                                  "collides).")],
+            "requestBody": {"required": True, "content": {
+                _NDJSON: {"schema": {"type": "string"}},
+                "application/zstd": {"schema": {"type": "string", "contentMediaType": "application/zstd"}}}},
+            "responses": {**_ok(200, "ImportReport", "What was imported, and what the store held already"),
+                          **_errors(422, 507)}}},
         "/v1/contexts/{context_id}/provenance": _get(
             "A context's provenance", "getProvenance", "Provenance", [CONTEXT_ID], (404,)),
         "/v1/registry/bundles": _get("Every bundle in publish order", "listBundles", "BundleList"),
@@ -503,6 +534,8 @@ def _tag(path: str) -> str:
         return "registry"
     if path.startswith(("/v1/tokens", "/v1/whoami")):
         return "tokens"
+    if path == "/v1/import" or path.endswith("/export"):
+        return "portability"
     if path == "/mcp":
         return "mcp"
     if path.startswith("/ui") or path == "/":
@@ -515,6 +548,7 @@ TAGS = [{"name": "contexts", "description": "Create, fork, list and read context
         {"name": "registry", "description": "Publish and read type bundles."},
         {"name": "blobs", "description": "Raw payload bytes by content hash."},
         {"name": "tokens", "description": "Access tokens (cxdb:admin), and what the caller's token may do."},
+        {"name": "portability", "description": "Export and import contexts (cxdb:admin)."},
         {"name": "viewer", "description": "The conversation viewer in a browser."},
         {"name": "mcp", "description": "The Model Context Protocol, for agents."},
         {"name": "server", "description": "Health, counters, metrics and this description."}]

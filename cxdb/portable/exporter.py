@@ -56,14 +56,13 @@ class _Marks:
         self._bits[index] |= 1 << (turn_id & 7)
 
 
-async def export(backend: Backend, selection: Selection = Selection(), backend_name: str = "",
-                 now_ms: int = 0) -> AsyncIterator[bytes]:
+async def export(backend: Backend, selection: Selection = Selection(), now_ms: int = 0) -> AsyncIterator[bytes]:
     """The lines of an export of ``selection``; NotFound when a context named does not exist."""
     for context_id in selection.context_ids:
         await backend.get_context(context_id)  # refused before the first line
     everything = not selection.context_ids and selection.tag_prefix is None
     turns = (await backend.stats()).turns if everything else None
-    yield fmt.header_line(__version__, await store_id(backend), backend_name, now_ms, turns, selection.describe())
+    yield fmt.header_line(__version__, await store_id(backend), now_ms, turns, selection.describe())
     bundles = await backend.bundles()
     for bundle in bundles:
         yield fmt.bundle_line(bundle.bundle_id, bundle.published_at_ms, bundle.body)

@@ -44,10 +44,10 @@ def _id(value: int | None) -> str | None:
     return str(value) if value is not None else None
 
 
-def header_line(cxdb_version: str, store_id: str, backend: str, exported_at_ms: int, turns: int | None,
+def header_line(cxdb_version: str, store_id: str, exported_at_ms: int, turns: int | None,
                 selection: dict[str, Any]) -> bytes:
     return _dump({"format": FORMAT, "version": VERSION, "cxdb_version": cxdb_version,
-                  "source": {"store_id": store_id, "backend": backend}, "exported_at_ms": exported_at_ms,
+                  "source": {"store_id": store_id}, "exported_at_ms": exported_at_ms,
                   "turns": turns, "selection": selection})
 
 

@@ -43,14 +43,16 @@ class IdMap:
 
     @classmethod
     async def load(cls, backend: Backend, source: str, preserve: bool | None) -> IdMap:
-        """The map of ``source``: as recorded by an earlier import; else ids kept when ``preserve`` or, when
-        ``preserve`` is None, when the store is empty; else fresh blocks. ``preserve`` True or False
-        overrides what was recorded."""
+        """The map of ``source``: ids kept when it is this store itself; else as an earlier import recorded
+        it, unless ``preserve`` (True or False) says otherwise; else kept when the store is empty; else
+        fresh blocks."""
         name = f"import:{source}"
         stored = await backend.auth_entry(name)
         recorded: dict[str, Any] = orjson.loads(stored) if stored is not None else {}
         same = recorded.get("same")
-        if preserve is not None:
+        if source == await store_id(backend):
+            same = True  # this store's own export: its ids are its own
+        elif preserve is not None:
             same = preserve
         elif same is None:
             stats = await backend.stats()

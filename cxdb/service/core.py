@@ -33,6 +33,7 @@ from . import tenancy
 from .appends import Appends, TurnInput
 from .events import Changes, Pruner
 from .follow import Follower
+from .portability import Portability
 from .registry import CatalogCache
 from .tokens import Tokens
 from .views import MAX_LINEAGE_CHILDREN, context_view, list_cursor, turn_head
@@ -103,7 +104,7 @@ class Service:
         self.changes = Changes(self.store)
         self._appends = Appends(self.store, self._catalogs, self.changes, self.offload, settings.require_registry)
         self._pruner = Pruner(self.store, settings.event_retention, clock)
-        self.tokens = Tokens(self.store, clock)
+        self.tokens, self.portability = Tokens(self.store, clock), Portability(self, clock)
         self._pruning: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -473,13 +474,10 @@ class Service:
     # -- registry -------------------------------------------------------
 
     async def publish_bundle(self, bundle_id: str, value: Any, published_at_ms: int | None = None) -> Published:
-        """Publish a bundle (as published at ``published_at_ms``, by default now: an import keeps the
-        time of the export); ``created`` is False when an equal one was already stored.
+        """Publish a bundle (at ``published_at_ms``: an import); ``created`` is False when an equal one was.
 
-        Checking a bundle is linear in its size but can still take a while for a big one, so it
-        runs on a worker thread, neither on the event loop nor in the writer; the writer only
-        confirms that no other bundle was published meanwhile, or the check runs again.
-        """
+        The check runs on a worker thread (a big bundle takes a while); the writer only confirms that
+        no other bundle was published meanwhile, or the check runs again."""
         bundle = await self.offload(parse_bundle, value)
         if bundle.bundle_id != bundle_id:
             raise Unprocessable("the body's bundle_id does not match the path",
@@ -491,8 +489,8 @@ class Service:
             if bundle_id not in catalog.bundle_ids:  # else the writer compares it with the stored one
                 candidate = await self.offload(catalog.with_bundle, bundle)
             try:
-                stored, created = await self.store.publish_bundle(bundle_id, bundle.body, len(catalog.bundle_ids),
-                                                                  published_at_ms)
+                generation = len(catalog.bundle_ids)
+                stored, created = await self.store.publish_bundle(bundle_id, bundle.body, generation, published_at_ms)
             except RegistryMoved:
                 continue
             if created:
