@@ -75,6 +75,8 @@ class _Pending:
     payload_bytes: int = 0
     complete_turns: int = 0
     """How many of ``turns`` belong to complete contexts (or were read before the context being read)."""
+    ends: list[int] = field(default_factory=list)
+    """For each of ``contexts``, how many of ``turns`` were read up to its head."""
 
 
 class _Import:
@@ -198,6 +200,7 @@ class _Import:
                                      last_activity_ms=activity)
         self.pending.contexts.append(RestoredContext(record, tuple(self.history), tuple(self.keys)))
         self.pending.complete_turns = len(self.pending.turns)
+        self.pending.ends.append(len(self.pending.turns))
         self.group, self.history, self.keys = None, [], []
         pending = self.pending
         if (pending.payload_bytes >= FLUSH_BYTES or len(pending.turns) >= FLUSH_TURNS
@@ -237,9 +240,8 @@ class _Import:
             return
         try:
             done = await self.backend.restore(turns, pending.contexts)
-        except (Unprocessable, Conflict) as exc:
-            self.refused = True
-            raise BadExport(self._line_of(exc.details), exc.message, exc.details) from exc
+        except (Unprocessable, Conflict):
+            done = await self._one_by_one(turns)  # write the contexts before the one refused, then stop
         self.report.written = self.report.written + done
         rest = pending.turns[len(turns):]
         self.pending = _Pending(turns=rest, payload_bytes=sum(len(t.payload) for t in rest),
@@ -247,6 +249,27 @@ class _Import:
                                        for t in rest})
         if self.progress is not None:
             self.progress(len(turns))
+
+    async def _one_by_one(self, turns: list[RestoredTurn]) -> Restored:
+        """The pending contexts written one at a time, up to the one the store refuses: raises its
+        error, naming its line, once the ones before it are written."""
+        pending = self.pending
+        done = Restored()
+        start = 0
+        for context, end in zip(pending.contexts, pending.ends, strict=True):
+            try:
+                done = done + await self.backend.restore(turns[start:end], [context])
+            except (Unprocessable, Conflict) as exc:
+                self.refused = True
+                self.report.written = self.report.written + done
+                raise BadExport(self._line_of(exc.details), exc.message, exc.details) from exc
+            start = end
+        try:
+            return done + await self.backend.restore(turns[start:], [])
+        except (Unprocessable, Conflict) as exc:
+            self.refused = True
+            self.report.written = self.report.written + done
+            raise BadExport(self._line_of(exc.details), exc.message, exc.details) from exc
 
     def _line_of(self, details: dict[str, Any]) -> int:
         for kind in ("turn", "context"):

@@ -274,7 +274,8 @@ class Backend(Protocol):
         ``turns``. Every turn a context names (head, fork point, history, keys) is in the store or in
         ``turns``. A record whose id the store holds already is skipped when it is the same record
         (:func:`~cxdb.storage.rules.restored_turn_clash`, :func:`~cxdb.storage.rules.restored_context_clash`)
-        and a Conflict otherwise; a context skipped keeps its own head, history and keys. The next
+        and a Conflict otherwise; a context skipped keeps its history and keys, and its head unless the
+        head restored descends from it (appended to in the source since): then the head moves to it. The next
         ids allocated stay above every id written. A new context is recorded as ``context_created``."""
 
     async def auth_entry(self, name: str) -> bytes | None:

@@ -59,6 +59,11 @@ def restore(w: WriteContext, codec: BlobCodec, observe: Callable[[bytes], None],
             if clash is not None:
                 raise clash
             present_contexts += 1
+            if restoring.head_depth > stored_context.head_depth and turns.ancestor_at_depth(
+                    w.txn, w.dbs.turns, restoring.head_turn_id, stored_context.head_depth) == (
+                    stored_context.head_turn_id):  # appended to in the source since: catch up
+                contexts.move_head(w, restoring.context_id, stored_context.head_turn_id, restoring.head_turn_id,
+                                   restoring.head_depth)
             continue
         depths = {}
         for turn_id in restored_references(context):

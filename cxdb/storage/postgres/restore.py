@@ -32,7 +32,7 @@ from ..rules import (
     restored_turn_problem,
 )
 from .batch import INLINE_ENCODE_BYTES
-from .rows import CONTEXT, SPINE, TURN, context, fits, turn
+from .rows import ANCESTOR, CONTEXT, SPINE, TURN, context, fits, turn
 
 __all__ = ["restore"]
 
@@ -107,7 +107,7 @@ async def restore(conn: Any, codec: BlobCodec, now_ms: int, items: Sequence[Rest
                        [jump_depth for _, jump_depth, _ in fresh], [r.type_id.encode() for r in records],
                        [r.type_version for r in records], [len(p) for _, _, p in fresh],
                        [r.content_hash for r in records])
-    written, contexts_present = await _contexts(conn, restored, links, fresh)
+    written, contexts_present = await _contexts(conn, restored, links, now_ms)
     await conn.execute(
         _COUNTS, [c.record.lineage.parent_context_id for c in written if c.record.lineage.parent_context_id],
         [c.record.client_tag.encode() for c in written if c.record.client_tag is not None],
@@ -157,8 +157,9 @@ def _plan(items: Sequence[RestoredTurn], stored: dict[int, TurnRecord],
 
 
 async def _contexts(conn: Any, restored: Sequence[RestoredContext], links: dict[int, tuple[Any, ...]],
-                    fresh: list[tuple[TurnRecord, int, bytes]]) -> tuple[list[RestoredContext], int]:
-    """Write the contexts not stored yet; those written, and how many were stored already."""
+                    now_ms: int) -> tuple[list[RestoredContext], int]:
+    """Write the contexts not stored yet (and move forward the head of one stored whose restored head
+    descends from it); those written, and how many were stored already."""
     for item in restored:
         if not fits(item.record.context_id):
             raise Unprocessable(f"context id {item.record.context_id} is out of range",
@@ -173,6 +174,13 @@ async def _contexts(conn: Any, restored: Sequence[RestoredContext], links: dict[
             clash = restored_context_clash(found, item.record)
             if clash is not None:
                 raise clash
+            record = item.record
+            if record.head_depth > found.head_depth and await conn.fetchval(
+                    ANCESTOR, record.head_turn_id, found.head_depth) == found.head_turn_id:
+                await conn.execute(  # appended to in the source since: catch up
+                    "UPDATE contexts SET head_turn_id = $2, head_depth = $3, last_activity_ms = $4 "
+                    "WHERE context_id = $1 AND head_turn_id = $5", record.context_id, record.head_turn_id,
+                    record.head_depth, now_ms, found.head_turn_id)
             continue
         depths = {turn_id: links[turn_id][0] for turn_id in restored_references(item) if turn_id in links}
         problem = restored_context_problem(item, depths)

@@ -1,0 +1,204 @@
+"""Imports on both backends: ids kept or mapped, imports again adding nothing, each kind of bad input
+naming its line and leaving the store at the last complete context; and the HTTP routes."""
+
+from __future__ import annotations
+
+import base64
+import urllib.error
+import urllib.request
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import msgpack
+import orjson
+import pytest
+
+from cxdb import Client
+from cxdb.config import Settings
+from cxdb.portable import BadExport, Selection
+from cxdb.service import Service
+from tests.conftest import LiveServer, fresh_store
+
+
+async def _chunks(data: bytes) -> AsyncIterator[bytes]:
+    yield data
+
+
+async def _export(service: Service, selection: Selection | None = None) -> bytes:
+    return b"".join([line async for line in service.portability.export_lines(selection or Selection())])
+
+
+async def _three_contexts(service: Service) -> list[int]:
+    """Three contexts of two turns each, the third a fork of the first."""
+    store = service.store
+    made = []
+    for n in range(2):
+        context = await store.create_context(0, f"runs/{n}")
+        for m in range(2):
+            await store.append(context.context_id, "demo.Note", 1, msgpack.packb({"n": n, "m": m}),
+                               idempotency_key=f"k{m}")
+        made.append(context.context_id)
+    fork = await store.create_context((await store.get_context(made[0])).head_turn_id, "runs/fork")
+    await store.append(fork.context_id, "demo.Note", 1, msgpack.packb({"fork": True}))
+    return [*made, fork.context_id]
+
+
+@pytest.fixture
+async def two(backend: str, tmp_path: Path) -> AsyncIterator[tuple[Service, Service]]:
+    with fresh_store(backend, tmp_path / "a") as a, fresh_store(backend, tmp_path / "b") as b:
+        source, target = Service(Settings(store=a, port=0)), Service(Settings(store=b, port=0))
+        await source.start()
+        await target.start()
+        try:
+            yield source, target
+        finally:
+            await source.close()
+            await target.close()
+
+
+async def test_into_a_store_with_data_ids_are_mapped_the_same_way_each_time(two: tuple[Service, Service]) -> None:
+    source, target = two
+    await _three_contexts(source)
+    mine = await target.store.create_context(0, "local")
+    await target.store.append(mine.context_id, "demo.Note", 1, msgpack.packb({"local": 1}))
+    data = await _export(source)
+    report = await target.portability.import_chunks(_chunks(data))
+    assert report.written.contexts == 3 and report.written.turns == 5 and not report.id_map["same"]
+    assert (await target.store.stats()).contexts == 4
+    again = await target.portability.import_chunks(_chunks(data))
+    assert again.nothing_new and again.written.contexts_present == 3 and again.written.turns_present == 5
+    assert "nothing new" in again.summary()
+    # A later export of the same source adds only what is new, with the same ids for the rest.
+    first = (await source.store.context_ids(0, 1))[0]
+    await source.store.append(first, "demo.Note", 1, msgpack.packb({"later": 1}))
+    later = await target.portability.import_chunks(_chunks(await _export(source)))
+    assert later.written.turns == 1 and later.written.contexts == 0  # the context catches up
+    assert (await target.store.stats()).contexts == 4
+    moved = await target.store.get_context(int(report.id_map["contexts"][0]["to"]) + first)
+    assert moved.head_depth == 3
+    assert (await target.check())["ok"]
+
+
+async def test_preserve_ids_refuses_an_id_that_collides(two: tuple[Service, Service]) -> None:
+    source, target = two
+    await _three_contexts(source)
+    await target.store.create_context(0, "local")  # context 1 here is another context
+    with pytest.raises(BadExport) as caught:
+        await target.portability.import_chunks(_chunks(await _export(source)), preserve=True)
+    assert caught.value.details["reason"] == "id_collides" and caught.value.details["line"] == 2
+    assert (await target.store.stats()).contexts == 1
+
+
+def _lines(data: bytes) -> list[dict[str, Any]]:
+    return [orjson.loads(line) for line in data.splitlines()]
+
+
+def _join(records: list[dict[str, Any]]) -> bytes:
+    return b"".join(orjson.dumps(r) + b"\n" for r in records)
+
+
+def _index(records: list[dict[str, Any]], kind: str, nth: int = 0) -> int:
+    return [i for i, r in enumerate(records) if r.get("kind") == kind][nth]
+
+
+def _bad_parent(records: list[dict[str, Any]]) -> int:
+    at = _index(records, "turn", 3)  # the second context's second turn
+    records[at]["parent_turn_id"] = "999"
+    return at
+
+
+def _bad_hash(records: list[dict[str, Any]]) -> int:
+    at = _index(records, "turn", 3)
+    records[at]["payload"] = base64.b64encode(b"\x81\xa1x\x01").decode()
+    return at
+
+
+def _bad_version(records: list[dict[str, Any]]) -> int:
+    records[0]["version"] = 2
+    return 0
+
+
+def _bad_json(records: list[dict[str, Any]]) -> int:
+    at = _index(records, "head", 1)
+    records[at] = {"kind": "head", "context_id": 2}  # an id as a number: not the format's decimal string
+    return at
+
+
+CASES = {"parent_missing": (_bad_parent, "parent"), "hash_mismatch": (_bad_hash, "content_hash"),
+         "unknown_version": (_bad_version, "unknown format version 2"), "bad_field": (_bad_json, "head_turn_id")}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+async def test_bad_input_names_its_line_and_keeps_the_complete_contexts_before_it(
+        two: tuple[Service, Service], case: str) -> None:
+    source, target = two
+    await _three_contexts(source)
+    records = _lines(await _export(source))
+    spoil, says = CASES[case]
+    at = spoil(records)
+    with pytest.raises(BadExport) as caught:
+        await target.portability.import_chunks(_chunks(_join(records)))
+    assert caught.value.line == at + 1 and says in caught.value.message
+    stats = await target.store.stats()
+    expected = (0, 0) if case == "unknown_version" else (1, 2)  # the first context, whole; nothing of the second
+    assert (stats.contexts, stats.turns) == expected
+    assert (await target.check())["ok"]
+    if case != "unknown_version":  # the good file completes it
+        report = await target.portability.import_chunks(_chunks(await _export(source)))
+        assert report.written.contexts == 2 and report.written.contexts_present == 1
+
+
+async def test_truncated_and_corrupted_files(two: tuple[Service, Service]) -> None:
+    source, target = two
+    await _three_contexts(source)
+    data = await _export(source)
+    lines = data.splitlines(keepends=True)
+    cut = _index(_lines(data), "head", 1) + 1  # up to and with the second context's head
+    with pytest.raises(BadExport, match="truncated"):
+        await target.portability.import_chunks(_chunks(b"".join(lines[:cut])))
+    assert (await target.store.stats()).contexts == 2
+    with pytest.raises(BadExport, match="not a JSON object") as caught:
+        await target.portability.import_chunks(_chunks(data[:-20]))  # the end record cut in the middle
+    assert caught.value.line == len(lines) and (await target.store.stats()).contexts == 3
+    with pytest.raises(BadExport, match="counts"):
+        await target.portability.import_chunks(_chunks(b"".join([*lines[:cut], lines[-1]])))
+    with pytest.raises(BadExport, match="not a cxdb export"):
+        await target.portability.import_chunks(_chunks(b'{"hello": 1}\n'))
+    with pytest.raises(BadExport, match="truncated"):
+        await target.portability.import_chunks(_chunks(b""))
+    report = await target.portability.import_chunks(_chunks(data))
+    assert report.nothing_new and report.written.contexts_present == 3
+
+
+def test_over_http_export_and_import_with_admin_only(store_url: str, tmp_path: Path) -> None:
+    token = "t" * 40
+    server = LiveServer(store_url, "--auth", "tokens", env={"CXDB_BOOTSTRAP_TOKEN": token})
+    try:
+        with Client(server.url, token=token) as admin:
+            read_token = admin.create_token("cxdb:read")["token"]
+            context = admin.create_context(client_tag="runs/http")
+            for n in range(3):
+                admin.append_turn(context["context_id"], type_id="demo.Note", type_version=1, data={"n": n},
+                                  idempotency_key=f"k{n}")
+        url = f"{server.url}/v1/contexts/{context['context_id']}/export"
+        def get(address: str, who: str, data: bytes | None = None) -> tuple[int, bytes]:
+            request = urllib.request.Request(address, data=data, headers={"Authorization": f"Bearer {who}"})
+            try:
+                with urllib.request.urlopen(request, timeout=30) as answer:
+                    return answer.status, answer.read()
+            except urllib.error.HTTPError as exc:
+                return exc.code, exc.read()
+
+        assert get(url, read_token)[0] == 403
+        status, data = get(url, token)
+        assert status == 200 and _lines(data)[-1] == {"kind": "end", "bundles": 0, "contexts": 1, "turns": 3}
+        assert get(f"{server.url}/v1/contexts/999/export", token)[0] == 404
+        status, answer = get(f"{server.url}/v1/import", token, data)
+        assert status == 200 and orjson.loads(answer)["nothing_new"] is True
+        status, answer = get(f"{server.url}/v1/import", token, data[:-30])
+        error = orjson.loads(answer)["error"]
+        assert status == 422 and error["code"] == "UNPROCESSABLE_ENTITY"
+        assert error["details"]["line"] == len(data.splitlines())
+    finally:
+        assert server.stop() == 0
