@@ -1,0 +1,88 @@
+"""``cxdb export``, ``import`` and ``copy`` as a user runs them, on both backends: files plain and
+zstd, stdin, the id map, copy's verification, and the progress bar, shown on a terminal only."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import pty
+import struct
+import subprocess
+import sys
+import termios
+from pathlib import Path
+
+import orjson
+
+from cxdb import Client
+from tests.conftest import LiveServer, fresh_store
+
+CXDB = [sys.executable, "-m", "cxdb"]
+
+
+def run(*args: str, cwd: Path, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run([*CXDB, *args], cwd=cwd, input=stdin, capture_output=True, timeout=120)
+
+
+def fill(store: str, contexts: int = 3, turns: int = 4) -> None:
+    server = LiveServer(store)
+    try:
+        with Client(server.url) as client:
+            for n in range(contexts):
+                context = client.create_context(client_tag=f"runs/{n}")
+                for m in range(turns):
+                    client.append_turn(context["context_id"], type_id="demo.Note", type_version=1,
+                                       data={"n": n, "m": m})
+    finally:
+        assert server.stop() == 0
+
+
+def test_export_import_copy(backend: str, tmp_path: Path) -> None:
+    with fresh_store(backend, tmp_path / "src") as source:
+        fill(source)
+        done = run("export", "--store", source, "--output", "all.jsonl.zst", cwd=tmp_path)
+        assert done.returncode == 0, done.stderr
+        assert (tmp_path / "all.jsonl.zst").read_bytes()[:4] == b"\x28\xb5\x2f\xfd"
+        assert b"exported 3 contexts and 12 turns" in done.stderr
+        assert done.stderr.count(b"\n") == 1  # no progress bar: stderr is not a terminal
+        done = run("import", "--store", "copy-a", "all.jsonl.zst", cwd=tmp_path)
+        assert done.returncode == 0 and b"imported 3 contexts, 12 turns" in done.stderr, done.stderr
+        done = run("import", "--store", "copy-a", "all.jsonl.zst", cwd=tmp_path)
+        assert b"nothing new" in done.stderr
+        plain = run("export", "--store", source, "--tag-prefix", "runs/1", cwd=tmp_path).stdout
+        assert [orjson.loads(line).get("kind") for line in plain.splitlines()].count("context") == 1
+        fill(str(tmp_path / "copy-b"), contexts=1)
+        done = run("import", "--store", "copy-b", "--id-map", "map.json", "-", cwd=tmp_path, stdin=plain)
+        assert done.returncode == 0, done.stderr
+        assert orjson.loads((tmp_path / "map.json").read_bytes())["same"] is False
+        done = run("copy", "--from", source, "--to", "copy-c", "--verify", "full", cwd=tmp_path)
+        assert done.returncode == 0, done.stderr
+        report = orjson.loads(done.stdout)
+        assert report["ok"] and report["contexts_checked"] == 3 and report["turns_checked"] == 12
+        spoiled = tmp_path / "bad.jsonl"
+        spoiled.write_bytes(b'{"format": "cxdb-export", "version": 7}\n')
+        done = run("import", "--store", "copy-a", "bad.jsonl", cwd=tmp_path)
+        assert done.returncode == 1 and b"line 1: unknown format version 7" in done.stderr
+
+
+def test_the_progress_bar_shows_on_a_terminal(tmp_path: Path) -> None:
+    fill(str(tmp_path / "src"), contexts=2, turns=3)
+    leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # a terminal 100 wide
+    try:
+        process = subprocess.Popen([*CXDB, "export", "--store", "src", "--output", "out.jsonl"], cwd=tmp_path,
+                                   stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=follower)
+        os.close(follower)
+        seen = b""
+        while True:
+            try:
+                chunk = os.read(leader, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            seen += chunk
+        assert process.wait(timeout=60) == 0
+    finally:
+        os.close(leader)
+    assert b"export: 100%" in seen and b"6.00/6.00" in seen and b"turns/s" in seen, seen
