@@ -13,14 +13,16 @@ import dataclasses
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import orjson
 from tqdm import tqdm
 
 from .config import Settings, is_database_url, shown_store
 from .portable import BadExport, Compressor, Selection, file_chunks, import_lines, verify
-from .service import Service
+
+if TYPE_CHECKING:
+    from .service import Service
 
 __all__ = ["add_commands", "run"]
 
@@ -60,6 +62,14 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     return asyncio.run(_COMMANDS[args.command](args, settings))
 
 
+def _service(settings: Settings) -> Service:
+    # Imported here: the service brings in the metrics library, which reads its multiprocess setting
+    # when first imported, and `cxdb serve` sets that up after the command line is parsed.
+    from .service import Service
+
+    return Service(settings)
+
+
 def _bar(total: int | None, what: str) -> tqdm[Any]:
     return tqdm(total=total, unit=" turns", unit_scale=True, desc=what, file=sys.stderr, disable=None,
                 dynamic_ncols=True, smoothing=0.1)
@@ -76,7 +86,7 @@ async def _export(args: argparse.Namespace, settings: Settings) -> int:
         return 2
     selection = Selection(tuple(contexts), args.tag_prefix)
     compress = args.zstd or (args.output is not None and args.output.name.endswith(".zst"))
-    async with Service(settings) as service:
+    async with _service(settings) as service:
         stats = await service.store.stats()
         everything = not contexts and args.tag_prefix is None
         target: BinaryIO = open(args.output, "wb") if args.output is not None else sys.stdout.buffer  # noqa: SIM115
@@ -115,7 +125,7 @@ async def _import(args: argparse.Namespace, settings: Settings) -> int:
     _make_directory(settings.store)
     total = _expected_turns(args.file)
     try:
-        async with Service(settings) as service:
+        async with _service(settings) as service:
             with _bar(total, "import") as bar:
                 report = await service.portability.import_chunks(
                     file_chunks(source), preserve=True if args.preserve_ids else None, progress=bar.update)
@@ -133,7 +143,7 @@ async def _import(args: argparse.Namespace, settings: Settings) -> int:
 async def _copy(args: argparse.Namespace, settings: Settings) -> int:
     target_settings = dataclasses.replace(settings, store=args.target)
     _make_directory(args.target)
-    async with Service(settings) as origin, Service(target_settings) as service:
+    async with _service(settings) as origin, _service(target_settings) as service:
         stats = await origin.store.stats()
         with _bar(stats.turns, "copy") as bar:
             report = await import_lines(service, origin.portability.export_lines(Selection()),

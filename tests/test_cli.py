@@ -200,3 +200,13 @@ def test_a_port_in_use_is_refused_cleanly(tmp_path: Path, workers: int) -> None:
             assert all(client.health()["status"] == "ok" for _ in range(8))
     finally:
         assert first.stop() == 0
+
+
+def test_the_command_line_imports_no_metrics_library_before_serve_sets_it_up() -> None:
+    # prometheus_client reads its multiprocess directory when first imported; `cxdb serve` sets it
+    # after parsing the command line, so nothing the parser imports may bring the library in.
+    import subprocess
+    import sys
+
+    code = "import sys, cxdb.cli; sys.exit('prometheus_client' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], timeout=60).returncode == 0

@@ -97,21 +97,24 @@ async def _contexts(backend: Backend, selection: Selection) -> AsyncIterator[Con
 
 
 async def _group(backend: Backend, context: ContextRecord, marks: _Marks, counts: list[int]) -> AsyncIterator[bytes]:
+    """A context's lines. Writes may go on meanwhile: what is written names only turns the group (or an
+    earlier one) carries, so it imports as the context stood when its record was read."""
     context_id = context.context_id
     yield fmt.context_line(context)
-    heads: list[tuple[int, int]] = [(context.head_turn_id, context.head_depth)]
-    async for entry in _history(backend, context_id):
-        heads.append((entry.head_turn_id, entry.head_depth))
+    history = [entry async for entry in _history(backend, context_id)]
+    heads = [(context.head_turn_id, context.head_depth)] + [(e.head_turn_id, e.head_depth) for e in history]
     for head, depth in heads:
         async for line in _chain(backend, head, depth, marks, counts):
             yield line
-    async for entry in _history(backend, context_id):
-        yield fmt.replaced_line(context_id, entry)
+    for entry in history:
+        if entry.head_turn_id in marks and entry.replaced_by_turn_id in marks:
+            yield fmt.replaced_line(context_id, entry)
     after: str | None = None
     while True:
         keys = await backend.idempotency_keys(context_id, after, PAGE)
         for key in keys:
-            yield fmt.key_line(context_id, key)
+            if key.turn_id in marks:
+                yield fmt.key_line(context_id, key)
         if len(keys) < PAGE:
             break
         after = keys[-1].key
