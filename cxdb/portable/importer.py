@@ -110,9 +110,9 @@ class _Import:
                 raise self.reader.bad("the file ends without its end record: it is truncated")
         except BadExport:
             if not self.refused:
-                await self._flush(complete_only=True)  # the store is left at the last complete context
+                await self._flush()  # the store is left at the last complete context
             raise
-        await self._flush(complete_only=True)
+        await self._flush()
         if self.ids is not None:
             self.report.id_map = self.ids.ranges()
         return self.report
@@ -174,7 +174,7 @@ class _Import:
         self.seen[2] += 1
         if self.pending.payload_bytes >= SPILL_BYTES:
             self.pending.complete_turns = len(self.pending.turns)  # this context's turns go ahead of it
-            await self._flush(complete_only=True)
+            await self._flush()
         return False
 
     async def _replaced(self) -> bool:
@@ -205,7 +205,7 @@ class _Import:
         pending = self.pending
         if (pending.payload_bytes >= FLUSH_BYTES or len(pending.turns) >= FLUSH_TURNS
                 or len(pending.contexts) >= FLUSH_CONTEXTS):
-            await self._flush(complete_only=True)
+            await self._flush()
         return False
 
     async def _end(self) -> bool:
@@ -233,9 +233,10 @@ class _Import:
             raise self.reader.bad(f"a {kind} record outside a context's group")
         return self.group
 
-    async def _flush(self, complete_only: bool) -> None:
+    async def _flush(self) -> None:
+        """Write the complete contexts read (and the turns read ahead of a large one's head)."""
         pending = self.pending
-        turns = pending.turns[:pending.complete_turns] if complete_only else pending.turns
+        turns = pending.turns[:pending.complete_turns]
         if not turns and not pending.contexts:
             return
         try:

@@ -50,3 +50,25 @@ async def test_check_reports_a_head_history_entry_without_its_turn(store_url: st
     assert not report["ok"]
     assert [p["kind"] for p in report["problems"]] == ["head_history_wrong"] * report["problem_count"]
     assert report["problem_count"] == (2 if store_url.startswith("postgresql") else 1)
+
+
+async def test_a_replaced_heads_chain_through_another_contexts_turns_is_this_contexts(store_url: str) -> None:
+    # Found by the model-based test on PostgreSQL: a turn appended with a parent in another context, then
+    # replaced; that parent is on a chain of this context's (a replaced head's), so a cursor may name it.
+    backend = open_backend(Settings(store=store_url))
+    await backend.start()
+    try:
+        one = await backend.create_context()
+        elsewhere = (await backend.append(one.context_id, "t", 1, msgpack.packb({"n": 1}))).turn
+        two = await backend.create_context()
+        mine = (await backend.append(two.context_id, "t", 1, msgpack.packb({"n": 2}), elsewhere.turn_id)).turn
+        moved = await backend.append(two.context_id, "t", 1, msgpack.packb({"n": 3}), 0)
+        assert moved.replaced_head_turn_id == mine.turn_id
+        assert await backend.turn_in_context(two.context_id, elsewhere.turn_id) == elsewhere
+        start = await backend.page_start(two.context_id, elsewhere.turn_id)
+        assert start.start == 0  # the page before the first turn of that chain is empty
+        assert await backend.turn_in_context(two.context_id, moved.turn.turn_id + 100) is None
+        third = await backend.create_context()
+        assert await backend.turn_in_context(third.context_id, elsewhere.turn_id) is None
+    finally:
+        await backend.close()

@@ -9,12 +9,13 @@ bytes) = head_turn_id, head_depth, replaced_at_ms, each u64 BE.
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterator
 from typing import Any
 
 from ..base import HeadEntry
 from .writer import WriteContext
 
-__all__ = ["decode_key", "decode_value", "list_entries", "record", "replaced_by"]
+__all__ = ["decode_key", "decode_value", "heads_of", "list_entries", "record", "replaced_by"]
 
 _KEY = struct.Struct(">QQ")
 _VALUE = struct.Struct(">QQQ")
@@ -56,6 +57,19 @@ def list_entries(txn: Any, dbs: Any, context_id: int, limit: int,
     more = len(found) > limit
     found = found[:limit]
     return found, found[-1].replaced_by_turn_id if more and found else None
+
+
+def heads_of(txn: Any, dbs: Any, context_id: int) -> Iterator[tuple[int, int]]:
+    """(head_turn_id, head_depth) of each of the context's replaced heads, oldest first."""
+    cursor = txn.cursor(db=dbs.heads)
+    prefix = _KEY.pack(context_id, 0)[:8]
+    if not cursor.set_range(prefix):
+        return
+    for key, value in cursor:
+        if not bytes(key).startswith(prefix):
+            return
+        head, depth, _ = _VALUE.unpack(value)
+        yield head, depth
 
 
 def decode_key(key: bytes) -> tuple[int, int]:

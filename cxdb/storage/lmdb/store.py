@@ -419,10 +419,12 @@ class Store:
         those chains hold the turns appended to it and the chain below its fork point."""
         if turn.context_id == context.context_id:
             return True
-        for top in (context.head_turn_id, context.lineage.fork_turn_id):
-            if top and turns.ancestor_at_depth(txn, self._dbs.turns, top, turn.depth) == turn.turn_id:
-                return True
-        return False
+        tops = [context.head_turn_id, context.lineage.fork_turn_id or 0]
+        # A replaced head's chain may pass through another context's turns (an append naming a parent
+        # there): those are the context's too. O(replaced heads deep enough), each O(log depth).
+        tops.extend(head for head, depth in heads.heads_of(txn, self._dbs, context.context_id) if depth >= turn.depth)
+        return any(top and turns.ancestor_at_depth(txn, self._dbs.turns, top, turn.depth) == turn.turn_id
+                   for top in tops)
 
     def turn_in_context(self, context_id: int, turn_id: int) -> TurnRecord | None:
         """The turn, when it is on the chain of the context's head or of a replaced head; None

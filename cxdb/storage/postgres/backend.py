@@ -385,7 +385,13 @@ class PostgresBackend:
             return None
         if record.context_id == found.context_id:
             return record
-        for top in (found.head_turn_id, found.lineage.fork_turn_id):
+        tops = [found.head_turn_id, found.lineage.fork_turn_id or 0]
+        # A replaced head's chain may pass through another context's turns (an append naming a parent
+        # there): those are the context's too.
+        tops.extend(row[0] for row in await self._db.read(lambda conn: conn.fetch(
+            "SELECT head_turn_id FROM head_history WHERE context_id = $1 AND head_depth >= $2",
+            found.context_id, record.depth)))
+        for top in tops:
             if top and await self.ancestor(top, record.depth) == turn_id:
                 return record
         return None
