@@ -10,6 +10,7 @@ import struct
 import subprocess
 import sys
 import termios
+import time
 from pathlib import Path
 
 import orjson
@@ -86,3 +87,27 @@ def test_the_progress_bar_shows_on_a_terminal(tmp_path: Path) -> None:
     finally:
         os.close(leader)
     assert b"export: 100%" in seen and b"6.00/6.00" in seen and b"turns/s" in seen, seen
+
+
+def test_an_import_killed_midway_leaves_complete_contexts_and_finishes_when_run_again(backend: str,
+                                                                                     tmp_path: Path) -> None:
+    with fresh_store(backend, tmp_path / "src") as source, fresh_store(backend, tmp_path / "dst") as target:
+        fill(source, contexts=60, turns=40)
+        assert run("export", "--store", source, "--output", "all.jsonl", cwd=tmp_path).returncode == 0
+        process = subprocess.Popen([*CXDB, "import", "--store", target, "all.jsonl"], cwd=tmp_path,
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 60
+        while process.poll() is None and time.monotonic() < deadline:
+            checked = run("check", "--store", target, cwd=tmp_path)
+            if checked.returncode == 0 and orjson.loads(checked.stdout)["counts"]["contexts"] > 0:
+                break
+            time.sleep(0.02)
+        process.kill()
+        process.wait()
+        checked = run("check", "--store", target, cwd=tmp_path)
+        assert checked.returncode == 0, checked.stdout
+        done = run("import", "--store", target, "all.jsonl", cwd=tmp_path)
+        assert done.returncode == 0, done.stderr
+        mine = run("export", "--store", source, cwd=tmp_path).stdout
+        theirs = run("export", "--store", target, cwd=tmp_path).stdout
+        assert theirs.split(b"\n", 1)[1] == mine.split(b"\n", 1)[1]

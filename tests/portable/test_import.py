@@ -3,6 +3,7 @@ naming its line and leaving the store at the last complete context; and the HTTP
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import urllib.error
 import urllib.request
@@ -202,3 +203,41 @@ def test_over_http_export_and_import_with_admin_only(store_url: str, tmp_path: P
         assert error["details"]["line"] == len(data.splitlines())
     finally:
         assert server.stop() == 0
+
+
+async def test_an_idempotent_retry_after_the_move_replays_the_original_turn(two: tuple[Service, Service]) -> None:
+    source, target = two
+    context = await source.store.create_context(0, "runs/retry")
+    first = await source.store.append(context.context_id, "demo.Note", 1, msgpack.packb({"n": 1}),
+                                      idempotency_key="attempt-1")
+    await target.portability.import_chunks(_chunks(await _export(source)))
+    again = await target.store.append(context.context_id, "demo.Note", 1, msgpack.packb({"n": 1}),
+                                      idempotency_key="attempt-1")
+    assert again.replayed and again.turn == first.turn
+
+
+async def test_an_export_taken_while_appends_go_on_imports_whole(two: tuple[Service, Service]) -> None:
+    source, target = two
+    ids = await _three_contexts(source)
+    store = source.store
+
+    async def keep_writing() -> None:
+        for n in range(200):
+            context_id = ids[n % 3]
+            head = (await store.get_context(context_id)).head_turn_id
+            # Some appends branch from the first turn, so heads are replaced while the export runs.
+            parent = (await store.chain(head, 1))[0][0].turn_id if n % 7 == 0 and head else None
+            await store.append(context_id, "demo.Note", 1, msgpack.packb({"w": n}), parent,
+                               idempotency_key=f"w{n}")
+            await asyncio.sleep(0)
+
+    async def export_slowly() -> bytes:
+        parts = []
+        async for line in source.portability.export_lines(Selection()):
+            parts.append(line)
+            await asyncio.sleep(0.001)
+        return b"".join(parts)
+
+    data, _ = await asyncio.gather(export_slowly(), keep_writing())
+    report = await target.portability.import_chunks(_chunks(data))
+    assert report.written.contexts == 3 and (await target.check())["ok"]
