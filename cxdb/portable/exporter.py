@@ -4,8 +4,9 @@ Contexts go in id order, each as a group: its ``context`` line, the turns it rea
 and its replaced heads) that no earlier group carried, each after its parent, then its replaced heads,
 its idempotency keys and its ``head``. An importer writes it in one pass.
 
-Memory: a page of turns at a time, and one bit per turn id for the turns written so far (the set is
-closed under parents, so a chain's walk stops at the first turn written before).
+Memory: a page of turns at a time (up to 8,192 turn records of one chain), and one bit per turn id for
+the turns written so far (the set is closed under parents, so a chain's walk stops at the first turn
+written before).
 """
 
 from __future__ import annotations
@@ -40,20 +41,25 @@ class Selection:
 
 
 class _Marks:
-    """A set of turn ids as one bit each."""
+    """A set of turn ids as one bit each, in pages of 65,536 ids made as ids fall in them (so sparse ids,
+    kept from another store by an import, cost only the pages they use)."""
+
+    _PAGE_BITS = 16
 
     def __init__(self) -> None:
-        self._bits = bytearray()
+        self._pages: dict[int, bytearray] = {}
 
     def __contains__(self, turn_id: int) -> bool:
-        index = turn_id >> 3
-        return index < len(self._bits) and bool(self._bits[index] & (1 << (turn_id & 7)))
+        page = self._pages.get(turn_id >> self._PAGE_BITS)
+        offset = turn_id & 0xFFFF
+        return page is not None and bool(page[offset >> 3] & (1 << (offset & 7)))
 
     def add(self, turn_id: int) -> None:
-        index = turn_id >> 3
-        if index >= len(self._bits):
-            self._bits.extend(bytes(max(index + 1 - len(self._bits), len(self._bits))))
-        self._bits[index] |= 1 << (turn_id & 7)
+        page = self._pages.get(turn_id >> self._PAGE_BITS)
+        if page is None:
+            page = self._pages[turn_id >> self._PAGE_BITS] = bytearray(1 << (self._PAGE_BITS - 3))
+        offset = turn_id & 0xFFFF
+        page[offset >> 3] |= 1 << (offset & 7)
 
 
 async def export(backend: Backend, selection: Selection = Selection(), now_ms: int = 0) -> AsyncIterator[bytes]:
@@ -90,8 +96,8 @@ async def _contexts(backend: Backend, selection: Selection) -> AsyncIterator[Con
                 context = await backend.get_context(context_id)
             except NotFound:
                 continue
-            if selection.tag_prefix is None or (context.client_tag or "").startswith(selection.tag_prefix) and (
-                    context.client_tag is not None):
+            tag = context.client_tag
+            if selection.tag_prefix is None or (tag is not None and tag.startswith(selection.tag_prefix)):
                 yield context
         after = ids[-1]
 

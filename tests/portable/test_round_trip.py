@@ -127,3 +127,15 @@ def test_lmdb_postgres_lmdb(tmp_path: Path, ops: list[tuple[Any, ...]]) -> None:
         asyncio.run(round_trip(ops, [str(base / "a"), schema.url, str(base / "b")]))
     finally:
         schema.drop()
+
+
+@given(st.lists(st.integers(0, (1 << 64) - 1) | st.integers(0, 300_000), max_size=200),
+       st.lists(st.integers(0, (1 << 64) - 1) | st.integers(0, 300_000), max_size=50))
+def test_the_exporters_set_of_turns_written_is_a_set(added: list[int], probes: list[int]) -> None:
+    from cxdb.portable.exporter import _Marks
+
+    marks = _Marks()
+    for turn_id in added:
+        marks.add(turn_id)
+    assert all(turn_id in marks for turn_id in added)
+    assert all((turn_id in marks) == (turn_id in set(added)) for turn_id in probes + [t + 1 for t in added])
