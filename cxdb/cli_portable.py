@@ -19,7 +19,9 @@ import orjson
 from tqdm import tqdm
 
 from .config import Settings, is_database_url, shown_store
+from .model import parse_u64
 from .portable import BadExport, Compressor, Selection, file_chunks, import_lines, verify
+from .portable.stream import header_of
 
 if TYPE_CHECKING:
     from .service import Service
@@ -80,7 +82,7 @@ async def _export(args: argparse.Namespace, settings: Settings) -> int:
         print(f"cxdb: no cxdb store at {Path(settings.store).resolve()}", file=sys.stderr)
         return 1
     try:
-        contexts = [int(c) for c in args.contexts]
+        contexts = [parse_u64(c) for c in args.contexts]
     except ValueError:
         print(f"cxdb: --context: not an id: {args.contexts}", file=sys.stderr)
         return 2
@@ -167,16 +169,9 @@ def _write_map(id_map: dict[str, Any], path: Path | None, beside: str) -> None:
 
 
 def _expected_turns(path: str) -> int | None:
-    """The turns the export's header announces (read from a plain file only; None otherwise)."""
-    if path == "-":
-        return None
-    try:
-        with open(path, "rb") as source:
-            first = source.readline(1 << 20)
-        header = orjson.loads(first)
-    except (OSError, orjson.JSONDecodeError):
-        return None
-    turns = header.get("turns") if isinstance(header, dict) else None
+    """The turns the export's header announces (None for stdin, or without a count)."""
+    header = header_of(path) if path != "-" else None
+    turns = header.get("turns") if header is not None else None
     return turns if isinstance(turns, int) else None
 
 

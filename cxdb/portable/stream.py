@@ -6,14 +6,16 @@ takes either without being told.
 
 from __future__ import annotations
 
+import io
 from collections.abc import AsyncIterator
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
+import orjson
 import zstandard
 
 from .format import MAX_LINE_BYTES, ZSTD_MAGIC, BadExport
 
-__all__ = ["Compressor", "file_chunks", "lines"]
+__all__ = ["Compressor", "file_chunks", "header_of", "lines"]
 
 CHUNK = 256 * 1024
 
@@ -50,6 +52,23 @@ async def lines(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
             raise BadExport(number + 1, f"a line longer than {MAX_LINE_BYTES} bytes")
     if held:
         yield bytes(held)  # no final newline: the importer finds out whether the file is whole
+
+
+def header_of(path: str) -> dict[str, Any] | None:
+    """The header of the export in a file (plain or zstd), or None when it has none that reads."""
+    try:
+        with open(path, "rb") as source:
+            if source.read(4) == ZSTD_MAGIC:
+                source.seek(0)
+                reader = io.BufferedReader(zstandard.ZstdDecompressor().stream_reader(source))
+                first = reader.readline(1 << 20)
+            else:
+                source.seek(0)
+                first = source.readline(1 << 20)
+        header = orjson.loads(first)
+    except (OSError, orjson.JSONDecodeError, zstandard.ZstdError):
+        return None
+    return header if isinstance(header, dict) else None
 
 
 async def file_chunks(source: BinaryIO) -> AsyncIterator[bytes]:

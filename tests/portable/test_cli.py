@@ -66,27 +66,35 @@ def test_export_import_copy(backend: str, tmp_path: Path) -> None:
         assert done.returncode == 1 and b"line 1: unknown format version 7" in done.stderr
 
 
-def test_the_progress_bar_shows_on_a_terminal(tmp_path: Path) -> None:
-    fill(str(tmp_path / "src"), contexts=2, turns=3)
+def on_a_terminal(args: list[str], cwd: Path) -> bytes:
+    """What ``args`` writes to stderr when stderr is a terminal (a pseudo-terminal 100 columns wide)."""
     leader, follower = pty.openpty()
-    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # a terminal 100 wide
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
     try:
-        process = subprocess.Popen([*CXDB, "export", "--store", "src", "--output", "out.jsonl"], cwd=tmp_path,
-                                   stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=follower)
+        process = subprocess.Popen(args, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                   stderr=follower)
         os.close(follower)
         seen = b""
         while True:
             try:
                 chunk = os.read(leader, 4096)
-            except OSError:
+            except OSError:  # the other end closed
                 break
             if not chunk:
                 break
             seen += chunk
-        assert process.wait(timeout=60) == 0
+        assert process.wait(timeout=60) == 0, seen
     finally:
         os.close(leader)
+    return seen
+
+
+def test_the_progress_bar_shows_on_a_terminal(tmp_path: Path) -> None:
+    fill(str(tmp_path / "src"), contexts=2, turns=3)
+    seen = on_a_terminal([*CXDB, "export", "--store", "src", "--output", "out.jsonl.zst"], tmp_path)
     assert b"export: 100%" in seen and b"6.00/6.00" in seen and b"turns/s" in seen, seen
+    seen = on_a_terminal([*CXDB, "import", "--store", "dst", "out.jsonl.zst"], tmp_path)
+    assert b"import: 100%" in seen and b"6.00/6.00" in seen, seen  # the total, from the zstd file's header
 
 
 def test_an_import_killed_midway_leaves_complete_contexts_and_finishes_when_run_again(backend: str,
