@@ -91,11 +91,12 @@ async def _export(args: argparse.Namespace, settings: Settings) -> int:
     async with _service(settings) as service:
         stats = await service.store.stats()
         everything = not contexts and args.tag_prefix is None
+        lines = service.portability.export_lines(selection)
+        first = await anext(lines)  # a context named that does not exist is refused before any file is made
         target: BinaryIO = open(args.output, "wb") if args.output is not None else sys.stdout.buffer  # noqa: SIM115
         try:
             with _bar(stats.turns if everything else None, "export") as bar:
-                written = await _write(service.portability.export_lines(selection),
-                                       target, Compressor(compress), bar)
+                written = await _write(first, lines, target, Compressor(compress), bar)
         finally:
             if args.output is not None:
                 target.close()
@@ -103,9 +104,10 @@ async def _export(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-async def _write(records: AsyncIterator[bytes], target: BinaryIO, compressor: Compressor,
+async def _write(first: bytes, records: AsyncIterator[bytes], target: BinaryIO, compressor: Compressor,
                  bar: tqdm[Any]) -> tuple[int, int]:
     contexts = turns = 0
+    target.write(compressor.feed(first))
     async for line in records:
         if line.startswith(b'{"kind":"turn"'):
             turns += 1

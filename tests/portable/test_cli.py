@@ -3,6 +3,7 @@ zstd, stdin, the id map, copy's verification, and the progress bar, shown on a t
 
 from __future__ import annotations
 
+import asyncio
 import fcntl
 import os
 import pty
@@ -13,10 +14,12 @@ import termios
 import time
 from pathlib import Path
 
+import msgpack
 import orjson
 
-from cxdb import Client
-from tests.conftest import LiveServer, fresh_store
+from cxdb.config import Settings
+from cxdb.storage import NewTurn, open_backend
+from tests.conftest import fresh_store
 
 CXDB = [sys.executable, "-m", "cxdb"]
 
@@ -26,16 +29,20 @@ def run(*args: str, cwd: Path, stdin: bytes | None = None) -> subprocess.Complet
 
 
 def fill(store: str, contexts: int = 3, turns: int = 4) -> None:
-    server = LiveServer(store)
-    try:
-        with Client(server.url) as client:
+    """``contexts`` contexts tagged runs/<n> of ``turns`` turns each, appended in batches."""
+
+    async def go() -> None:
+        backend = open_backend(Settings(store=store))
+        await backend.start()
+        try:
             for n in range(contexts):
-                context = client.create_context(client_tag=f"runs/{n}")
-                for m in range(turns):
-                    client.append_turn(context["context_id"], type_id="demo.Note", type_version=1,
-                                       data={"n": n, "m": m})
-    finally:
-        assert server.stop() == 0
+                context = await backend.create_context(0, f"runs/{n}")
+                await backend.append_batch(context.context_id, [
+                    NewTurn("demo.Note", 1, msgpack.packb({"n": n, "m": m})) for m in range(turns)])
+        finally:
+            await backend.close()
+
+    asyncio.run(go())
 
 
 def test_export_import_copy(backend: str, tmp_path: Path) -> None:
@@ -60,6 +67,8 @@ def test_export_import_copy(backend: str, tmp_path: Path) -> None:
         assert done.returncode == 0, done.stderr
         report = orjson.loads(done.stdout)
         assert report["ok"] and report["contexts_checked"] == 3 and report["turns_checked"] == 12
+        done = run("export", "--store", source, "--context", "999", "--output", "none.jsonl", cwd=tmp_path)
+        assert done.returncode == 1 and b"999" in done.stderr and not (tmp_path / "none.jsonl").exists()
         spoiled = tmp_path / "bad.jsonl"
         spoiled.write_bytes(b'{"format": "cxdb-export", "version": 7}\n')
         done = run("import", "--store", "copy-a", "bad.jsonl", cwd=tmp_path)
@@ -100,7 +109,7 @@ def test_the_progress_bar_shows_on_a_terminal(tmp_path: Path) -> None:
 def test_an_import_killed_midway_leaves_complete_contexts_and_finishes_when_run_again(backend: str,
                                                                                      tmp_path: Path) -> None:
     with fresh_store(backend, tmp_path / "src") as source, fresh_store(backend, tmp_path / "dst") as target:
-        fill(source, contexts=60, turns=40)
+        fill(source, contexts=100, turns=100)  # an import of a second or two: the kill lands inside it
         assert run("export", "--store", source, "--output", "all.jsonl", cwd=tmp_path).returncode == 0
         process = subprocess.Popen([*CXDB, "import", "--store", target, "all.jsonl"], cwd=tmp_path,
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
