@@ -3,10 +3,11 @@
 A store has an id of its own (record ``store:id``, made by the first process that needs it). For each
 source store it imported from, the record ``import:<source store id>`` says how that source's ids map:
 ``same`` (kept as they were: the first import went into an empty store, or with ``--preserve-ids``), or
-by blocks of 65,536 ids, each source block to a block of fresh ids reserved for it. A block is reserved
-and recorded before any record is written with it, so importing the same source again maps every id
-the same way: what was imported already is found, and nothing is added twice. Memory and the record
-grow with the number of blocks, not of ids.
+by blocks of 65,536 ids, each source block to a block of fresh ids reserved for it, recorded as
+``import:<source>:<contexts|turns>:<block>``. A block is reserved and recorded before any record is
+written with it, so importing the same source again maps every id the same way: what was imported
+already is found, and nothing is added twice. Memory and records grow with the number of blocks, not
+of ids.
 """
 
 from __future__ import annotations
@@ -35,11 +36,12 @@ async def store_id(backend: Backend) -> str:
 class IdMap:
     """Source ids to this store's ids, for one source."""
 
-    def __init__(self, backend: Backend, source: str, same: bool, blocks: dict[str, dict[int, int]]) -> None:
+    def __init__(self, backend: Backend, source: str, same: bool) -> None:
         self._backend = backend
-        self._name = f"import:{source}"
+        self._source = source
         self.same = same
-        self._blocks = blocks
+        self._blocks: dict[str, dict[int, int]] = {"contexts": {}, "turns": {}}
+        """The blocks this import used: source block -> the first id of the block reserved for it."""
 
     @classmethod
     async def load(cls, backend: Backend, source: str, preserve: bool | None) -> IdMap:
@@ -48,8 +50,7 @@ class IdMap:
         fresh blocks."""
         name = f"import:{source}"
         stored = await backend.auth_entry(name)
-        recorded: dict[str, Any] = orjson.loads(stored) if stored is not None else {}
-        same = recorded.get("same")
+        same: bool | None = orjson.loads(stored)["same"] if stored is not None else None
         if source == await store_id(backend):
             same = True  # this store's own export: its ids are its own
         elif preserve is not None:
@@ -57,11 +58,9 @@ class IdMap:
         elif same is None:
             stats = await backend.stats()
             same = stats.contexts == 0 and stats.turns == 0
-        blocks = {kind: {int(k): v for k, v in recorded.get(kind, {}).items()} for kind in ("contexts", "turns")}
-        found = cls(backend, source, bool(same), blocks)
-        if stored is None or recorded.get("same") != same:
-            await found._save()
-        return found
+        if stored is None or orjson.loads(stored)["same"] != same:
+            await backend.put_auth_entry(name, orjson.dumps({"same": same}), replace=True)
+        return cls(backend, source, same)
 
     async def context(self, source_id: int) -> int:
         return await self._map("contexts", source_id)
@@ -75,22 +74,27 @@ class IdMap:
         block = source_id // BLOCK
         base = self._blocks[kind].get(block)
         if base is None:
-            first_context, first_turn = await self._backend.reserve_ids(BLOCK if kind == "contexts" else 0,
-                                                                        BLOCK if kind == "turns" else 0)
-            base = first_context if kind == "contexts" else first_turn
+            base = await self._block(kind, block)
             self._blocks[kind][block] = base
-            await self._save()  # before any record is written with it
         return base + source_id % BLOCK
 
+    async def _block(self, kind: str, block: int) -> int:
+        """The first id of the block reserved for a source block: as recorded, or reserved and recorded
+        now, before any record is written with it. Two imports of one source at once agree: the record
+        is put only if absent, and the one that loses takes the winner's block (its own stays unused)."""
+        name = f"import:{self._source}:{kind}:{block}"
+        stored = await self._backend.auth_entry(name)
+        if stored is None:
+            first_context, first_turn = await self._backend.reserve_ids(BLOCK if kind == "contexts" else 0,
+                                                                        BLOCK if kind == "turns" else 0)
+            mine = first_context if kind == "contexts" else first_turn
+            stored = await self._backend.put_auth_entry(name, str(mine).encode(), replace=False)
+        return int(stored)
+
     def ranges(self) -> dict[str, Any]:
-        """The map as ranges: for each block, the first source id, the first id here and how many."""
+        """The blocks this import used, as ranges: the first source id, the first id here, how many."""
         if self.same:
             return {"same": True}
         return {"same": False, **{kind: [{"from": str(block * BLOCK), "to": str(base), "count": BLOCK}
                                          for block, base in sorted(blocks.items())]
                                   for kind, blocks in self._blocks.items()}}
-
-    async def _save(self) -> None:
-        value = {"same": self.same, **{kind: {str(k): v for k, v in blocks.items()}
-                                       for kind, blocks in self._blocks.items()}}
-        await self._backend.put_auth_entry(self._name, orjson.dumps(value), replace=True)

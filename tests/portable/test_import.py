@@ -241,3 +241,26 @@ async def test_an_export_taken_while_appends_go_on_imports_whole(two: tuple[Serv
     data, _ = await asyncio.gather(export_slowly(), keep_writing())
     report = await target.portability.import_chunks(_chunks(data))
     assert report.written.contexts == 3 and (await target.check())["ok"]
+
+
+async def test_a_fork_exported_alone_carries_its_whole_chain(two: tuple[Service, Service]) -> None:
+    source, target = two
+    fork = (await _three_contexts(source))[-1]
+    data = await _export(source, Selection((fork,)))
+    report = await target.portability.import_chunks(_chunks(data))
+    assert report.written.contexts == 1 and report.written.turns == 3  # two below the fork point, one after
+    assert await target.page_json(fork, limit=10) == await source.page_json(fork, limit=10)
+    assert (await target.check())["ok"]
+    children, total = await target.store.children(fork)
+    assert total == 0 and not children
+
+
+async def test_two_imports_of_one_source_at_once_add_it_once(two: tuple[Service, Service]) -> None:
+    source, target = two
+    await _three_contexts(source)
+    await target.store.create_context(0, "local")  # not empty: ids are mapped
+    data = await _export(source)
+    first, second = await asyncio.gather(*(target.portability.import_chunks(_chunks(data)) for _ in range(2)))
+    assert first.id_map == second.id_map
+    assert (await target.store.stats()).contexts == 4 and (await target.store.stats()).turns == 5
+    assert (await target.check())["ok"]
