@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -26,6 +27,7 @@ VERSION = 1
 MAX_LINE_BYTES = 64 * 1024 * 1024
 """The longest line an import reads: a payload of 48 MiB, base64, with its fields."""
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+_STORE_ID = re.compile(r"[0-9A-Za-z_-]{1,64}")
 
 
 class BadExport(Unprocessable):
@@ -122,8 +124,9 @@ class Reader:
             raise self.bad(f"unknown format version {version!r}: this cxdb reads version {VERSION}",
                            version=version, supported=VERSION)
         source = record.get("source")
-        if not isinstance(source, dict) or not isinstance(source.get("store_id"), str) or not source["store_id"]:
-            raise self.bad("the header names no source store_id")
+        store_id = source.get("store_id") if isinstance(source, dict) else None
+        if not isinstance(store_id, str) or not _STORE_ID.fullmatch(store_id):
+            raise self.bad("the header names no source store_id (1 to 64 letters, digits, - or _)")
         return record
 
     def field(self, name: str, kind: type | tuple[type, ...], optional: bool = False) -> Any:

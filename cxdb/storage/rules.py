@@ -25,6 +25,8 @@ MAX_TAG_BYTES = 400
 """A tag is part of an index key (LMDB keys are at most 511 bytes)."""
 MAX_KEY_BYTES = 400
 """An idempotency key is part of an index key too."""
+MAX_TYPE_ID_BYTES = 400
+"""As the HTTP API accepts."""
 _U32_MAX = (1 << 32) - 1
 
 
@@ -117,7 +119,9 @@ def restored_turn_problem(turn: TurnRecord, parent_depth: int | None) -> Unproce
     if turn.depth != (parent_depth or 0) + 1:
         return Unprocessable(f"turn {turn.turn_id}: depth {turn.depth} is not its parent's plus one",
                              {"turn_id": str(turn.turn_id), "depth": turn.depth})
-    check_append(turn.type_version, None)
+    if not turn.type_id or len(turn.type_id.encode()) > MAX_TYPE_ID_BYTES or not 0 <= turn.type_version <= _U32_MAX:
+        return Unprocessable(f"turn {turn.turn_id}: type_id empty or over {MAX_TYPE_ID_BYTES} bytes, or type_version "
+                             "out of range", {"turn_id": str(turn.turn_id)})
     return None
 
 
@@ -155,6 +159,12 @@ def restored_context_problem(context: RestoredContext, depths: Mapping[int, int]
     """What is wrong with a context to restore, given the depth of each turn it names that exists
     (:func:`restored_references`); None when it fits."""
     record = context.record
+    if record.client_tag is not None and len(record.client_tag.encode()) > MAX_TAG_BYTES:
+        return Unprocessable(f"context {record.context_id}: client_tag over {MAX_TAG_BYTES} bytes",
+                             {"context_id": str(record.context_id), "field": "client_tag"})
+    if any(len(key.key.encode()) > MAX_KEY_BYTES for key in context.keys):
+        return Unprocessable(f"context {record.context_id}: an idempotency key over {MAX_KEY_BYTES} bytes",
+                             {"context_id": str(record.context_id), "field": "idempotency_key"})
     missing = sorted(turn_id for turn_id in restored_references(context) if turn_id not in depths)
     if missing:
         return Unprocessable(f"context {record.context_id} names turns neither in the store nor restored with it",

@@ -126,8 +126,32 @@ def _bad_json(records: list[dict[str, Any]]) -> int:
     return at
 
 
+def _long_tag(records: list[dict[str, Any]]) -> int:
+    at = _index(records, "context", 1)
+    records[at]["client_tag"] = "t" * 401  # more than a tag may hold (it is part of an index key)
+    return at
+
+
+def _long_key(records: list[dict[str, Any]]) -> int:
+    records[_index(records, "idempotency_key", 2)]["key"] = "k" * 401
+    return _index(records, "context", 1)  # the store refuses the context, named by its first line
+
+
+def _long_type(records: list[dict[str, Any]]) -> int:
+    at = _index(records, "turn", 2)
+    records[at]["type_id"] = "x" * 401
+    return at
+
+
+def _bad_source(records: list[dict[str, Any]]) -> int:
+    records[0]["source"]["store_id"] = "../" + "x" * 600
+    return 0
+
+
 CASES = {"parent_missing": (_bad_parent, "parent"), "hash_mismatch": (_bad_hash, "content_hash"),
-         "unknown_version": (_bad_version, "unknown format version 2"), "bad_field": (_bad_json, "head_turn_id")}
+         "unknown_version": (_bad_version, "unknown format version 2"), "bad_field": (_bad_json, "head_turn_id"),
+         "tag_too_long": (_long_tag, "client_tag"), "key_too_long": (_long_key, "idempotency key"),
+         "type_id_too_long": (_long_type, "type_id"), "bad_source": (_bad_source, "store_id")}
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
@@ -142,10 +166,11 @@ async def test_bad_input_names_its_line_and_keeps_the_complete_contexts_before_i
         await target.portability.import_chunks(_chunks(_join(records)))
     assert caught.value.line == at + 1 and says in caught.value.message
     stats = await target.store.stats()
-    expected = (0, 0) if case == "unknown_version" else (1, 2)  # the first context, whole; nothing of the second
+    header = case in ("unknown_version", "bad_source")
+    expected = (0, 0) if header else (1, 2)  # the first context, whole; nothing of the second
     assert (stats.contexts, stats.turns) == expected
     assert (await target.check())["ok"]
-    if case != "unknown_version":  # the good file completes it
+    if not header:  # the good file completes it
         report = await target.portability.import_chunks(_chunks(await _export(source)))
         assert report.written.contexts == 2 and report.written.contexts_present == 1
 
