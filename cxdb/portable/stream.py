@@ -18,11 +18,14 @@ from .format import MAX_LINE_BYTES, ZSTD_MAGIC, BadExport
 __all__ = ["Compressor", "file_chunks", "header_of", "lines"]
 
 CHUNK = 256 * 1024
+SLICE = 1024
 
 
 async def lines(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
     """The lines of a stream of chunks (plain or zstd), each without its newline; a line longer than
-    :data:`MAX_LINE_BYTES` is refused (BadExport), so memory stays bounded."""
+    :data:`MAX_LINE_BYTES` is refused (BadExport), so memory stays bounded. Compressed input is fed to
+    the decompressor :data:`SLICE` bytes at a time: zstd can expand a few bytes into a 128 KiB block,
+    so this bounds what one slice can turn into (some tens of MiB) however the input was made."""
     decompressor: zstandard.ZstdDecompressionObj | None = None
     first = True
     held = bytearray()
@@ -32,24 +35,26 @@ async def lines(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
             first = False
             if chunk[:4] == ZSTD_MAGIC:
                 decompressor = zstandard.ZstdDecompressor().decompressobj()
-        if decompressor is not None:
-            try:
-                chunk = decompressor.decompress(chunk)
-            except zstandard.ZstdError as exc:
-                raise BadExport(number + 1, f"the zstd stream is corrupted: {exc}") from exc
-        start = 0
-        while True:
-            end = chunk.find(b"\n", start)
-            if end < 0:
-                held += chunk[start:]
-                break
-            held += chunk[start:end]
-            number += 1
-            yield bytes(held)
-            held.clear()
-            start = end + 1
-        if len(held) > MAX_LINE_BYTES:
-            raise BadExport(number + 1, f"a line longer than {MAX_LINE_BYTES} bytes")
+        pieces = [chunk] if decompressor is None else (chunk[at:at + SLICE] for at in range(0, len(chunk), SLICE))
+        for piece in pieces:
+            if decompressor is not None:
+                try:
+                    piece = decompressor.decompress(piece)
+                except zstandard.ZstdError as exc:
+                    raise BadExport(number + 1, f"the zstd stream is corrupted: {exc}") from exc
+            start = 0
+            while True:
+                end = piece.find(b"\n", start)
+                if end < 0:
+                    held += piece[start:]
+                    break
+                held += piece[start:end]
+                number += 1
+                yield bytes(held)
+                held.clear()
+                start = end + 1
+            if len(held) > MAX_LINE_BYTES:
+                raise BadExport(number + 1, f"a line longer than {MAX_LINE_BYTES} bytes")
     if held:
         yield bytes(held)  # no final newline: the importer finds out whether the file is whole
 

@@ -289,3 +289,19 @@ async def test_two_imports_of_one_source_at_once_add_it_once(two: tuple[Service,
     assert first.id_map == second.id_map
     assert (await target.store.stats()).contexts == 4 and (await target.store.stats()).turns == 5
     assert (await target.check())["ok"]
+
+
+async def test_a_line_too_long_is_refused_even_from_a_small_zstd_file() -> None:
+    import zstandard
+
+    from cxdb.portable import lines
+
+    bomb = zstandard.ZstdCompressor(level=1).compress(b"a" * (65 * 1024 * 1024))  # about 2 KB
+    assert len(bomb) < 64 * 1024
+    with pytest.raises(BadExport, match="a line longer than") as caught:
+        async for _ in lines(_chunks(bomb)):
+            pass
+    assert caught.value.line == 1
+    plain = b"".join(b'{"n": %d}\n' % n for n in range(5000))
+    assert [line async for line in lines(_chunks(zstandard.ZstdCompressor().compress(plain)))] == \
+        plain.splitlines()
