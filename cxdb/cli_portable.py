@@ -154,7 +154,7 @@ async def _copy(args: argparse.Namespace, settings: Settings) -> int:
                                         preserve=True if args.preserve_ids else None, progress=bar.update)
         _write_map(report.id_map, args.id_map, "cxdb-copy")
         print(f"cxdb: {report.summary()}", file=sys.stderr)
-        checked = await verify(origin.store, service.store, full=args.verify == "full")
+        checked = await verify(origin, service, full=args.verify == "full")
     print(orjson.dumps(checked, option=orjson.OPT_INDENT_2).decode())
     if not checked["ok"]:
         print(f"cxdb: the copy in {shown_store(args.target)} differs from its source", file=sys.stderr)

@@ -1,26 +1,31 @@
 """Checking a copy: the contexts of the source, found in the target with the same records and chains.
 
 Ids may differ (a copy into a store that held data gets fresh ones): the target's import ledger says
-how they map. Compared, for each context checked: tag, provenance, times, head depth, and along the
-whole chain of its head each turn's id, depth, type, content hash and time.
+how they map. Compared, for each context checked: tag, provenance, times, head depth, along the
+whole chain of its head each turn's id, depth, type, content hash and time, and, where the ids are
+the same, the newest typed page of 64 turns as the API serves it, byte for byte.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import NotFound
 from ..storage import Backend
 from .ledger import IdMap, store_id
+
+if TYPE_CHECKING:
+    from ..service import Service
 
 __all__ = ["verify"]
 
 _PAGE = 512
 
 
-async def verify(source: Backend, target: Backend, full: bool = False, sample: int = 64) -> dict[str, Any]:
-    """A report (``ok``, ``problems``, what was compared) of ``target`` against ``source``: every context
+async def verify(origin: Service, copied: Service, full: bool = False, sample: int = 64) -> dict[str, Any]:
+    """A report (``ok``, ``problems``, what was compared) of ``copied`` against ``origin``: every context
     with ``full``, else ``sample`` of them spread over the ids, and the totals either way."""
+    source, target = origin.store, copied.store
     ids = await IdMap.load(target, await store_id(source), None)
     have, got = await source.stats(), await target.stats()
     problems: list[dict[str, Any]] = []
@@ -39,7 +44,11 @@ async def verify(source: Backend, target: Backend, full: bool = False, sample: i
             if (index - 1) % step:
                 continue
             checked += 1
+            found = len(problems)
             turns += await _context(source, target, ids, context_id, problems)
+            if ids.same and len(problems) == found and (await origin.page_json(context_id, limit=64)
+                                                        != await copied.page_json(context_id, limit=64)):
+                problems.append({"problem": "page_differs", "context_id": str(context_id)})
         after = page[-1]
     return {"ok": not problems, "problems": problems[:100], "contexts_checked": checked, "turns_checked": turns,
             "source": {"contexts": have.contexts, "turns": have.turns},

@@ -19,7 +19,7 @@ from cxdb import Client
 from cxdb.config import Settings
 from cxdb.portable import BadExport, Selection
 from cxdb.service import Service
-from tests.conftest import LiveServer, fresh_store
+from tests.conftest import BUNDLES, LiveServer, fresh_store
 
 
 async def _chunks(data: bytes) -> AsyncIterator[bytes]:
@@ -305,3 +305,23 @@ async def test_a_line_too_long_is_refused_even_from_a_small_zstd_file() -> None:
     plain = b"".join(b'{"n": %d}\n' % n for n in range(5000))
     assert [line async for line in lines(_chunks(zstandard.ZstdCompressor().compress(plain)))] == \
         plain.splitlines()
+
+
+async def test_copy_verification_finds_a_differing_record_and_a_differing_page(two: tuple[Service, Service]) -> None:
+    from cxdb.portable import verify
+
+    source, target = two
+    chat = await source.store.create_context(0, "runs/chat")
+    await source.store.append(chat.context_id, "cxdb.chat.Message", 1, msgpack.packb({1: 2, 2: "hi"}))
+    other = await source.store.create_context(0, "runs/other")
+    await source.store.append(other.context_id, "demo.Note", 1, msgpack.packb({"n": 1}))
+    await target.portability.import_chunks(_chunks(await _export(source)))
+    assert (await verify(source, target, full=True))["ok"]
+    bundle = orjson.loads((BUNDLES / "conversation-v1.json").read_bytes())
+    await target.publish_bundle(bundle["bundle_id"], bundle)  # the target's registry (in every page) differs
+    report = await verify(source, target, full=True)
+    assert {"problem": "page_differs", "context_id": str(chat.context_id)} in report["problems"]
+    assert not report["ok"] and {p["problem"] for p in report["problems"]} == {"page_differs"}
+    await target.store.append(other.context_id, "demo.Note", 1, msgpack.packb({"n": 2}))
+    report = await verify(source, target, full=True)
+    assert {"problem": "context_differs", "context_id": str(other.context_id)} in report["problems"]
