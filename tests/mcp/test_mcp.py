@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from cxdb import Client
-from tests.conftest import REPO, LiveServer
+from tests.conftest import REPO, LiveServer, wait_until
 
 mcp = pytest.importorskip("mcp", reason="the test extra installs the official MCP SDK")
 from mcp import ClientSession  # noqa: E402
@@ -152,8 +152,14 @@ async def test_a_subscriber_hears_of_another_agents_turn(server: LiveServer) -> 
             assert page["meta"]["context_id"] == context_id and page["turns"][0]["data"] == {"n": 1}
             await session.unsubscribe_resource(uri)
             http.append_turn(context_id, type_id="t", type_version=1, data={"n": 2})
-            await asyncio.sleep(1.5)
-            assert notes.empty()
+            # No note for that turn: a later one, on a context subscribed after it, comes first (a
+            # session hears of the store's changes in the order they were made).
+            marker = f"cxdb://contexts/{other}"
+            await session.subscribe_resource(marker)
+            http.append_turn(other, type_id="t", type_version=1, data={"n": 3})
+            note = await asyncio.wait_for(notes.get(), 10)
+            assert note.params.uri == marker
+            await session.unsubscribe_resource(marker)
             listed = await session.list_resources()
             assert uri in {str(resource.uri) for resource in listed.resources}
             with pytest.raises(MCPError):
@@ -345,8 +351,8 @@ def test_a_session_is_served_by_every_worker(module_store_url: str) -> None:
 
             asyncio.run(scenario())
         assert raw(live.url, None, headers, method="DELETE")[0] == 204
-        time.sleep(1.1)  # every process re-reads a session's record at most once a second
-        for n in range(6):
-            assert raw(live.url, {"jsonrpc": "2.0", "id": n, "method": "ping"}, headers)[0] == 404
+        # Every process re-reads a session's record (at most once a second): soon both refuse it.
+        wait_until(lambda: all(raw(live.url, {"jsonrpc": "2.0", "id": n, "method": "ping"}, headers)[0] == 404
+                               for n in range(6)))
     finally:
         live.stop()
