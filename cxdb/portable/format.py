@@ -148,7 +148,9 @@ class Reader:
         if value is None and optional:
             return 0
         try:
-            return parse_u64(value) if isinstance(value, str) else parse_u64(None)
+            if not isinstance(value, str):
+                raise ValueError("not a string")
+            return parse_u64(value)
         except ValueError as exc:
             raise self.bad(f"field {name!r} is not an id (a decimal string)", field=name) from exc
 

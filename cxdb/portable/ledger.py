@@ -50,7 +50,8 @@ class IdMap:
         fresh blocks."""
         name = f"import:{source}"
         stored = await backend.auth_entry(name)
-        same: bool | None = orjson.loads(stored)["same"] if stored is not None else None
+        recorded: bool | None = orjson.loads(stored)["same"] if stored is not None else None
+        same = recorded
         if source == await store_id(backend):
             same = True  # this store's own export: its ids are its own
         elif preserve is not None:
@@ -58,7 +59,7 @@ class IdMap:
         elif same is None:
             stats = await backend.stats()
             same = stats.contexts == 0 and stats.turns == 0
-        if stored is None or orjson.loads(stored)["same"] != same:
+        if recorded != same:
             await backend.put_auth_entry(name, orjson.dumps({"same": same}), replace=True)
         return cls(backend, source, same)
 

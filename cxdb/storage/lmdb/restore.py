@@ -52,18 +52,18 @@ def restore(w: WriteContext, codec: BlobCodec, observe: Callable[[bytes], None],
         new_turns += 1
     new_contexts = present_contexts = 0
     for context in restored:
-        restoring = context.record
-        stored_context = contexts.get(w.txn, w.dbs, restoring.context_id)
+        wanted = context.record
+        stored_context = contexts.get(w.txn, w.dbs, wanted.context_id)
         if stored_context is not None:
-            clash = restored_context_clash(stored_context, restoring)
+            clash = restored_context_clash(stored_context, wanted)
             if clash is not None:
                 raise clash
             present_contexts += 1
-            if restoring.head_depth > stored_context.head_depth and turns.ancestor_at_depth(
-                    w.txn, w.dbs.turns, restoring.head_turn_id, stored_context.head_depth) == (
+            if wanted.head_depth > stored_context.head_depth and turns.ancestor_at_depth(
+                    w.txn, w.dbs.turns, wanted.head_turn_id, stored_context.head_depth) == (
                     stored_context.head_turn_id):  # appended to in the source since: catch up
-                contexts.move_head(w, restoring.context_id, stored_context.head_turn_id, restoring.head_turn_id,
-                                   restoring.head_depth)
+                contexts.move_head(w, wanted.context_id, stored_context.head_turn_id, wanted.head_turn_id,
+                                   wanted.head_depth)
             continue
         depths = {}
         for turn_id in restored_references(context):
@@ -73,12 +73,12 @@ def restore(w: WriteContext, codec: BlobCodec, observe: Callable[[bytes], None],
         problem = restored_context_problem(context, depths)
         if problem is not None:
             raise problem
-        contexts.insert(w, restoring)
+        contexts.insert(w, wanted)
         for entry in context.history:
-            heads.record(w, restoring.context_id, entry.head_turn_id, entry.head_depth, entry.replaced_by_turn_id,
+            heads.record(w, wanted.context_id, entry.head_turn_id, entry.head_depth, entry.replaced_by_turn_id,
                          entry.replaced_at_ms)
         for key in context.keys:
-            idempotency.remember(w, restoring.context_id, key.key, key.turn_id, key.request, key.created_at_ms)
-        events.record(w, "context_created", restoring.context_id, restoring.head_turn_id, restoring.head_depth)
+            idempotency.remember(w, wanted.context_id, key.key, key.turn_id, key.request, key.created_at_ms)
+        events.record(w, "context_created", wanted.context_id, wanted.head_turn_id, wanted.head_depth)
         new_contexts += 1
     return Restored(new_turns, new_contexts, present_turns, present_contexts)
