@@ -43,6 +43,7 @@ from .batch import PendingItem
 from .check import check_database
 from .database import Database
 from .listener import Listener
+from .listing import CHILDREN, SUBTREE, listing
 from .reads import ContextReads
 from .rows import ANCESTOR, CONTEXT, I64_MAX, TURN, context, fits, text, turn
 from .writer import AppendWriter, PendingAppend
@@ -72,44 +73,6 @@ walk(turn_id, depth, parent_turn_id, jump_turn_id, jump_depth) AS (
     WHERE w.depth > g.depth)
 SELECT (SELECT parent_turn_id FROM target),
        (SELECT w.turn_id FROM walk w CROSS JOIN target g WHERE w.depth = g.depth)"""
-# Each listing with "<BELOW>" where a page's cursor goes: (last_activity_ms, context_id) below the last
-# one a page ended at, a row comparison the (activity, id) indexes serve.
-_LIST = f"""
-SELECT k.contexts, c.* FROM counters k LEFT JOIN LATERAL (
-    SELECT {CONTEXT} FROM contexts WHERE true<BELOW> ORDER BY last_activity_ms DESC, context_id DESC LIMIT $1) c
-    ON true
-WHERE k.id = 1"""
-_LIST_TAG = f"""
-SELECT coalesce((SELECT contexts FROM tag_counts WHERE client_tag = $2), 0), c.*
-FROM (SELECT 1) AS one LEFT JOIN LATERAL (
-    SELECT {CONTEXT} FROM contexts WHERE client_tag = $2<BELOW>
-    ORDER BY last_activity_ms DESC, context_id DESC LIMIT $1) c ON true"""
-# A namespace: tags from the prefix up to the prefix followed by 0xff, a byte UTF-8 never holds.
-_LIST_PREFIX = f"""
-SELECT (SELECT count(*) FROM contexts WHERE client_tag >= $2 AND client_tag < $3), c.*
-FROM (SELECT 1) AS one LEFT JOIN LATERAL (
-    SELECT {CONTEXT} FROM contexts WHERE client_tag >= $2 AND client_tag < $3<BELOW>
-    ORDER BY last_activity_ms DESC, context_id DESC LIMIT $1) c ON true"""
-
-
-def _listing(query: str, args: tuple[Any, ...], before: tuple[int, int] | None) -> tuple[str, tuple[Any, ...]]:
-    """The listing ``query`` with its arguments, and the page's cursor when there is one."""
-    if before is None:
-        return query.replace("<BELOW>", ""), args
-    first = len(args) + 1
-    below = f" AND (last_activity_ms, context_id) < (${first}::bigint, ${first + 1}::bigint)"
-    return query.replace("<BELOW>", below), (*args, *(min(value, I64_MAX) for value in before))
-_CHILDREN = f"""
-SELECT p.children, c.* FROM contexts p LEFT JOIN LATERAL (
-    SELECT {CONTEXT} FROM contexts WHERE parent_context_id = p.context_id ORDER BY context_id LIMIT $2) c ON true
-WHERE p.context_id = $1"""
-_SUBTREE = """
-WITH RECURSIVE tree(context_id, path) AS (
-    SELECT context_id, ARRAY[context_id] FROM contexts WHERE parent_context_id = $1
-    UNION ALL
-    SELECT c.context_id, t.path || c.context_id FROM tree t CROSS JOIN LATERAL (
-        SELECT context_id FROM contexts WHERE parent_context_id = t.context_id OFFSET 0) c)
-SELECT context_id FROM tree ORDER BY cardinality(path), path"""
 _SIZE = "SELECT coalesce(sum(pg_total_relation_size(to_regclass(name))), 0)::bigint FROM unnest($1::text[]) AS name"
 _COUNTERS = ("turns", "contexts", "blobs", "blob_stored", "blob_raw", "dedup_hits", "dedup_misses", "bundles")
 _EVENTS = f"""
@@ -306,15 +269,9 @@ class PostgresBackend:
 
     async def list_contexts(self, limit: int, tag: str | None = None, prefix: str | None = None,
                             before: tuple[int, int] | None = None) -> tuple[list[ContextRecord], int]:
-        if prefix is not None and (tag is None or not tag.startswith(prefix)):
-            if tag is not None:
-                return [], 0
-            low = prefix.encode()
-            query, args = _listing(_LIST_PREFIX, (limit, low, low + b"\xff"), before)
-        elif tag is None:
-            query, args = _listing(_LIST, (limit,), before)
-        else:
-            query, args = _listing(_LIST_TAG, (limit, tag.encode()), before)
+        if prefix is not None and tag is not None and not tag.startswith(prefix):
+            return [], 0
+        query, args = listing(limit, tag, prefix, before)
         rows = await self._db.read(lambda conn: conn.fetch(query, *args))
         return [context(row, 1) for row in rows if row[1] is not None], rows[0][0] if rows else 0
 
@@ -323,7 +280,7 @@ class PostgresBackend:
         if not fits(context_id):
             raise missing_context(context_id)
         if not recursive:
-            rows = await self._db.read(lambda conn: conn.fetch(_CHILDREN, context_id, limit))
+            rows = await self._db.read(lambda conn: conn.fetch(CHILDREN, context_id, limit))
             if not rows:
                 raise missing_context(context_id)
             return [context(row, 1) for row in rows if row[1] is not None], rows[0][0]
@@ -331,7 +288,7 @@ class PostgresBackend:
         async def subtree(conn: Any) -> tuple[list[Any], list[int]]:
             if await conn.fetchval("SELECT 1 FROM contexts WHERE context_id = $1", context_id) is None:
                 raise missing_context(context_id)
-            ids = [row[0] for row in await conn.fetch(_SUBTREE, context_id)]
+            ids = [row[0] for row in await conn.fetch(SUBTREE, context_id)]
             rows = await conn.fetch(f"SELECT {CONTEXT} FROM contexts WHERE context_id = ANY($1::bigint[])",
                                     ids[:limit])
             return rows, ids
