@@ -55,7 +55,7 @@ def event_context(event: Event) -> int | None:
         return event.context.context_id
     if event.turn is not None:
         return event.turn.context_id
-    return None
+    return event.context_id or None
 
 
 def event_data(event: Event) -> dict[str, Any]:
@@ -77,6 +77,9 @@ def event_data(event: Event) -> dict[str, Any]:
         return data
     if event.kind == "registry_published" and event.bundle_id is not None:
         return {"bundle_id": event.bundle_id}
+    if event.kind == "context_deleted":
+        return {"context_id": str(event.context_id), "head_turn_id": str(event.head_turn_id),
+                "head_depth": event.head_depth}
     return {}
 
 

@@ -16,7 +16,8 @@ from ..errors import CxdbError
 from ..model import ContextRecord, StoreStats, TurnId, TurnRecord
 
 __all__ = ["EVENT_KINDS", "AppendResult", "Backend", "CommitObserver", "Event", "HeadEntry", "KeyEntry", "NewTurn",
-           "PageStart", "RegistryMoved", "Restored", "RestoredContext", "RestoredTurn", "StoredBundle"]
+           "PageStart", "Pending", "Reclaimed", "RegistryMoved", "Restored", "RestoredContext", "RestoredTurn",
+           "StoredBundle"]
 
 CommitObserver = Callable[[int, float, int], None]
 """Told of each committed write batch: (operations, seconds it took, operations still waiting)."""
@@ -103,6 +104,35 @@ class Restored:
                         self.turns_present + other.turns_present, self.contexts_present + other.contexts_present)
 
 
+@dataclass(frozen=True, slots=True)
+class Reclaimed:
+    """What one :meth:`Backend.reclaim` step did, and whether work remains."""
+
+    contexts: int = 0
+    """Deleted contexts whose head history and idempotency keys are now all gone."""
+    turns: int = 0
+    blobs: int = 0
+    bytes: int = 0
+    """Stored bytes of the blobs deleted."""
+    more: bool = False
+
+    def __add__(self, other: Reclaimed) -> Reclaimed:
+        return Reclaimed(self.contexts + other.contexts, self.turns + other.turns, self.blobs + other.blobs,
+                         self.bytes + other.bytes, other.more)
+
+
+@dataclass(frozen=True, slots=True)
+class Pending:
+    """What awaits reclamation, O(1) to read: deleted contexts still to purge, turns found unreachable
+    (marked, or queued to be marked: following a chain finds more as it goes), blobs no turn names,
+    and those blobs' stored bytes."""
+
+    contexts: int = 0
+    turns: int = 0
+    blobs: int = 0
+    bytes: int = 0
+
+
 class PageStart(NamedTuple):
     """Where a page starts, and the registry generation, read in one snapshot."""
 
@@ -121,7 +151,7 @@ class StoredBundle:
     body: bytes
 
 
-EVENT_KINDS = ("context_created", "turn_appended", "registry_published")
+EVENT_KINDS = ("context_created", "turn_appended", "registry_published", "context_deleted")
 """The kinds of change the event log records; an event's kind is stored as its index here + 1."""
 
 
@@ -131,6 +161,7 @@ class Event:
 
     ``context_created``: ``context`` (its head as created is ``head_turn_id``/``head_depth``, the turn it
     was forked at, or 0). ``turn_appended``: ``turn``. ``registry_published``: ``bundle_id``.
+    ``context_deleted``: ``context_id`` (the context is gone; its head then was ``head_turn_id``).
     """
 
     sequence: int
@@ -141,6 +172,7 @@ class Event:
     bundle_id: str | None = None
     head_turn_id: int = 0
     head_depth: int = 0
+    context_id: int = 0
 
 
 class Backend(Protocol):
@@ -277,6 +309,25 @@ class Backend(Protocol):
         and a Conflict otherwise; a context skipped keeps its history and keys, and its head unless the
         head restored descends from it (appended to in the source since): then the head moves to it. The next
         ids allocated stay above every id written. A new context is recorded as ``context_created``."""
+
+    async def delete_context(self, context_id: int, recursive: bool = False) -> list[int]:
+        """Delete a context (with ``recursive``, and every descendant: at most
+        :data:`~cxdb.storage.rules.MAX_DELETE` contexts, else Unprocessable) in one transaction: the ids
+        deleted. Each is gone from every read and index at once and recorded as ``context_deleted``; its
+        head loses the reference the context held, and its head history and idempotency keys await
+        :meth:`reclaim`. NotFound for a missing context."""
+
+    async def reclaim(self, budget: int) -> Reclaimed:
+        """One bounded step of reclamation, one transaction of at most about ``budget`` records:
+        purge deleted contexts' history and keys, follow turns whose references fell to 0 up their
+        chains, delete them and the blobs no turn names. Resumable after a crash at any point."""
+
+    async def expire(self, history_before_ms: int, keys_before_ms: int, budget: int) -> tuple[int, int]:
+        """Delete up to ``budget`` head-history entries recorded before ``history_before_ms`` and up
+        to ``budget`` idempotency keys made before ``keys_before_ms``, oldest first: how many of each."""
+
+    async def pending(self) -> Pending:
+        """What awaits reclamation; O(1)."""
 
     async def auth_entry(self, name: str) -> bytes | None:
         """An access-control record (:mod:`cxdb.service.tokens` names them), or another small named

@@ -16,10 +16,11 @@ from ..errors import Conflict, NotFound, Unprocessable
 from ..model import BlobHash, ContextRecord, TurnRecord
 from .base import NewTurn, RestoredContext
 
-__all__ = ["MAX_KEY_BYTES", "MAX_TAG_BYTES", "check_append", "check_tag", "child_jump", "head_moved", "jump_step",
-           "missing_context", "missing_turn", "parent_not_found", "partly_replayed", "prepare", "request_digest",
-           "restored_context_clash", "restored_context_problem", "restored_references", "restored_turn_clash",
-           "restored_turn_problem"]
+__all__ = ["MAX_DELETE", "MAX_KEY_BYTES", "MAX_TAG_BYTES", "being_reclaimed", "context_being_reclaimed",
+           "check_append", "check_tag", "child_jump", "head_moved", "jump_step", "missing_context", "missing_turn",
+           "parent_not_found", "partly_replayed", "prepare", "request_digest", "restored_context_clash",
+           "restored_context_problem", "restored_references", "restored_turn_clash", "restored_turn_problem",
+           "too_many_to_delete"]
 
 MAX_TAG_BYTES = 400
 """A tag is part of an index key (LMDB keys are at most 511 bytes)."""
@@ -27,6 +28,8 @@ MAX_KEY_BYTES = 400
 """An idempotency key is part of an index key too."""
 MAX_TYPE_ID_BYTES = 400
 """As the HTTP API accepts."""
+MAX_DELETE = 10_000
+"""Contexts one deletion may remove (a context and its descendants): one transaction's worth."""
 _U32_MAX = (1 << 32) - 1
 
 
@@ -60,6 +63,21 @@ def missing_turn(turn_id: int) -> NotFound:
 def parent_not_found(context_id: int, parent: int) -> Conflict:
     return Conflict(f"Parent turn {parent} not found",
                     {"reason": "parent_not_found", "parent_turn_id": str(parent), "context_id": str(context_id)})
+
+
+def too_many_to_delete(context_id: int, found: int) -> Unprocessable:
+    return Unprocessable(f"context {context_id} has more than {MAX_DELETE} descendants: delete its subtrees first",
+                         {"context_id": str(context_id), "found_at_least": found, "max_contexts": MAX_DELETE})
+
+
+def being_reclaimed(turn_id: int) -> Conflict:
+    return Conflict(f"turn {turn_id} is unreachable and being reclaimed: run `cxdb gc`, then try again",
+                    {"turn_id": str(turn_id), "reason": "being_reclaimed"})
+
+
+def context_being_reclaimed(context_id: int) -> Conflict:
+    return Conflict(f"context {context_id} was deleted and is being reclaimed: run `cxdb gc`, then try again",
+                    {"context_id": str(context_id), "reason": "being_reclaimed"})
 
 
 def partly_replayed(context_id: int, replayed: list[int]) -> Conflict:

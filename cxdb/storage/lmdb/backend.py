@@ -20,6 +20,8 @@ from ..base import (
     KeyEntry,
     NewTurn,
     PageStart,
+    Pending,
+    Reclaimed,
     Restored,
     RestoredContext,
     RestoredTurn,
@@ -146,6 +148,18 @@ class LmdbBackend:
 
     async def prune_events(self, before_ms: int, limit: int) -> int:
         return await self.store.prune_events(before_ms, limit)
+
+    async def delete_context(self, context_id: int, recursive: bool = False) -> list[int]:
+        return await self.store.delete_context(context_id, recursive)
+
+    async def reclaim(self, budget: int) -> Reclaimed:
+        return await self.store.reclaim(budget)
+
+    async def expire(self, history_before_ms: int, keys_before_ms: int, budget: int) -> tuple[int, int]:
+        return await self.store.expire(history_before_ms, keys_before_ms, budget)
+
+    async def pending(self) -> Pending:
+        return self.store.pending()
 
     async def auth_entry(self, name: str) -> bytes | None:
         return self.store.auth_entry(name)

@@ -3,8 +3,9 @@
 Verifies that every blob hashes to its key, every turn's parent exists with
 depth one less and its blob exists, every context's head exists with the
 recorded depth, each context's tag and activity entries are in the indexes, every
-head-history entry names a context and a turn of the recorded depth, and the counters
-and per-tag and per-parent totals agree with what is stored. It collects
+head-history entry names a context (or one deleted, awaiting reclamation) and a turn of the
+recorded depth, every reference count (:mod:`.refs`) is what the records add up to, and the counters,
+the reclamation counters and the per-tag and per-parent totals agree with what is stored. It collects
 problems into a report instead of raising on the first one.
 """
 
@@ -16,11 +17,15 @@ from typing import Any
 from ...codec import content_hash
 from ...errors import CxdbError
 from ..report import Report
-from . import contexts, heads, turns
+from . import contexts, heads, refs, turns
 from .counters import read_all
 from .env import Dbs
 
 __all__ = ["check_store"]
+
+
+def _keys(txn: Any, db: Any) -> list[bytes]:
+    return [bytes(key) for key in txn.cursor(db=db).iternext(keys=True, values=False)]
 
 
 def check_store(txn: Any, dbs: Dbs, decode: Callable[[bytes], bytes]) -> dict[str, Any]:
@@ -38,6 +43,20 @@ def check_store(txn: Any, dbs: Dbs, decode: Callable[[bytes], bytes]) -> dict[st
         if content_hash(raw) != bytes(digest):
             problem("blob_hash_mismatch", content_hash=bytes(digest).hex())
 
+    garbage: dict[bytes, int] = {b"c": 0, b"q": 0, b"t": 0, b"b": 0}
+    marked: set[int] = set()
+    unnamed_bytes = 0
+    for key in txn.cursor(db=dbs.garbage).iternext(keys=True, values=False):
+        letter = bytes(key[:1])
+        garbage[letter] = garbage.get(letter, 0) + 1
+        if letter == b"t":
+            marked.add(int.from_bytes(key[1:], "big"))
+        elif letter == b"b":
+            stored = txn.get(bytes(key[1:]), db=dbs.blobs)
+            unnamed_bytes += len(stored) if stored is not None else 0
+    expected_refs: dict[int, int] = {}
+    expected_blob_refs: dict[bytes, int] = {}
+
     turn_count = 0
     for key, value in txn.cursor(db=dbs.turns):
         turn_count += 1
@@ -47,6 +66,10 @@ def check_store(txn: Any, dbs: Dbs, decode: Callable[[bytes], bytes]) -> dict[st
         except CxdbError:
             problem("turn_undecodable", turn_id=str(turn_id))
             continue
+        if turn_id in marked:  # to delete: its parent and blob no longer count it, and may be gone first
+            continue
+        expected_refs[record.parent_turn_id] = expected_refs.get(record.parent_turn_id, 0) + 1
+        expected_blob_refs[record.content_hash] = expected_blob_refs.get(record.content_hash, 0) + 1
         if record.parent_turn_id:
             parent = turns.get(txn, dbs.turns, record.parent_turn_id)
             if parent is None:
@@ -69,6 +92,7 @@ def check_store(txn: Any, dbs: Dbs, decode: Callable[[bytes], bytes]) -> dict[st
             problem("context_undecodable", context_id=str(context_id))
             continue
         if context.head_turn_id:
+            expected_refs[context.head_turn_id] = expected_refs.get(context.head_turn_id, 0) + 1
             head = turns.get(txn, dbs.turns, context.head_turn_id)
             if head is None:
                 problem("head_missing", context_id=str(context_id), head_turn_id=str(context.head_turn_id))
@@ -93,12 +117,29 @@ def check_store(txn: Any, dbs: Dbs, decode: Callable[[bytes], bytes]) -> dict[st
     for key, value in txn.cursor(db=dbs.heads):
         context_id, replaced_by = heads.decode_key(key)
         head_turn_id, head_depth, _ = heads.decode_value(value)
+        expected_refs[head_turn_id] = expected_refs.get(head_turn_id, 0) + 1
         head = turns.get(txn, dbs.turns, head_turn_id)
-        if contexts.get(txn, dbs, context_id, False) is None or head is None or head[0].depth != head_depth:
+        owner = contexts.get(txn, dbs, context_id, False) is not None or txn.get(
+            b"c" + context_id.to_bytes(8, "big"), db=dbs.garbage) is not None
+        if not owner or head is None or head[0].depth != head_depth:
             problem("head_history_wrong", context_id=str(context_id), replaced_by_turn_id=str(replaced_by))
 
+    expected_refs.pop(0, None)
+    for turn_id in sorted(set(expected_refs) | {int.from_bytes(k, "big") for k in _keys(txn, dbs.refs)}):
+        recorded, actual = refs.turn_count(txn, dbs, turn_id), expected_refs.get(turn_id, 0)
+        if recorded != actual and turns.links(txn, dbs.turns, turn_id) is not None:  # missing: reported above
+            problem("turn_refs_wrong", turn_id=str(turn_id), recorded=recorded, actual=actual)
+        if actual and turn_id in marked:
+            problem("reachable_turn_marked", turn_id=str(turn_id))
+    for digest in sorted(set(expected_blob_refs) | set(_keys(txn, dbs.blobrefs))):
+        recorded, actual = refs.blob_count(txn, dbs, digest), expected_blob_refs.get(digest, 0)
+        if recorded != actual:
+            problem("blob_refs_wrong", content_hash=digest.hex(), recorded=recorded, actual=actual)
+
     counters = read_all(txn, dbs.meta)
-    for name, actual in (("blobs", blob_count), ("turns", turn_count), ("contexts", context_count)):
+    for name, actual in (("blobs", blob_count), ("turns", turn_count), ("contexts", context_count),
+                         ("gc_contexts", garbage[b"c"]), ("gc_queued", garbage[b"q"]), ("gc_turns", garbage[b"t"]),
+                         ("gc_blobs", garbage[b"b"]), ("gc_bytes", unnamed_bytes)):
         if counters[name] != actual:
             problem("counter_wrong", counter=name, recorded=counters[name], actual=actual)
     return report.result({"blobs": blob_count, "turns": turn_count, "contexts": context_count})

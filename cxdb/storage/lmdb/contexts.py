@@ -65,6 +65,7 @@ __all__ = [
     "ids_by_tag",
     "insert",
     "move_head",
+    "remove",
     "tag_count",
 ]
 
@@ -172,7 +173,31 @@ def _index_child(txn: Any, dbs: Any, parent: int, child: int) -> None:
 
 def _add(txn: Any, dbs: Any, key: bytes, delta: int) -> None:
     value = txn.get(key, db=dbs.counts)
-    txn.put(key, _U64.pack((_U64.unpack(value)[0] if value is not None else 0) + delta), db=dbs.counts)
+    total = (_U64.unpack(value)[0] if value is not None else 0) + delta
+    if total > 0:
+        txn.put(key, _U64.pack(total), db=dbs.counts)
+    else:
+        txn.delete(key, db=dbs.counts)
+
+
+def remove(w: WriteContext, record: ContextRecord) -> None:
+    """Delete a context's record and its entries in every index. Its children keep their lineage
+    (and their entries under it in ``children``), as forks keep their history."""
+    key = _key(record.context_id)
+    w.counters.add("contexts", -1)
+    w.txn.delete(key, db=w.dbs.contexts)
+    w.txn.delete(key, db=w.dbs.ctxmeta)
+    w.txn.delete(_U64.pack(record.last_activity_ms) + key, db=w.dbs.activity)
+    if record.client_tag is not None:
+        prefix = _tag_prefix(record.client_tag)
+        w.txn.delete(prefix + key, db=w.dbs.tags)
+        w.txn.delete(prefix + _U64.pack(record.last_activity_ms) + key, db=w.dbs.tagact)
+        w.txn.delete(key, db=w.dbs.ctxtag)
+        _add(w.txn, w.dbs, b"t" + prefix, -1)
+    parent = record.lineage.parent_context_id
+    if parent:
+        w.txn.delete(_key(parent) + key, db=w.dbs.children)
+        _add(w.txn, w.dbs, b"c" + _key(parent), -1)
 
 
 def _count(txn: Any, dbs: Any, key: bytes) -> int:

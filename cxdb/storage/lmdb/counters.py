@@ -17,6 +17,7 @@ __all__ = ["NAMES", "Counters", "read_all", "read_one"]
 NAMES = (
     "next_turn", "next_context", "turns", "contexts", "blobs", "blob_stored", "blob_raw",
     "dedup_hits", "dedup_misses", "bundles", "dicts", "dict_current", "next_event",
+    "gc_contexts", "gc_queued", "gc_turns", "gc_blobs", "gc_bytes",
 )
 _U64 = struct.Struct(">Q")
 

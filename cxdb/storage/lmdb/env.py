@@ -22,6 +22,10 @@ name           owner                       holds
 ``counts``     :mod:`.contexts`            per-tag and per-parent totals
 ``events``     :mod:`.events`              the event log
 ``heads``      :mod:`.heads`               head history
+``refs``       :mod:`.refs`                turn reference counts
+``blobrefs``   :mod:`.refs`                blob reference counts
+``garbage``    :mod:`.refs`                what reclamation has to do
+``expiry``     :mod:`.lifecycle`           history and keys by age
 =============  ==========================  =====================
 
 ``meta`` key ``b"format"`` holds the format parameters as JSON. They are
@@ -30,7 +34,8 @@ written when the store is created and compared on every open; a mismatch is a
 format opens with :attr:`Environment.upgrade` set to its version, and the store
 brings it up to date before it serves (see :meth:`Environment.upgraded`): format 1
 lacks ``tagact``, ``ctxtag`` and ``counts``, which are built; format 2 lacks the
-event log, which starts empty; format 3 lacks the head history, which starts empty.
+event log, which starts empty; format 3 lacks the head history, which starts empty; format 4 lacks
+the reference counts and the expiry index, which are built (:func:`.lifecycle.build`).
 Each new format keeps a build that predates a sub-database from writing to the store
 without keeping it up to date.
 """
@@ -55,10 +60,11 @@ from ...errors import FormatMismatch, StoreClosed, StoreError, StoreFull
 
 __all__ = ["FORMAT", "Dbs", "Environment", "no_space"]
 
-FORMAT: dict[str, Any] = {"format_version": 4, "hash": HASH_NAME, "codec": CODEC_NAME, "int_keys": "u64be"}
-_UPGRADABLE = ({**FORMAT, "format_version": 1}, {**FORMAT, "format_version": 2}, {**FORMAT, "format_version": 3})
+FORMAT: dict[str, Any] = {"format_version": 5, "hash": HASH_NAME, "codec": CODEC_NAME, "int_keys": "u64be"}
+_UPGRADABLE = tuple({**FORMAT, "format_version": version} for version in (1, 2, 3, 4))
 _DB_NAMES = ("meta", "blobs", "turns", "contexts", "ctxmeta", "activity", "tags", "children", "idem",
-             "bundles", "bundleseq", "tagact", "ctxtag", "counts", "events", "heads")
+             "bundles", "bundleseq", "tagact", "ctxtag", "counts", "events", "heads", "refs", "blobrefs", "garbage",
+             "expiry")
 MAX_MAP_SIZE = 1 << 44
 
 
@@ -82,6 +88,10 @@ class Dbs:
     counts: Any
     events: Any
     heads: Any
+    refs: Any
+    blobrefs: Any
+    garbage: Any
+    expiry: Any
 
 
 class _Gate:

@@ -5,11 +5,12 @@ Sub-database ``events``: key = sequence u64 BE (from counter ``next_event``, so 
 in commit order: there is one writer); value (33 bytes)::
 
     offset  size  field
-    0       1     kind: 1 context_created, 2 turn_appended, 3 registry_published
+    0       1     kind: 1 context_created, 2 turn_appended, 3 registry_published, 4 context_deleted
     1       8     created_at_ms   u64 BE
     9       8     context_id      u64 BE (0 for registry_published)
-    17      8     a               turn_id (turn_appended), head turn (context_created), bundle sequence
-    25      8     b               head depth (context_created), else 0
+    17      8     a               turn_id (turn_appended), head turn (context_created, context_deleted),
+                                  bundle sequence
+    25      8     b               head depth (context_created, context_deleted), else 0
 
 What an event names is immutable (a turn, a context's creation, a bundle), so reading it back joins
 the current records and the event says exactly what it said when written.
@@ -65,6 +66,8 @@ def _materialize(txn: Any, dbs: Any, sequence: int, kind: str, created: int, con
     if kind == "context_created":
         return Event(sequence, kind, created, context=contexts.get(txn, dbs, context_id), head_turn_id=a,
                      head_depth=b)
+    if kind == "context_deleted":
+        return Event(sequence, kind, created, context_id=context_id, head_turn_id=a, head_depth=b)
     raw_id = txn.get(_U64.pack(a), db=dbs.bundleseq)
     return Event(sequence, kind, created, bundle_id=bytes(raw_id).decode() if raw_id is not None else None)
 

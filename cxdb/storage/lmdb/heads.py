@@ -13,9 +13,10 @@ from collections.abc import Iterator
 from typing import Any
 
 from ..base import HeadEntry
+from .expiry import history_key
 from .writer import WriteContext
 
-__all__ = ["decode_key", "decode_value", "heads_of", "list_entries", "record", "replaced_by"]
+__all__ = ["decode_key", "decode_value", "delete", "entries_of", "heads_of", "list_entries", "record", "replaced_by"]
 
 _KEY = struct.Struct(">QQ")
 _VALUE = struct.Struct(">QQQ")
@@ -23,9 +24,23 @@ _VALUE = struct.Struct(">QQQ")
 
 def record(w: WriteContext, context_id: int, head_turn_id: int, head_depth: int, replaced_by: int,
            at_ms: int | None = None) -> None:
-    """Record a replaced head (at ``at_ms``, by default now)."""
-    w.txn.put(_KEY.pack(context_id, replaced_by),
-              _VALUE.pack(head_turn_id, head_depth, w.now_ms if at_ms is None else at_ms), db=w.dbs.heads)
+    """Record a replaced head (at ``at_ms``, by default now), and index it by age. The caller counts
+    the reference the entry holds on the head (:mod:`.refs`)."""
+    at = w.now_ms if at_ms is None else at_ms
+    w.txn.put(_KEY.pack(context_id, replaced_by), _VALUE.pack(head_turn_id, head_depth, at), db=w.dbs.heads)
+    w.txn.put(history_key(at, context_id, replaced_by), b"", db=w.dbs.expiry)
+
+
+def delete(w: WriteContext, context_id: int, replaced_by: int) -> int:
+    """Remove an entry and its index key; the head it named (0 when there was none)."""
+    key = _KEY.pack(context_id, replaced_by)
+    value = w.txn.get(key, db=w.dbs.heads)
+    if value is None:
+        return 0
+    head, _, at = _VALUE.unpack(value)
+    w.txn.delete(key, db=w.dbs.heads)
+    w.txn.delete(history_key(at, context_id, replaced_by), db=w.dbs.expiry)
+    return int(head)
 
 
 def replaced_by(txn: Any, dbs: Any, context_id: int, turn_id: int) -> int | None:
@@ -61,6 +76,12 @@ def list_entries(txn: Any, dbs: Any, context_id: int, limit: int,
 
 def heads_of(txn: Any, dbs: Any, context_id: int) -> Iterator[tuple[int, int]]:
     """(head_turn_id, head_depth) of each of the context's replaced heads, oldest first."""
+    for _, head, depth in entries_of(txn, dbs, context_id):
+        yield head, depth
+
+
+def entries_of(txn: Any, dbs: Any, context_id: int) -> Iterator[tuple[int, int, int]]:
+    """(replaced_by_turn_id, head_turn_id, head_depth) of each of the context's entries, oldest first."""
     cursor = txn.cursor(db=dbs.heads)
     prefix = _KEY.pack(context_id, 0)[:8]
     if not cursor.set_range(prefix):
@@ -69,7 +90,7 @@ def heads_of(txn: Any, dbs: Any, context_id: int) -> Iterator[tuple[int, int]]:
         if not bytes(key).startswith(prefix):
             return
         head, depth, _ = _VALUE.unpack(value)
-        yield head, depth
+        yield _KEY.unpack(key)[1], head, depth
 
 
 def decode_key(key: bytes) -> tuple[int, int]:

@@ -8,9 +8,10 @@ Sub-database ``idem``: key = context_id u64 BE + the key's UTF-8 bytes (at most
     8       8     created_at_ms   u64 BE
     16      32    request digest  BLAKE3 of what the request asked for
 
-Keys are kept for the life of the store, which is longer than the 24 hours
-the contract asks for. A repeat with the same digest returns the original
-turn; a repeat with another digest is a Conflict.
+Keys are kept until they expire (``--idempotency-ttl``, at least the 24 hours
+the contract asks for; :mod:`.lifecycle` removes them by the expiry index). A
+repeat with the same digest returns the original turn; a repeat with another
+digest is a Conflict.
 """
 
 from __future__ import annotations
@@ -21,9 +22,10 @@ from typing import Any
 from ...errors import Conflict
 from ...model import TurnId
 from ..base import KeyEntry
+from .expiry import key_key
 from .writer import WriteContext
 
-__all__ = ["entries", "lookup", "remember"]
+__all__ = ["delete", "entries", "lookup", "remember"]
 
 _VALUE = struct.Struct(">QQ32s")
 _U64 = struct.Struct(">Q")
@@ -48,9 +50,22 @@ def lookup(txn: Any, idem_db: Any, context_id: int, idempotency_key: str, digest
 
 def remember(w: WriteContext, context_id: int, idempotency_key: str, turn_id: int, digest: bytes,
              at_ms: int | None = None) -> None:
-    """Record a key (made at ``at_ms``, by default now)."""
-    w.txn.put(_key(context_id, idempotency_key),
-              _VALUE.pack(turn_id, w.now_ms if at_ms is None else at_ms, digest), db=w.dbs.idem)
+    """Record a key (made at ``at_ms``, by default now), replacing one whose turn is gone."""
+    at = w.now_ms if at_ms is None else at_ms
+    key = _key(context_id, idempotency_key)
+    delete(w, key)
+    w.txn.put(key, _VALUE.pack(turn_id, at, digest), db=w.dbs.idem)
+    w.txn.put(key_key(at, context_id, key[8:]), b"", db=w.dbs.expiry)
+
+
+def delete(w: WriteContext, key: bytes) -> bool:
+    """Remove a key (context_id u64 BE + the key's UTF-8) and its expiry entry; False when absent."""
+    value = w.txn.get(key, db=w.dbs.idem)
+    if value is None:
+        return False
+    w.txn.delete(key, db=w.dbs.idem)
+    w.txn.delete(key_key(_VALUE.unpack(value)[1], _U64.unpack_from(key)[0], bytes(key[8:])), db=w.dbs.expiry)
+    return True
 
 
 def entries(txn: Any, idem_db: Any, context_id: int, after: str | None, limit: int) -> list[KeyEntry]:

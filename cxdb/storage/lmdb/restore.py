@@ -13,13 +13,14 @@ from ...codec import BlobCodec
 from ...model import ENCODING_MSGPACK, TurnId
 from ..base import Restored, RestoredContext, RestoredTurn
 from ..rules import (
+    context_being_reclaimed,
     restored_context_clash,
     restored_context_problem,
     restored_references,
     restored_turn_clash,
     restored_turn_problem,
 )
-from . import blobs, contexts, events, heads, idempotency, turns
+from . import blobs, contexts, events, heads, idempotency, refs, turns
 from .writer import WriteContext
 
 __all__ = ["restore"]
@@ -46,6 +47,7 @@ def restore(w: WriteContext, codec: BlobCodec, observe: Callable[[bytes], None],
         record = dataclasses.replace(incoming, encoding=ENCODING_MSGPACK, compression=compression,
                                      uncompressed_len=len(item.payload), jump_turn_id=TurnId(jump))
         w.txn.put(turns.key(record.turn_id), turns.encode(record, jump_depth), db=w.dbs.turns)
+        refs.add_turn(w, record.parent_turn_id, 1)
         w.counters.add("turns")
         if record.turn_id > w.counters.get("next_turn"):
             w.counters.add("next_turn", record.turn_id - w.counters.get("next_turn"))
@@ -64,7 +66,11 @@ def restore(w: WriteContext, codec: BlobCodec, observe: Callable[[bytes], None],
                     stored_context.head_turn_id):  # appended to in the source since: catch up
                 contexts.move_head(w, wanted.context_id, stored_context.head_turn_id, wanted.head_turn_id,
                                    wanted.head_depth)
+                refs.add_turn(w, wanted.head_turn_id, 1)
+                refs.add_turn(w, stored_context.head_turn_id, -1)
             continue
+        if w.txn.get(b"c" + turns.key(wanted.context_id), db=w.dbs.garbage) is not None:
+            raise context_being_reclaimed(wanted.context_id)
         depths = {}
         for turn_id in restored_references(context):
             found = turns.links(w.txn, w.dbs.turns, turn_id)
@@ -74,9 +80,11 @@ def restore(w: WriteContext, codec: BlobCodec, observe: Callable[[bytes], None],
         if problem is not None:
             raise problem
         contexts.insert(w, wanted)
+        refs.add_turn(w, wanted.head_turn_id, 1)
         for entry in context.history:
             heads.record(w, wanted.context_id, entry.head_turn_id, entry.head_depth, entry.replaced_by_turn_id,
                          entry.replaced_at_ms)
+            refs.add_turn(w, entry.head_turn_id, 1)
         for key in context.keys:
             idempotency.remember(w, wanted.context_id, key.key, key.turn_id, key.request, key.created_at_ms)
         events.record(w, "context_created", wanted.context_id, wanted.head_turn_id, wanted.head_depth)

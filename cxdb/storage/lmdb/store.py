@@ -32,6 +32,8 @@ from ..base import (
     KeyEntry,
     NewTurn,
     PageStart,
+    Pending,
+    Reclaimed,
     RegistryMoved,
     Restored,
     RestoredContext,
@@ -40,7 +42,7 @@ from ..base import (
 )
 from ..dictionaries import DictionaryTrainer
 from ..rules import check_tag, head_moved, missing_turn, parent_not_found, partly_replayed, prepare
-from . import auth, blobs, bundles, contexts, dictionaries, events, heads, idempotency, turns
+from . import auth, blobs, bundles, contexts, dictionaries, events, heads, idempotency, lifecycle, refs, turns
 from . import restore as restoring
 from .counters import read_all, read_one
 from .env import Environment
@@ -68,10 +70,15 @@ class Store:
         self._codec = codec or BlobCodec()
         self._env = Environment(self.path, map_size=map_size, readonly=readonly)
         self._dbs = self._env.dbs
-        if self._env.upgrade == 1:
-            self._env.upgraded(lambda txn: contexts.build_indexes(txn, self._dbs))
-        elif self._env.upgrade:
-            self._env.upgraded(lambda txn: None)  # the event log and the head history start empty
+        if self._env.upgrade:  # the event log and head history of older formats start empty
+            upgrade = self._env.upgrade
+
+            def build(txn: Any) -> None:
+                if upgrade == 1:
+                    contexts.build_indexes(txn, self._dbs)
+                lifecycle.build(txn, self._dbs)
+
+            self._env.upgraded(build)
         with self._env.read() as txn:
             current = read_one(txn, self._dbs.meta, "dict_current")
             for dict_id, data in dictionaries.load_all(txn, self._dbs.meta):
@@ -121,8 +128,9 @@ class Store:
                 created = contexts.create(w, 0, 0, 0, None, 0, client_tag, provenance)
             else:
                 found = turns.get(w.txn, w.dbs.turns, base_turn_id)
-                if found is None:
-                    raise missing_turn(base_turn_id)
+                if found is None or not refs.turn_count(w.txn, w.dbs, base_turn_id):
+                    raise missing_turn(base_turn_id)  # absent, or unreachable and awaiting reclamation
+                refs.add_turn(w, base_turn_id, 1)
                 base = found[0]
                 origin = contexts.get(w.txn, w.dbs, base.context_id, with_meta=False)
                 root = origin.lineage.root_context_id if origin is not None else None
@@ -171,8 +179,9 @@ class Store:
                 raise head_moved(context_id, expected_head_turn_id, head_id)
             parent_id = head_id if parent_turn_id is None else parent_turn_id
             parent = turns.links(w.txn, w.dbs.turns, parent_id) if parent_id else None
-            if parent_id and parent is None:
-                raise parent_not_found(context_id, parent_id)
+            if parent_id and (parent is None or (
+                    parent_id != head_id and not refs.turn_count(w.txn, w.dbs, parent_id))):
+                raise parent_not_found(context_id, parent_id)  # absent, or awaiting reclamation
             replaced = None
             if head_id and parent_id != head_id and (
                     turns.ancestor_at_depth(w.txn, w.dbs.turns, parent_id, head_depth) != head_id):
@@ -187,6 +196,7 @@ class Store:
                                     ContextId(context_id), item.type_id, item.type_version, ENCODING_MSGPACK,
                                     stored_compression, len(item.payload), digest, w.now_ms, TurnId(jump))
                 w.txn.put(turns.key(turn_id), turns.encode(record, jump_depth), db=w.dbs.turns)
+                refs.set_turn(w, turn_id, 1)  # its child in the chain, or the head
                 if item.idempotency_key is not None:
                     idempotency.remember(w, context_id, item.idempotency_key, turn_id, request)
                 events.record(w, "turn_appended", context_id, turn_id)
@@ -194,8 +204,13 @@ class Store:
                 parent_id, parent = turn_id, (record.parent_turn_id, record.depth, jump, jump_depth)
             last = results[-1].turn
             contexts.move_head(w, context_id, head_id, last.turn_id, last.depth)
-            if replaced is not None:
-                heads.record(w, context_id, replaced, head_depth, results[0].turn.turn_id)  # it stays reachable
+            first_parent = results[0].turn.parent_turn_id
+            if replaced is not None:  # the history entry takes over the head's reference: it stays reachable
+                heads.record(w, context_id, replaced, head_depth, results[0].turn.turn_id)
+                refs.add_turn(w, first_parent, 1)
+            elif first_parent != head_id:  # a descendant of the head: the new chain holds the head
+                refs.add_turn(w, first_parent, 1)
+                refs.add_turn(w, head_id, -1)
             return results
 
         return await self._writer.run(op)
@@ -262,6 +277,20 @@ class Store:
         """See :meth:`cxdb.storage.base.Backend.restore`: one operation of the writer."""
         return await self._writer.run(
             lambda w: restoring.restore(w, self._codec, self._trainer.observe, items, restored))
+
+    async def delete_context(self, context_id: int, recursive: bool = False) -> list[int]:
+        """See :meth:`cxdb.storage.base.Backend.delete_context`: one operation of the writer."""
+        return await self._writer.run(lambda w: lifecycle.delete(w, context_id, recursive))
+
+    async def reclaim(self, budget: int) -> Reclaimed:
+        return await self._writer.run(lambda w: lifecycle.reclaim(w, budget))
+
+    async def expire(self, history_before_ms: int, keys_before_ms: int, budget: int) -> tuple[int, int]:
+        return await self._writer.run(lambda w: lifecycle.expire(w, history_before_ms, keys_before_ms, budget))
+
+    def pending(self) -> Pending:
+        with self._env.read() as txn:
+            return lifecycle.pending(txn, self._dbs.meta)
 
     # -- reads ----------------------------------------------------------
 

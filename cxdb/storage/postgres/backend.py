@@ -29,6 +29,8 @@ from ..base import (
     KeyEntry,
     NewTurn,
     PageStart,
+    Pending,
+    Reclaimed,
     RegistryMoved,
     Restored,
     RestoredContext,
@@ -37,8 +39,8 @@ from ..base import (
 )
 from ..dictionaries import DictionaryTrainer
 from ..rules import check_tag, missing_context, missing_turn, prepare
+from . import lifecycle, schema
 from . import restore as restoring
-from . import schema
 from .batch import PendingItem
 from .check import check_database
 from .database import Database
@@ -79,7 +81,7 @@ _EVENTS = f"""
 SELECT e.sequence, e.kind, e.created_at_ms, e.a, e.b,
        {", ".join("c." + name for name in CONTEXT.split(", "))},
        {", ".join("t." + name for name in TURN.split(", "))},
-       g.bundle_id
+       g.bundle_id, e.context_id
 FROM events e
 LEFT JOIN contexts c ON e.kind = 1 AND c.context_id = e.context_id
 LEFT JOIN turns t ON e.kind = 2 AND t.turn_id = e.a
@@ -163,9 +165,10 @@ class PostgresBackend:
             if base_turn_id:
                 row = None
                 if fits(base_turn_id):
-                    row = await conn.fetchrow("SELECT t.depth, t.context_id, c.root_context_id FROM turns t "
-                                              "LEFT JOIN contexts c ON c.context_id = t.context_id "
-                                              "WHERE t.turn_id = $1", base_turn_id)
+                    row = await conn.fetchrow(  # a turn awaiting reclamation (refs 0) is no base any more
+                        "WITH t AS (UPDATE turns SET refs = refs + 1 WHERE turn_id = $1 AND refs > 0 "
+                        "RETURNING depth, context_id) SELECT t.depth, t.context_id, c.root_context_id FROM t "
+                        "LEFT JOIN contexts c ON c.context_id = t.context_id", base_turn_id)
                 if row is None:
                     raise missing_turn(base_turn_id)
                 head, fork = base_turn_id, base_turn_id
@@ -465,6 +468,8 @@ class PostgresBackend:
                                    head_turn_id=row[3], head_depth=row[4]))
             elif kind == "turn_appended":
                 found.append(Event(row[0], kind, row[2], turn=turn(row, 15) if row[15] is not None else None))
+            elif kind == "context_deleted":
+                found.append(Event(row[0], kind, row[2], context_id=row[28], head_turn_id=row[3], head_depth=row[4]))
             else:
                 found.append(Event(row[0], kind, row[2], bundle_id=text(row[27])))
         return found
@@ -525,6 +530,19 @@ class PostgresBackend:
         for payload in new_payloads:
             self._trainer.observe(payload)
         return done
+
+    async def delete_context(self, context_id: int, recursive: bool = False) -> list[int]:
+        now = int(self._clock() * 1000)
+        return await self._db.write(lambda conn: lifecycle.delete(conn, context_id, recursive, now))
+
+    async def reclaim(self, budget: int) -> Reclaimed:
+        return await self._db.write(lambda conn: lifecycle.reclaim(conn, budget))
+
+    async def expire(self, history_before_ms: int, keys_before_ms: int, budget: int) -> tuple[int, int]:
+        return await self._db.write(lambda conn: lifecycle.expire(conn, history_before_ms, keys_before_ms, budget))
+
+    async def pending(self) -> Pending:
+        return await self._db.read(lifecycle.pending)
 
     async def auth_entry(self, name: str) -> bytes | None:
         value = await self._db.read(lambda conn: conn.fetchval(

@@ -32,7 +32,7 @@ from ..base import AppendResult, RegistryMoved
 from ..rules import child_jump, head_moved, missing_context, parent_not_found, partly_replayed
 from .rows import ANCESTOR, SPINE, TURN, fits, turn
 
-__all__ = ["INLINE_ENCODE_BYTES", "PendingAppend", "PendingItem", "RegistryRace", "apply", "begin"]
+__all__ = ["INLINE_ENCODE_BYTES", "PendingAppend", "PendingItem", "Race", "RegistryRace", "apply", "begin"]
 
 INLINE_ENCODE_BYTES = 64 * 1024
 """New payloads up to this many bytes in all are compressed on the event loop; more go to a thread."""
@@ -45,7 +45,9 @@ SELECT 0, context_id, head_turn_id, head_depth, NULL, NULL FROM contexts WHERE c
 UNION ALL
 SELECT 2, get_byte(stored, 0), NULL, NULL, NULL, content_hash FROM blobs WHERE content_hash = ANY($3::bytea[])
 UNION ALL
-SELECT 3, bundles, NULL, NULL, NULL, NULL FROM counters WHERE id = 1"""
+SELECT 3, bundles, NULL, NULL, NULL, NULL FROM counters WHERE id = 1
+UNION ALL
+SELECT 4, turn_id, NULL, NULL, NULL, NULL FROM turns WHERE turn_id = ANY($1::bigint[]) AND refs = 0"""
 _IDEMPOTENCY = f"""
 SELECT i.context_id, i.idempotency_key, i.request, i.turn_id, {", ".join("t." + c for c in TURN.split(", "))},
        h.head_turn_id
@@ -55,11 +57,18 @@ WHERE (i.context_id, i.idempotency_key) IN (SELECT * FROM unnest($1::bigint[], $
 # Ids are base + slot; a parent or jump given as -slot is a turn of this batch.
 _WRITE = """
 WITH b AS (
-    INSERT INTO blobs (content_hash, stored) SELECT * FROM unnest($1::bytea[], $2::bytea[])
-    ON CONFLICT DO NOTHING RETURNING content_hash, length(stored) AS size),
+    INSERT INTO blobs (content_hash, stored, refs) SELECT * FROM unnest($1::bytea[], $2::bytea[], $29::bigint[])
+    ON CONFLICT (content_hash) DO UPDATE SET refs = blobs.refs + excluded.refs
+    RETURNING content_hash, length(stored) AS size, xmax = 0 AS inserted),
 n AS (
     SELECT count(*) AS new_blobs, coalesce(sum(b.size), 0) AS new_stored, coalesce(sum(r.raw), 0) AS new_raw
-    FROM b JOIN unnest($1::bytea[], $3::bigint[]) AS r(hash, raw) ON r.hash = b.content_hash),
+    FROM b JOIN unnest($1::bytea[], $3::bigint[]) AS r(hash, raw) ON r.hash = b.content_hash WHERE b.inserted),
+s AS (
+    UPDATE blobs SET refs = blobs.refs + v.n FROM unnest($30::bytea[], $31::bigint[]) AS v(hash, n)
+    WHERE blobs.content_hash = v.hash RETURNING 1),
+p AS (
+    UPDATE turns SET refs = turns.refs + v.delta FROM unnest($32::bigint[], $33::bigint[]) AS v(id, delta)
+    WHERE turns.turn_id = v.id AND turns.refs > 0 RETURNING 1),
 c AS (
     UPDATE counters SET next_turn = next_turn + $4, turns = turns + $4, blobs = blobs + n.new_blobs,
         blob_stored = blob_stored + n.new_stored, blob_raw = blob_raw + n.new_raw,
@@ -73,13 +82,14 @@ e AS (
     RETURNING 1),
 t AS (
     INSERT INTO turns (turn_id, parent_turn_id, depth, context_id, created_at_ms, jump_turn_id, jump_depth,
-                       type_id, type_version, encoding, compression, uncompressed_len, content_hash)
+                       type_id, type_version, encoding, compression, uncompressed_len, content_hash, refs)
     SELECT c.base + u.slot, CASE WHEN u.parent < 0 THEN c.base - u.parent ELSE u.parent END, u.depth,
            u.context_id, $5, CASE WHEN u.jump < 0 THEN c.base - u.jump ELSE u.jump END, u.jump_depth,
-           u.type_id, u.type_version, 1, u.compression, u.length, u.hash
+           u.type_id, u.type_version, 1, u.compression, u.length, u.hash, u.refs
     FROM c, unnest($6::bigint[], $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[], $11::bigint[],
-                   $12::bytea[], $13::bigint[], $14::smallint[], $15::bigint[], $16::bytea[])
-         AS u(slot, parent, depth, context_id, jump, jump_depth, type_id, type_version, compression, length, hash)
+                   $12::bytea[], $13::bigint[], $14::smallint[], $15::bigint[], $16::bytea[], $34::bigint[])
+         AS u(slot, parent, depth, context_id, jump, jump_depth, type_id, type_version, compression, length, hash,
+              refs)
     RETURNING 1),
 h AS (
     UPDATE contexts AS x SET head_turn_id = CASE WHEN v.head < 0 THEN c.base - v.head ELSE v.head END,
@@ -100,7 +110,8 @@ k AS (
     DO UPDATE SET turn_id = EXCLUDED.turn_id, created_at_ms = EXCLUDED.created_at_ms, request = EXCLUDED.request
     RETURNING 1)
 SELECT c.base, c.bundles, (SELECT count(*) FROM h), (SELECT count(*) FROM t), (SELECT count(*) FROM e),
-       (SELECT coalesce(array_agg(content_hash), '{}') FROM b)
+       (SELECT coalesce(array_agg(content_hash) FILTER (WHERE inserted), '{}') FROM b),
+       (SELECT count(*) FROM s) + (SELECT count(*) FROM p)
 FROM c"""
 # A blob another gateway stored between READ and WRITE: the turns take its framing's compression.
 _RACED = """
@@ -165,8 +176,16 @@ class _HeadMoved:
     head: int
 
 
-class RegistryRace(Exception):
+class Race(Exception):
+    """Something the batch read changed before it wrote: run it again."""
+
+
+class RegistryRace(Race):
     """A bundle was published between the batch's read of the generation and its counter update."""
+
+
+class ReclaimRace(Race):
+    """Reclamation took a blob or a parent the batch read, before the batch held it."""
 
 
 Links = dict[int, tuple[int, int, int]]
@@ -194,6 +213,7 @@ async def apply(conn: Any, batch: list[PendingAppend], codec: BlobCodec,
     heads: dict[int, tuple[int, int]] = {}
     links: Links = {}
     compression: dict[bytes, int] = {}
+    unreachable: set[int] = set()
     generation = 0  # as the batch starts; WRITE reads it again under the counter row's lock
     for kind, a, b, c, d, digest in await conn.fetch(_READ, parents, ids, digests):
         if kind == 1:
@@ -202,8 +222,12 @@ async def apply(conn: Any, batch: list[PendingAppend], codec: BlobCodec,
             heads[a] = (b, c)
         elif kind == 2:
             compression[bytes(digest)] = a
-        else:
+        elif kind == 3:
             generation = a
+        else:
+            unreachable.add(a)
+    for turn_id in unreachable:  # awaiting reclamation: no longer a parent
+        links.pop(turn_id, None)
     earlier = await _earlier(conn, batch, heads)
 
     outcome: list[Outcome] = []
@@ -313,7 +337,13 @@ async def _write(conn: Any, batch: list[PendingAppend], planned: list[_Planned],
     contexts = sorted(moved)
     keyed = [plan for plan in planned if plan.item.key is not None]
     history = [plan for plan in planned if plan.replaced]
-    base, bundles, moved_count, inserted, recorded, stored_new = await conn.fetchrow(
+    holds = _holds(planned, [moved[c][0] for c in contexts], [heads[c][0] for c in contexts], history)
+    held = sorted(turn_id for turn_id, delta in holds.items() if turn_id > 0 and delta)
+    uses: dict[bytes, int] = {}
+    for item in items:
+        uses[item.digest] = uses.get(item.digest, 0) + 1
+    seen = [digest for digest in uses if digest not in fresh]
+    base, bundles, moved_count, inserted, recorded, stored_new, holding = await conn.fetchrow(
         _WRITE, list(fresh), [stored for stored, _ in framed], [len(raw) for raw in fresh.values()],
         len(planned), now,
         [plan.slot for plan in planned], [plan.parent for plan in planned], [plan.depth for plan in planned],
@@ -325,7 +355,10 @@ async def _write(conn: Any, batch: list[PendingAppend], planned: list[_Planned],
         [p.context_id for p in keyed], [p.item.key for p in keyed], [p.slot for p in keyed],
         [p.item.request for p in keyed],
         [p.context_id for p in history], [p.slot for p in history], [p.replaced for p in history],
-        [p.replaced_depth for p in history])
+        [p.replaced_depth for p in history], [uses[digest] for digest in fresh], seen, [uses[d] for d in seen],
+        held, [holds[turn_id] for turn_id in held], [holds.get(-plan.slot, 0) for plan in planned])
+    if holding != len(seen) + len(held):
+        raise ReclaimRace()  # reclamation took a blob or parent since READ: run again (READ then sees it gone)
     if bundles != generation and any(op.generation is not None for op in batch):
         raise RegistryRace()  # a bundle was published since the batch read the generation: run it again
     if moved_count != len(contexts) or len(planned) != inserted or len(planned) != recorded:  # locks forbid it
@@ -345,6 +378,18 @@ async def _write(conn: Any, batch: list[PendingAppend], planned: list[_Planned],
         fixed.get(base + plan.slot, ours[plan.item.digest]), len(plan.item.payload), plan.item.digest, now,
         TurnId(real(plan.jump))) for plan in planned}
     return records, [fresh[digest] for digest in fresh if digest in stored]
+
+
+def _holds(planned: list[_Planned], old_heads: list[int], new_heads: list[int],
+           history: list[_Planned]) -> dict[int, int]:
+    """How the batch changes reference counts (cxdb.storage.lmdb.refs says what holds a turn): per
+    stored turn id, the change; per new turn, as minus its slot, its count."""
+    holds: dict[int, int] = {}
+    for turn_id, delta in ([(plan.parent, 1) for plan in planned] + [(head, -1) for head in old_heads]
+                           + [(head, 1) for head in new_heads] + [(plan.replaced, 1) for plan in history]):
+        if turn_id:
+            holds[turn_id] = holds.get(turn_id, 0) + delta
+    return holds
 
 
 async def _encode(codec: BlobCodec, payloads: list[bytes]) -> list[tuple[bytes, int]]:

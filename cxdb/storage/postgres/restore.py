@@ -24,7 +24,9 @@ from ...errors import StoreError, Unprocessable
 from ...model import TurnId, TurnRecord
 from ..base import Restored, RestoredContext, RestoredTurn
 from ..rules import (
+    being_reclaimed,
     child_jump,
+    context_being_reclaimed,
     restored_context_clash,
     restored_context_problem,
     restored_references,
@@ -107,7 +109,11 @@ async def restore(conn: Any, codec: BlobCodec, now_ms: int, items: Sequence[Rest
                        [jump_depth for _, jump_depth, _ in fresh], [r.type_id.encode() for r in records],
                        [r.type_version for r in records], [len(p) for _, _, p in fresh],
                        [r.content_hash for r in records])
-    written, contexts_present = await _contexts(conn, restored, links, now_ms)
+    written, contexts_present, holds = await _contexts(conn, restored, links, now_ms)
+    holds.extend((r.parent_turn_id, 1) for r in records)
+    holds.extend((c.record.head_turn_id, 1) for c in written)
+    holds.extend((e.head_turn_id, 1) for c in written for e in c.history)
+    await _hold(conn, holds, [r.content_hash for r in records])
     await conn.execute(
         _COUNTS, [c.record.lineage.parent_context_id for c in written if c.record.lineage.parent_context_id],
         [c.record.client_tag.encode() for c in written if c.record.client_tag is not None],
@@ -156,10 +162,29 @@ def _plan(items: Sequence[RestoredTurn], stored: dict[int, TurnRecord],
     return fresh
 
 
+async def _hold(conn: Any, holds: list[tuple[int, int]], hashes: list[bytes]) -> None:
+    """Count the references the restore adds (:mod:`cxdb.storage.lmdb.refs` says what holds a turn);
+    a turn marked for deletion cannot be held again."""
+    deltas: dict[int, int] = {}
+    for turn_id, delta in holds:
+        if turn_id:
+            deltas[turn_id] = deltas.get(turn_id, 0) + delta
+    ids = sorted(turn_id for turn_id, delta in deltas.items() if delta)
+    marked = await conn.fetchval("SELECT min(turn_id) FROM gc_turns WHERE marked AND turn_id = ANY($1::bigint[])",
+                                 [turn_id for turn_id in ids if deltas[turn_id] > 0])
+    if marked is not None:
+        raise being_reclaimed(marked)
+    await conn.execute("UPDATE turns SET refs = turns.refs + v.d FROM unnest($1::bigint[], $2::bigint[]) AS v(id, d) "
+                       "WHERE turns.turn_id = v.id", ids, [deltas[turn_id] for turn_id in ids])
+    await conn.execute("UPDATE blobs SET refs = blobs.refs + v.n FROM (SELECT h, count(*) AS n FROM "
+                       "unnest($1::bytea[]) AS h GROUP BY h) AS v WHERE blobs.content_hash = v.h", hashes)
+
+
 async def _contexts(conn: Any, restored: Sequence[RestoredContext], links: dict[int, tuple[Any, ...]],
-                    now_ms: int) -> tuple[list[RestoredContext], int]:
+                    now_ms: int) -> tuple[list[RestoredContext], int, list[tuple[int, int]]]:
     """Write the contexts not stored yet (and move forward the head of one stored whose restored head
-    descends from it); those written, and how many were stored already."""
+    descends from it); those written, how many were stored already, and the reference changes of the
+    heads moved."""
     for item in restored:
         if not fits(item.record.context_id):
             raise Unprocessable(f"context id {item.record.context_id} is out of range",
@@ -167,7 +192,12 @@ async def _contexts(conn: Any, restored: Sequence[RestoredContext], links: dict[
     stored = {row[0]: context(row) for row in await conn.fetch(
         f"SELECT {CONTEXT} FROM contexts WHERE context_id = ANY($1::bigint[])",
         [c.record.context_id for c in restored])}
+    tomb = await conn.fetchval("SELECT min(context_id) FROM gc_contexts WHERE context_id = ANY($1::bigint[])",
+                               [c.record.context_id for c in restored])
+    if tomb is not None:
+        raise context_being_reclaimed(tomb)
     written: list[RestoredContext] = []
+    holds: list[tuple[int, int]] = []
     for item in restored:
         found = stored.get(item.record.context_id)
         if found is not None:
@@ -181,6 +211,7 @@ async def _contexts(conn: Any, restored: Sequence[RestoredContext], links: dict[
                     "UPDATE contexts SET head_turn_id = $2, head_depth = $3, last_activity_ms = $4 "
                     "WHERE context_id = $1 AND head_turn_id = $5", record.context_id, record.head_turn_id,
                     record.head_depth, now_ms, found.head_turn_id)
+                holds.extend(((record.head_turn_id, 1), (found.head_turn_id, -1)))
             continue
         depths = {turn_id: links[turn_id][0] for turn_id in restored_references(item) if turn_id in links}
         problem = restored_context_problem(item, depths)
@@ -194,7 +225,7 @@ async def _contexts(conn: Any, restored: Sequence[RestoredContext], links: dict[
                        [r.lineage.root_context_id for r in records], [r.lineage.fork_turn_id for r in records],
                        [r.client_tag.encode() if r.client_tag is not None else None for r in records],
                        [orjson.dumps(r.provenance) if r.provenance is not None else None for r in records])
-    return written, len(restored) - len(written)
+    return written, len(restored) - len(written), holds
 
 
 def _columns(rows: list[tuple[Any, ...]], width: int) -> list[list[Any]]:

@@ -22,7 +22,7 @@ from ...errors import FormatMismatch
 
 __all__ = ["SCHEMA_VERSION", "TABLES", "ensure"]
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 _COUNTERS = ("next_turn", "next_context", "turns", "contexts", "blobs", "blob_stored", "blob_raw", "dedup_hits",
              "dedup_misses", "bundles", "dicts", "dict_current", "next_event")
@@ -41,6 +41,30 @@ _HEADS = """CREATE TABLE head_history (
         replaced_at_ms bigint NOT NULL,
         PRIMARY KEY (context_id, replaced_by_turn_id))"""
 _AUTH = "CREATE TABLE auth_entries (name bytea PRIMARY KEY, value bytea NOT NULL)"
+# Reclamation (cxdb.storage.postgres.lifecycle): deleted contexts whose history and keys remain, turns
+# whose references fell to 0 (marked once their parent and blob no longer count them), blobs no turn
+# names (refs = 0), and history and keys by age for expiry.
+_LIFECYCLE = (
+    "CREATE TABLE gc_contexts (context_id bigint PRIMARY KEY)",
+    "CREATE TABLE gc_turns (turn_id bigint PRIMARY KEY, marked boolean NOT NULL DEFAULT false)",
+    "CREATE INDEX blobs_unnamed ON blobs (content_hash) WHERE refs = 0",
+    "CREATE INDEX head_history_by_age ON head_history (replaced_at_ms)",
+    "CREATE INDEX idempotency_by_age ON idempotency (created_at_ms)",
+)
+# 4 -> 5: reference counts, computed from what is stored.
+_REFS = (
+    "ALTER TABLE turns ADD COLUMN refs bigint NOT NULL DEFAULT 0",
+    "ALTER TABLE blobs ADD COLUMN refs bigint NOT NULL DEFAULT 0",
+    """UPDATE turns t SET refs = r.n FROM (
+        SELECT id, count(*) AS n FROM (
+            SELECT parent_turn_id FROM turns WHERE parent_turn_id <> 0
+            UNION ALL SELECT head_turn_id FROM contexts WHERE head_turn_id <> 0
+            UNION ALL SELECT head_turn_id FROM head_history) AS holders(id)
+        GROUP BY id) AS r WHERE t.turn_id = r.id""",
+    """UPDATE blobs b SET refs = r.n FROM (SELECT content_hash, count(*) AS n FROM turns GROUP BY content_hash) AS r
+       WHERE b.content_hash = r.content_hash""",
+    *_LIFECYCLE,
+)
 
 _CREATE = (
     "CREATE TABLE cxdb_schema (singleton boolean PRIMARY KEY CHECK (singleton), version integer NOT NULL)",
@@ -77,8 +101,9 @@ _CREATE = (
         encoding smallint NOT NULL,
         compression smallint NOT NULL,
         uncompressed_len bigint NOT NULL,
-        content_hash bytea NOT NULL)""",
-    "CREATE TABLE blobs (content_hash bytea PRIMARY KEY, stored bytea NOT NULL)",
+        content_hash bytea NOT NULL,
+        refs bigint NOT NULL DEFAULT 0)""",
+    "CREATE TABLE blobs (content_hash bytea PRIMARY KEY, stored bytea NOT NULL, refs bigint NOT NULL DEFAULT 0)",
     """CREATE TABLE idempotency (
         context_id bigint NOT NULL,
         idempotency_key bytea NOT NULL,
@@ -95,6 +120,7 @@ _CREATE = (
     _EVENTS,
     _HEADS,
     _AUTH,
+    *_LIFECYCLE,
     f"INSERT INTO cxdb_schema (singleton, version) VALUES (true, {SCHEMA_VERSION})",
 )
 _MIGRATIONS: dict[int, tuple[str, ...]] = {
@@ -104,11 +130,12 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
     2: (_HEADS,),
     # 3 -> 4: access control (the store's secret and its tokens; none yet).
     3: (_AUTH,),
+    4: _REFS,
 }
 """The statements that bring a schema of each older version to the next one."""
 
 TABLES = ("cxdb_schema", "counters", "contexts", "tag_counts", "turns", "blobs", "idempotency", "bundles",
-          "dictionaries", "events", "head_history", "auth_entries")
+          "dictionaries", "events", "head_history", "auth_entries", "gc_contexts", "gc_turns")
 """Every table cxdb keeps, so tools (and tests) can name them."""
 
 

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from ...codec import BlobCodec
 from ...errors import CxdbError, StoreClosed, StoreError
 from ..base import AppendResult, CommitObserver
-from .batch import PendingAppend, RegistryRace, apply, begin
+from .batch import PendingAppend, Race, apply, begin
 from .database import Database
 
 __all__ = ["AppendWriter", "PendingAppend"]
@@ -80,10 +80,10 @@ class AppendWriter:
                     outcome, new_payloads = await self._db.write(
                         lambda conn: apply(conn, batch, self._codec, self._clock), begin(batch))
                     break
-                except RegistryRace:
+                except Race:
                     continue
             else:
-                raise StoreError("the registry kept changing under a batch of appends")
+                raise StoreError("the registry or reclamation kept changing what a batch of appends read")
         except CxdbError as exc:
             outcome, new_payloads = [exc] * len(batch), []
         except Exception:

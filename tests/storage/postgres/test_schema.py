@@ -104,11 +104,30 @@ def test_a_url_that_leads_nowhere_is_one_line(url: str) -> None:
     assert result.returncode == 1 and len(result.stderr.strip().splitlines()) == 1, result.stderr
 
 
-@pytest.mark.parametrize("old", [1, 2, 3])
+async def _some_turns(url: str) -> None:
+    backend = open_backend(Settings(store=url))
+    await backend.start()
+    try:
+        context = await backend.create_context()
+        for n in range(3):
+            await backend.append(context.context_id, "t", 1, bytes([0x81, 0xA1, 0x6E, n % 2]))
+        await backend.create_context(context.head_turn_id + 1)
+    finally:
+        await backend.close()
+
+
+@pytest.mark.parametrize("old", [1, 2, 3, 4])
 def test_an_older_schema_is_upgraded_by_migrate_and_by_serve(postgres_url: str, old: int) -> None:
     for upgrade in (["migrate"], ["serve", "--port", "0"]):
         assert cli("migrate", "--store", postgres_url).returncode == 0
-        asyncio.run(sql(postgres_url, "DROP TABLE auth_entries"))  # as versions 1 to 3 left it
+        asyncio.run(_some_turns(postgres_url))
+        # as version 4 left it: no reference counts, reclamation queue or age indexes
+        asyncio.run(sql(postgres_url, "ALTER TABLE turns DROP COLUMN refs"))
+        asyncio.run(sql(postgres_url, "ALTER TABLE blobs DROP COLUMN refs"))
+        asyncio.run(sql(postgres_url, "DROP TABLE gc_contexts, gc_turns"))
+        asyncio.run(sql(postgres_url, "DROP INDEX head_history_by_age, idempotency_by_age"))
+        if old < 4:
+            asyncio.run(sql(postgres_url, "DROP TABLE auth_entries"))  # as versions 1 to 3 left it
         if old < 3:
             asyncio.run(sql(postgres_url, "DROP TABLE head_history"))
         if old == 1:
@@ -123,9 +142,14 @@ def test_an_older_schema_is_upgraded_by_migrate_and_by_serve(postgres_url: str, 
         else:
             server = LiveServer(postgres_url)
             assert server.stop() == 0
-        assert [row[0] for row in asyncio.run(sql(postgres_url, "SELECT version FROM cxdb_schema"))] == [4]
-        assert cli("check", "--store", postgres_url).returncode == 0
-        assert asyncio.run(sql(postgres_url, "SELECT next_event FROM counters"))[0][0] == 0
-        assert asyncio.run(sql(postgres_url, "SELECT count(*) FROM head_history"))[0][0] == 0
+        assert [row[0] for row in asyncio.run(sql(postgres_url, "SELECT version FROM cxdb_schema"))] == [5]
+        checked = cli("check", "--store", postgres_url)
+        assert checked.returncode == 0, checked.stdout  # the reference counts included
+        refs = asyncio.run(sql(postgres_url, "SELECT refs FROM turns ORDER BY turn_id"))
+        assert [row[0] for row in refs] == [2, 1, 1]  # a child and a fork's head; a child; a head
+        if old == 1:
+            assert asyncio.run(sql(postgres_url, "SELECT next_event FROM counters"))[0][0] == 0
+        if old < 3:
+            assert asyncio.run(sql(postgres_url, "SELECT count(*) FROM head_history"))[0][0] == 0
         assert asyncio.run(sql(postgres_url, "SELECT count(*) FROM auth_entries"))[0][0] == 0
         asyncio.run(sql(postgres_url, "DROP TABLE " + ", ".join(TABLES)))
