@@ -1,5 +1,5 @@
-"""The ``cxdb`` command: ``serve``, ``check``, ``backup``, ``migrate``, ``token``, and ``export``,
-``import`` and ``copy`` (:mod:`cxdb.cli_portable`).
+"""The ``cxdb`` command: ``serve``, ``check``, ``backup``, ``migrate``, ``token``; ``export``,
+``import`` and ``copy`` (:mod:`cxdb.cli_portable`); ``gc`` and ``compact`` (:mod:`cxdb.cli_lifecycle`).
 
 Settings are built here, once, from flags and the environment, and passed down.
 A mistake in a setting is one line naming it and exit status 2; a refusal from
@@ -23,7 +23,7 @@ from pathlib import Path
 
 import orjson
 
-from . import __version__, cli_portable
+from . import __version__, cli_lifecycle, cli_portable
 from .config import Settings, add_arguments, is_database_url, settings_from, shown_store
 from .errors import CxdbError
 from .logs import configure as configure_logging
@@ -72,6 +72,7 @@ def _parser() -> argparse.ArgumentParser:
     revoke.add_argument("token_id")
     _store_argument(revoke)
     cli_portable.add_commands(commands, _store_argument)
+    cli_lifecycle.add_commands(commands, _store_argument)
     return parser
 
 
@@ -160,6 +161,8 @@ def _store_command(args: argparse.Namespace, settings: Settings) -> int:
         return asyncio.run(_token_command(args, settings))
     if args.command in cli_portable.COMMANDS:
         return cli_portable.run(args, settings)
+    if args.command in cli_lifecycle.COMMANDS:
+        return cli_lifecycle.run(args, settings)
     if args.command == "check":
         report = asyncio.run(check(settings))
         print(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode())

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = ["BOOTSTRAP_ENV", "SETTINGS", "Rate", "Setting", "Settings", "add_arguments", "is_database_url",
-           "is_loopback", "settings_from", "shown_store"]
+           "is_loopback", "settings_from", "shown_store", "span"]
 
 
 def _bool(text: str) -> bool:
@@ -111,6 +111,54 @@ def _duration(text: str) -> float:
     return value
 
 
+_SPAN_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86_400}
+TEN_YEARS = 10 * 365 * 86_400
+
+
+def span(text: str) -> float:
+    """Seconds from ``7d``, ``24h``, ``30m``, ``90s`` or a plain number of seconds; above 0, at most
+    ten years."""
+    cleaned = text.strip().lower()
+    unit = _SPAN_UNITS.get(cleaned[-1:], 0) if cleaned else 0
+    number = cleaned[:-1] if unit else cleaned
+    try:
+        value = float(number) * (unit or 1)
+    except ValueError:
+        raise ValueError(f"must be a duration such as 7d, 24h, 30m or 90s: {text!r}") from None
+    if not 0 < value <= TEN_YEARS:
+        raise ValueError(f"must be a duration above 0 and at most ten years: {text!r}")
+    return value
+
+
+def _days(text: str) -> float | None:
+    """Days (``off`` for none) as seconds."""
+    if text.strip().lower() in ("", "off"):
+        return None
+    return span(text.strip() + ("d" if text.strip()[-1:].isdigit() else ""))
+
+
+def _idempotency_ttl(text: str) -> float:
+    value = span(text)
+    if value < 86_400:
+        raise ValueError(f"must be at least 24h, as the API promises: {text!r}")
+    return value
+
+
+def _retain(text: str) -> tuple[tuple[str, float], ...]:
+    """``prefix=span`` rules, comma-separated: ``runs/=7d,eval/=30d``."""
+    rules: list[tuple[str, float]] = []
+    for part in (piece.strip() for piece in text.split(",")):
+        if not part:
+            continue
+        prefix, equals, duration = part.rpartition("=")
+        if not equals or not prefix:
+            raise ValueError(f"each rule is PREFIX=DURATION, e.g. runs/=7d: {part!r}")
+        rules.append((prefix, span(duration)))
+    if len({prefix for prefix, _ in rules}) != len(rules):
+        raise ValueError(f"a prefix is given twice: {text!r}")
+    return tuple(rules)
+
+
 @dataclass(frozen=True, slots=True)
 class Rate:
     """``count`` requests per ``seconds`` (1 or 60)."""
@@ -171,6 +219,8 @@ class Setting:
     help: str
     alias: str | None = None
     """An older name the setting still answers to, as a flag and in the environment."""
+    shown: str | None = None
+    """The default as the flag takes it, where that differs from the value kept."""
 
     @property
     def flag(self) -> str:
@@ -222,6 +272,19 @@ SETTINGS: tuple[Setting, ...] = (
             "On SIGTERM/SIGINT, seconds requests already received get to finish; a second signal exits at once."),
     Setting("event_retention", 604_800.0, _duration,
             "Seconds events are kept for streams to resume from; older ones are pruned (default 7 days)."),
+    Setting("retain_days", None, _days,
+            "Delete contexts whose last activity is older than this many days (off by default); forks of a "
+            "deleted context keep their turns.", shown="off"),
+    Setting("retain", (), _retain,
+            "Per tag prefix, how long contexts are kept after their last activity: 'runs/=7d,eval/=30d' "
+            "(the longest matching prefix decides; --retain-days covers the rest).", shown="none"),
+    Setting("head_history_days", 30 * 86_400.0, _days,
+            "Days a replaced head keeps its turns reachable in the head history; off keeps them forever.",
+            shown="30"),
+    Setting("idempotency_ttl", 7 * 86_400.0, _idempotency_ttl,
+            "How long an idempotency key is remembered (at least 24h): 7d, 48h, or seconds.", shown="7d"),
+    Setting("gc", True, _on_off,
+            "Reclaim deleted and expired data in the background: on or off (then `cxdb gc` does it)."),
     Setting("event_heartbeat", 15.0, _seconds, "Seconds between heartbeat comments on an idle event stream."),
     Setting("max_streams", 1000, _positive, "Most event streams one server process serves at once; more get 503."),
     Setting("rate_limit", None, _rate,
@@ -265,6 +328,13 @@ class Settings:
     idle_timeout: float = 75.0
     shutdown_grace: float = 5.0
     event_retention: float = 604_800.0
+    retain_days: float | None = None
+    """Seconds, despite the name (the flag takes days)."""
+    retain: tuple[tuple[str, float], ...] = ()
+    head_history_days: float | None = 30 * 86_400.0
+    """Seconds, despite the name (the flag takes days)."""
+    idempotency_ttl: float = 7 * 86_400.0
+    gc: bool = True
     event_heartbeat: float = 15.0
     max_streams: int = 1000
     rate_limit: Rate | None = None
@@ -283,20 +353,21 @@ class Settings:
         return dataclasses.replace(self, **changes)
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
+def add_arguments(parser: argparse.ArgumentParser, settings: Sequence[Setting] = SETTINGS) -> None:
     """Add one flag per setting; unset flags fall back to the environment, then the default."""
-    for setting in SETTINGS:
+    for setting in settings:
         if setting.parse is _bool:  # --name and --no-name, so a flag can override the environment either way
             parser.add_argument(*setting.flags, dest=setting.name, action=argparse.BooleanOptionalAction,
                                 default=None, help=f"{setting.help} [{setting.env}]")
         else:
+            shown = setting.shown or _show(setting.default)
             parser.add_argument(*setting.flags, dest=setting.name, default=None,
-                                help=f"{setting.help} (default: {_show(setting.default)}) [{setting.env}]")
+                                help=f"{setting.help} (default: {shown}) [{setting.env}]")
 
 
 def _show(value: Any) -> str:
     if isinstance(value, tuple):
-        return ",".join(value)
+        return ",".join(str(item) for item in value)
     return str(value)
 
 

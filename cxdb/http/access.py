@@ -77,6 +77,7 @@ ROUTES: dict[tuple[str, str], Rule] = {
     ("POST", f"{_CONTEXT}/append"): _WRITE,
     ("POST", f"{_CONTEXT}/turns"): _WRITE,
     ("POST", f"{_CONTEXT}/append-batch"): _WRITE,
+    ("DELETE", _CONTEXT): _WRITE,
     ("PUT", "/v1/registry/bundles/{bundle_id}"): _ADMIN,
     ("GET", "/v1/tokens"): _ADMIN,
     ("POST", "/v1/tokens"): _ADMIN,

@@ -57,6 +57,15 @@ async def get_context(request: web.Request) -> web.Response:
         path_id(request, "context_id"), **_blocks(request.query, True), namespace=namespace(request)))
 
 
+@routes.delete(f"/v1/contexts/{_ID}")
+async def delete_context(request: web.Request) -> web.Response:
+    """204; the context is gone from every read at once, its data reclaimed in the background."""
+    await request.app[SERVICE].lifecycle.delete_context(
+        path_id(request, "context_id"), recursive=flag(request.query, "recursive", False),
+        namespace=namespace(request))
+    return web.Response(status=204)
+
+
 @routes.get("/v1/contexts/{context_id}/children")
 async def children(request: web.Request) -> web.Response:
     query = request.query

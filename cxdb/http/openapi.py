@@ -153,7 +153,9 @@ SCHEMAS: dict[str, Any] = {
         "contexts", "turns", "blobs", "storage_bytes", "blob_stored_bytes", "blob_raw_bytes", "dedup_hits")}
         | {"dedup_hit_rate": {"type": "number", "minimum": 0, "maximum": 1},
            "oldest_event_sequence": {**U64, "description": "The oldest event retained; 0 when none is."},
-           "newest_event_sequence": {**U64, "description": "The newest event recorded; 0 before any."}},
+           "newest_event_sequence": {**U64, "description": "The newest event recorded; 0 before any."},
+           "reclaiming": _obj({name: {"type": "integer", "minimum": 0} for name in (
+               "contexts", "turns", "blobs", "bytes")}, ["contexts", "turns", "blobs", "bytes"])},
         ["contexts", "turns", "blobs", "storage_bytes", "dedup_hit_rate"]),
 }
 
@@ -243,7 +245,7 @@ def _sse_event(events: list[str], id_description: str) -> dict[str, Any]:
         "retry": {"type": "integer"}}}
 
 
-SSE_EVENT = _sse_event(["context_created", "turn_appended", "registry_published", "reset"],
+SSE_EVENT = _sse_event(["context_created", "turn_appended", "registry_published", "context_deleted", "reset"],
                        "The event's sequence (absent on reset).")
 FOLLOW_EVENT = _sse_event(["turn", "rebase"], "The turn's id; on a rebase, the common ancestor's.")
 WEBSOCKET = ("The same stream is a WebSocket when the request asks for the upgrade: one JSON text message per "
@@ -331,7 +333,15 @@ def _paths() -> dict[str, Any]:
                              *BLOCKS])},
         "/v1/contexts/fork": _create("Fork a context at an existing turn", "forkContext", (404, 413, 422, 507),
                                      "ForkContext"),
-        "/v1/contexts/{context_id}": _get("A context", "getContext", "Context", [CONTEXT_ID, *BLOCKS], (404,)),
+        "/v1/contexts/{context_id}": {
+            **_get("A context", "getContext", "Context", [CONTEXT_ID, *BLOCKS], (404,)),
+            "delete": {
+                "summary": "Delete a context (and with recursive, every descendant)", "operationId": "deleteContext",
+                "description": "Gone from every read, list and index at once; its turns and blobs that no "
+                               "remaining context reaches are reclaimed in the background (docs/operations.md). "
+                               "Forks keep their history. At most 10,000 contexts at once (422 beyond).",
+                "parameters": [CONTEXT_ID, _query("recursive", BOOL, "Also delete every descendant context.")],
+                "responses": {"204": {"description": "Deleted"}, **_errors(404, 422, 507)}}},
         "/v1/contexts/{context_id}/children": _get(
             "Contexts forked from this one", "listChildren", "Children",
             [CONTEXT_ID, _query("recursive", BOOL, "Every descendant, breadth first."),
@@ -400,10 +410,12 @@ def _paths() -> dict[str, Any]:
                 "schema": {"type": "string", "contentMediaType": "application/octet-stream"}}}}, **_errors(404)}}},
         "/health": _get("Liveness", "health", "Health"),
         "/healthz": _get("Liveness (alias)", "healthz", "Health"),
-        "/v1/stats": _get("Store counters, all O(1)", "stats", "Stats"),
+        "/v1/stats": _get("Store counters (O(1); what awaits reclamation, O(that) on PostgreSQL)", "stats",
+                          "Stats"),
         "/v1/events": {"get": {
             "summary": "The store's changes as Server-Sent Events, resumable with no gap", "operationId": "events",
-            "description": "Events `context_created`, `turn_appended` and `registry_published`, each with "
+            "description": "Events `context_created`, `turn_appended`, `registry_published` and "
+                           "`context_deleted`, each with "
                            "`id: <sequence>` and JSON `data` (ids as decimal strings). Resume with the "
                            "`Last-Event-ID` header or `after`: every retained event after it is sent, then the "
                            "stream goes on live. A resume point older than the retention window first gets "
@@ -417,7 +429,8 @@ def _paths() -> dict[str, Any]:
                  "style": "form", "explode": True,
                  "description": "Only events of these contexts (repeatable, at most 256)."},
                 _query("events", {"type": "string", "pattern": "^[a-z_]+(,[a-z_]+)*$"},
-                       "Comma-separated kinds: context_created, turn_appended, registry_published."),
+                       "Comma-separated kinds: context_created, turn_appended, registry_published, "
+                       "context_deleted."),
             ],
             "responses": {"200": {"description": "An endless stream of events, each described by this schema",
                                   "content": {"text/event-stream": {"schema": SSE_EVENT}}}, **_errors()}}},

@@ -31,8 +31,9 @@ from ..storage import Backend, RegistryMoved, StoredBundle, open_backend
 from ..storage.rules import missing_context
 from . import tenancy
 from .appends import Appends, TurnInput
-from .events import Changes, Pruner
+from .events import Changes
 from .follow import Follower
+from .lifecycle import Lifecycle
 from .portability import Portability
 from .registry import CatalogCache
 from .tokens import Tokens
@@ -103,24 +104,21 @@ class Service:
             self.metrics.watch_cache("projection", self._projections)
         self.changes = Changes(self.store)
         self._appends = Appends(self.store, self._catalogs, self.changes, self.offload, settings.require_registry)
-        self._pruner = Pruner(self.store, settings.event_retention, clock)
+        self.lifecycle = Lifecycle(self.store, settings, self.changes, clock)
         self.tokens, self.portability = Tokens(self.store, clock), Portability(self, clock)
-        self._pruning: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         """Open the store, load the registry catalog (a store's bundles are read once, at start-up),
-        and start pruning events past their retention."""
+        and start the lifecycle's background work (:mod:`cxdb.service.lifecycle`)."""
         await self.store.start()
         self.changes.watch()
         await self._catalogs.current()
         if self.settings.bootstrap_token:
             await self.tokens.bootstrap(self.settings.bootstrap_token)
-        self._pruning = asyncio.get_running_loop().create_task(self._pruner.run())
+        self.lifecycle.start()
 
     async def close(self) -> None:
-        if self._pruning is not None:
-            self._pruning.cancel()
-            await asyncio.gather(self._pruning, return_exceptions=True)
+        await self.lifecycle.close()
         self.changes.close()
         self._cpu.shutdown(wait=True)
         await self.store.close()
@@ -536,7 +534,7 @@ class Service:
                 "storage_bytes": stats.storage_bytes, "dedup_hit_rate": round(stats.dedup_hit_rate, 6),
                 "blob_stored_bytes": stats.blob_stored_bytes, "blob_raw_bytes": stats.blob_raw_bytes,
                 "dedup_hits": stats.dedup_hits, "oldest_event_sequence": str(oldest),
-                "newest_event_sequence": str(newest)}
+                "newest_event_sequence": str(newest), "reclaiming": await self.lifecycle.pending()}
 
     def event_filter(self, namespace: str) -> tenancy.ContextFilter:
         """What a stream of events for a token with ``namespace`` may send."""

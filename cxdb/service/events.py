@@ -24,11 +24,11 @@ import orjson
 
 from ..model import iso_utc
 from ..storage import Backend, Event
+from ..storage.base import EVENT_KINDS
 
 __all__ = ["EVENT_KINDS", "POLL_SECONDS", "Changes", "FeedItem", "Pruner", "event_context", "event_data", "feed_item"]
 
 log = logging.getLogger("cxdb.service")
-EVENT_KINDS = ("context_created", "turn_appended", "registry_published")
 POLL_SECONDS = 0.02
 SIGNALLED_POLL_SECONDS = 0.25
 """The poll when the store signals other processes' commits (PostgreSQL's NOTIFY): only a fallback."""

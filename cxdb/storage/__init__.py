@@ -32,7 +32,8 @@ from .lmdb import Store
 from .lmdb.backend import LmdbBackend
 
 __all__ = ["AppendResult", "Backend", "Event", "HeadEntry", "KeyEntry", "NewTurn", "PageStart", "RegistryMoved",
-           "Restored", "RestoredContext", "RestoredTurn", "Store", "StoredBundle", "check", "migrate", "open_backend"]
+           "Restored", "RestoredContext", "RestoredTurn", "Store", "StoredBundle", "check", "compact", "migrate",
+           "open_backend"]
 
 if TYPE_CHECKING:
     from .postgres import PostgresBackend
@@ -79,3 +80,13 @@ async def check(settings: Settings) -> dict[str, Any]:
         return await backend.check()
     finally:
         await backend.close()
+
+
+def compact(settings: Settings) -> dict[str, Any]:
+    """``cxdb compact``: an LMDB store's file shrunk to what it holds (:mod:`cxdb.storage.lmdb.compact`)."""
+    if is_database_url(settings.store):
+        raise StoreError("compact is for LMDB stores; PostgreSQL gives space back with VACUUM (autovacuum reuses it; "
+                         "VACUUM FULL or pg_repack shrink the files): docs/operations.md")
+    from .lmdb.compact import compact as compact_lmdb
+
+    return compact_lmdb(Path(settings.store))

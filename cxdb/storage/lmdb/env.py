@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import os
 import threading
 import time
@@ -58,7 +59,7 @@ import orjson
 from ...codec import CODEC_NAME, HASH_NAME
 from ...errors import FormatMismatch, StoreClosed, StoreError, StoreFull
 
-__all__ = ["FORMAT", "Dbs", "Environment", "no_space"]
+__all__ = ["FORMAT", "OPEN_LOCK", "Dbs", "Environment", "hold_open_lock", "no_space"]
 
 FORMAT: dict[str, Any] = {"format_version": 5, "hash": HASH_NAME, "codec": CODEC_NAME, "int_keys": "u64be"}
 _UPGRADABLE = tuple({**FORMAT, "format_version": version} for version in (1, 2, 3, 4))
@@ -176,6 +177,34 @@ def _no_space(path: Path, exc: BaseException) -> bool:
     return stat.f_bavail * stat.f_frsize < LOW_SPACE_BYTES
 
 
+OPEN_LOCK = "cxdb.lock"
+"""Every process with the store open holds a shared ``flock`` on this file; ``cxdb compact`` takes it
+exclusively, so it never swaps the data file under a running server (or a running server waits for
+it to finish, then opens the compacted file)."""
+
+
+def hold_open_lock(path: Path, exclusive: bool = False) -> int | None:
+    """Take the store's open lock (shared, waiting for a compaction; or exclusive, never waiting): the
+    descriptor to close to release it. None on a read-only copy, where no one can compact anyway.
+    StoreError when ``exclusive`` and someone holds it."""
+    try:
+        fd = os.open(path / OPEN_LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOENT):
+            return None
+        raise StoreError("cannot open the store's lock file", {"path": str(path / OPEN_LOCK),
+                                                                "reason": exc.strerror}) from exc
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB if exclusive else fcntl.LOCK_SH)
+    except OSError as exc:
+        os.close(fd)
+        if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+            raise StoreError(f"the store at {path.resolve()} is open in another process (a server?): stop it first",
+                             {"path": str(path.resolve())}) from exc
+        raise
+    return fd
+
+
 def _preallocate_lock(path: Path, max_readers: int, readonly: bool) -> None:
     """Give the lock file its blocks before LMDB maps it.
 
@@ -216,10 +245,12 @@ class Environment:
     Readers use :meth:`read`; only the writer thread uses :meth:`begin_write`.
     """
 
-    def __init__(self, path: Path, map_size: int = 1 << 33, max_readers: int = 1024, readonly: bool = False) -> None:
+    def __init__(self, path: Path, map_size: int = 1 << 33, max_readers: int = 1024, readonly: bool = False,
+                 open_lock: bool = True) -> None:
         """Open (and, unless ``readonly``, create) the environment at ``path``.
 
-        ``readonly`` opens an existing store only, and works on a read-only copy of one too.
+        ``readonly`` opens an existing store only, and works on a read-only copy of one too. Without
+        ``open_lock``, the caller holds the store's open lock itself (:func:`hold_open_lock`).
         """
         self.path = path
         self.readonly = readonly
@@ -228,12 +259,18 @@ class Environment:
                 raise StoreError(f"no cxdb store at {path.resolve()}", {"path": str(path.resolve())})
         else:
             path.mkdir(parents=True, exist_ok=True)
-        _preallocate_lock(path, max_readers, readonly)
+        self._open_fd = hold_open_lock(path) if open_lock and path.is_dir() else None
+        try:
+            _preallocate_lock(path, max_readers, readonly)
+        except BaseException:
+            self._release()
+            raise
         try:
             self._env = lmdb.open(str(path), map_size=map_size, max_dbs=len(_DB_NAMES) + 2,
                                   max_readers=max_readers, subdir=True, sync=True, metasync=True,
                                   readahead=False, lock=True, readonly=readonly, create=not readonly)
         except lmdb.Error as exc:
+            self._release()
             if _no_space(path, exc):
                 raise no_space(path) from exc
             raise StoreError("cannot open the store", {"path": str(path), "reason": str(exc)}) from exc
@@ -248,6 +285,7 @@ class Environment:
             self._check_format()
         except BaseException:
             self._env.close()
+            self._release()
             raise
 
     def _open_db(self, name: str) -> Any:
@@ -362,3 +400,9 @@ class Environment:
         with self._gate.exclusive():
             self._closed = True
             self._env.close()
+            self._release()
+
+    def _release(self) -> None:
+        if self._open_fd is not None:
+            os.close(self._open_fd)
+            self._open_fd = None

@@ -60,7 +60,7 @@ class Store:
     def __init__(self, path: Path | str, *, map_size: int = 1 << 33, max_batch: int = 512,
                  clock: Callable[[], float] = time.time, codec: BlobCodec | None = None,
                  dictionary_after: int = 2000, dictionary_size: int = 64 * 1024, readonly: bool = False,
-                 on_commit: CommitObserver | None = None) -> None:
+                 on_commit: CommitObserver | None = None, open_lock: bool = True) -> None:
         """Open the store at ``path``, creating it unless ``readonly``.
 
         ``readonly`` opens an existing store for reading only (``check``, ``backup``), and works on a
@@ -68,7 +68,7 @@ class Store:
         """
         self.path = Path(path)
         self._codec = codec or BlobCodec()
-        self._env = Environment(self.path, map_size=map_size, readonly=readonly)
+        self._env = Environment(self.path, map_size=map_size, readonly=readonly, open_lock=open_lock)
         self._dbs = self._env.dbs
         if self._env.upgrade:  # the event log and head history of older formats start empty
             upgrade = self._env.upgrade
