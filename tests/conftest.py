@@ -143,7 +143,9 @@ def settings(store_url: str) -> Settings:
 @pytest.fixture
 async def client(aiohttp_client: Any, settings: Settings) -> AsyncIterator[TestClient[Any, Any]]:
     app = watch(create_app(settings))
-    yield await aiohttp_client(app)
+    opened = await aiohttp_client(app)
+    yield opened
+    await opened.close()  # before the store's fixture drops it: the server's background work stops first
     assert app[FAILURES] == [], "responses that do not conform to /openapi.json"
 
 
@@ -154,11 +156,13 @@ async def make_client(aiohttp_client: Any, settings: Settings) -> AsyncIterator[
 
     async def make(**changes: Any) -> TestClient[Any, Any]:
         app = watch(create_app(settings.replace(**changes)))
-        apps.append(app)
-        return await aiohttp_client(app)
+        opened = await aiohttp_client(app)
+        apps.append((app, opened))
+        return opened
 
     yield make
-    for app in apps:
+    for app, opened in apps:
+        await opened.close()  # before the store's fixture drops it: the server's background work stops first
         assert app[FAILURES] == [], "responses that do not conform to /openapi.json"
 
 

@@ -96,6 +96,11 @@ class Methods(Generic[R]):
         return self._run(_post("/v1/contexts/create", turn_body(None, base_turn_id=str(base_turn_id),
                                                                  client_tag=client_tag, provenance=provenance)))
 
+    def delete_context(self, context_id: int | str, recursive: bool | None = None) -> R:
+        """``DELETE /v1/contexts/{id}``: gone at once (with ``recursive``, every descendant too); its data
+        is reclaimed in the background."""
+        return self._run(Call("DELETE", f"/v1/contexts/{quote_id(context_id)}" + query(recursive=recursive)))
+
     def fork_context(self, base_turn_id: int | str, client_tag: str | None = None,
                      provenance: dict[str, Any] | None = None) -> R:
         """``POST /v1/contexts/fork``: a new context whose head is ``base_turn_id``."""
