@@ -3,8 +3,8 @@
 Each document gets a fresh server; its blocks run in order, sharing state the way
 a reader following the page would. ``curl`` fails on any HTTP error unless its
 block says ``# expect-error``. ``cxdb check``, ``cxdb backup``, ``cxdb token``, ``cxdb export``,
-``cxdb import`` and ``cxdb copy`` blocks run beside the live server. Other bash blocks (installs, ``cxdb serve``) are
-the reader's setup and are not run here. A document marked ``<!-- docs-test: auth -->`` gets a server
+``cxdb import``, ``cxdb copy`` and ``cxdb gc`` blocks run beside the live server. Other bash blocks
+(installs, ``cxdb serve``) are the reader's setup and are not run here. A document marked ``<!-- docs-test: auth -->`` gets a server
 with ``--auth tokens`` and a ``CXDB_BOOTSTRAP_TOKEN``, which its blocks see in their environment, as
 the reader who started that server would.
 
@@ -38,7 +38,7 @@ CURL_WRAPPER = 'curl() { command curl -sS --fail-with-body "$@"; }\n'
 def blocks(path: Path) -> list[tuple[str, str]]:
     found = []
     for lang, body in FENCE.findall(path.read_text()):
-        runs_here = "curl " in body or re.search(r"^\S*cxdb (check|backup|token|export|import|copy)", body, re.M)
+        runs_here = "curl " in body or re.search(r"^\S*cxdb (check|backup|token|export|import|copy|gc)", body, re.M)
         if lang in ("bash", "sh", "shell") and runs_here:
             found.append(("bash", body))
         elif lang == "python":

@@ -528,13 +528,14 @@ class Service:
         return {"status": "ok", "version": __version__, "uptime_seconds": int(self._clock() - self._started)}
 
     async def stats(self) -> dict[str, Any]:
+        reclaiming = await self.lifecycle.pending()  # first: zeros here mean the counters after are final
         stats = await self.store.stats()
         oldest, newest = await self.store.event_bounds()
         return {"contexts": stats.contexts, "turns": stats.turns, "blobs": stats.blobs,
                 "storage_bytes": stats.storage_bytes, "dedup_hit_rate": round(stats.dedup_hit_rate, 6),
                 "blob_stored_bytes": stats.blob_stored_bytes, "blob_raw_bytes": stats.blob_raw_bytes,
                 "dedup_hits": stats.dedup_hits, "oldest_event_sequence": str(oldest),
-                "newest_event_sequence": str(newest), "reclaiming": await self.lifecycle.pending()}
+                "newest_event_sequence": str(newest), "reclaiming": reclaiming}
 
     def event_filter(self, namespace: str) -> tenancy.ContextFilter:
         """What a stream of events for a token with ``namespace`` may send."""

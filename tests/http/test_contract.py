@@ -301,8 +301,10 @@ async def test_idempotent_append_over_http(client: Client) -> None:
 
 async def test_unknown_routes_and_methods(client: Client) -> None:
     await expect_error(await client.get("/v2/nothing"), 404, "NOT_FOUND")
-    error = await expect_error(await client.delete("/v1/contexts/1"), 405, "METHOD_NOT_ALLOWED")
+    error = await expect_error(await client.delete("/v1/contexts/1/turns"), 405, "METHOD_NOT_ALLOWED")
     assert "GET" in error["details"]["allowed_methods"]
+    error = await expect_error(await client.put("/v1/contexts/1"), 405, "METHOD_NOT_ALLOWED")
+    assert {"GET", "DELETE"} <= set(error["details"]["allowed_methods"])
     await expect_error(await client.put("/v1/contexts/create"), 405, "METHOD_NOT_ALLOWED")
 
 

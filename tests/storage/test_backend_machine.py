@@ -1,5 +1,7 @@
-"""Model-based test: random create, fork, append and page against a tiny in-memory model, on each
-backend through the storage interface the service uses."""
+"""Model-based test: random create, fork, append, page, delete (plain and recursive) and reclamation
+steps against a tiny in-memory model, on each backend through the storage interface the service uses.
+After every step, every turn a live context reaches pages as the model says, and the store checks
+clean (reference counts included)."""
 
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ from cxdb.config import Settings
 from cxdb.errors import Conflict, NotFound
 from cxdb.model import Page
 from cxdb.storage import Backend, open_backend
+from cxdb.storage.base import Pending
 from tests.conftest import NO_POSTGRES, POSTGRES, PostgresSchema
 
 
@@ -58,7 +61,10 @@ class StoreMachine(RuleBasedStateMachine):
         self.store: Backend = open_backend(Settings(store=url))
         self.run(self.store.start())
         self.turns: dict[int, ModelTurn] = {}
+        """Every turn acknowledged, those since reclaimed too."""
         self.contexts: dict[int, ModelContext] = {}
+        """The live contexts."""
+        self.deleted: set[int] = set()
 
     def run(self, coro: Any) -> Any:
         return self.loop.run_until_complete(coro)
@@ -92,7 +98,9 @@ class StoreMachine(RuleBasedStateMachine):
     def _register(self, record: Any, base: int, tag: str | None = None) -> None:
         if base:
             origin = self.turns[base].context
-            lineage = (origin, self.contexts[origin].root, base)
+            # A fork of a deleted context's turn is a root of its own lineage (its parent stays named).
+            root = self.contexts[origin].root if origin in self.contexts else record.context_id
+            lineage = (origin, root, base)
         else:
             lineage = (None, record.context_id, None)
         self.contexts[record.context_id] = ModelContext(base, *lineage, tag=tag)
@@ -111,8 +119,21 @@ class StoreMachine(RuleBasedStateMachine):
     @rule(data=st.data(), tag=TAGS)
     def fork(self, data: st.DataObject, tag: str | None) -> None:
         base = data.draw(st.sampled_from(sorted(self.turns)))
-        record = self.run(self.store.create_context(base_turn_id=base, client_tag=tag))
+        live = base in self.live()
+        try:
+            record = self.run(self.store.create_context(base_turn_id=base, client_tag=tag))
+        except NotFound:
+            assert not live  # only a turn no live context reaches may be gone, or awaiting reclamation
+            return
         self._register(record, base, tag)
+
+    def live(self) -> set[int]:
+        """The turns some live context reaches: the chains of its head and its replaced heads."""
+        found: set[int] = set()
+        for model in self.contexts.values():
+            for top in (model.head, *model.history):
+                found.update(self.chain(top))
+        return found
 
     @rule(tag=st.sampled_from(["x", "y", "x2"]), limit=st.integers(0, 6))
     def list_by_tag(self, tag: str, limit: int) -> None:
@@ -167,6 +188,7 @@ class StoreMachine(RuleBasedStateMachine):
             parent_arg = 0
         raw = msgpack.packb({"body": body})
         signature = (raw, parent_arg)
+        gone_parent = parent_mode == "existing" and parent_arg not in self.live()
         expected_replay = context.keys.get(key) if key is not None else None
         expected_head = None
         if expect == "head":
@@ -183,7 +205,7 @@ class StoreMachine(RuleBasedStateMachine):
                 assert exc.details == {"reason": "head_moved", "context_id": str(context_id),
                                        "expected_head_turn_id": str(expected_head), "head_turn_id": str(context.head)}
                 return
-            assert parent_mode == "missing" or conflict_key
+            assert parent_mode == "missing" or conflict_key or gone_parent
             if not conflict_key:
                 assert exc.details["reason"] == "parent_not_found"
             return
@@ -207,10 +229,10 @@ class StoreMachine(RuleBasedStateMachine):
         if key is not None:
             context.keys[key] = (turn.turn_id, signature)
 
-    @precondition(lambda self: self.turns)
+    @precondition(lambda self: self.live())
     @rule(data=st.data(), up=st.integers(-1, 3))
     def ancestor(self, data: st.DataObject, up: int) -> None:
-        turn_id = data.draw(st.sampled_from(sorted(self.turns)))
+        turn_id = data.draw(st.sampled_from(sorted(self.live())))
         chain = self.chain(turn_id)
         depth = len(chain) - up
         want = chain[depth - 1] if 1 <= depth <= len(chain) else 0
@@ -266,6 +288,41 @@ class StoreMachine(RuleBasedStateMachine):
                 reachable.update(self.chain(top))
             assert {t for t, turn in self.turns.items() if turn.context == context_id} <= reachable
 
+    @precondition(lambda self: self.contexts)
+    @rule(data=st.data(), recursive=st.booleans())
+    def delete(self, data: st.DataObject, recursive: bool) -> None:
+        context_id = data.draw(st.sampled_from(sorted(self.contexts)))
+        expected = [context_id, *(self.subtree(context_id) if recursive else [])]
+        assert sorted(self.run(self.store.delete_context(context_id, recursive))) == sorted(expected)
+        for gone in expected:
+            del self.contexts[gone]
+            self.deleted.add(gone)
+
+    @rule(data=st.data())
+    def delete_missing(self, data: st.DataObject) -> None:
+        context_id = data.draw(st.sampled_from(sorted(self.deleted | {10**9})))
+        try:
+            self.run(self.store.delete_context(context_id))
+        except NotFound:
+            return
+        raise AssertionError("a context deleted twice")
+
+    @rule(budget=st.integers(1, 20))
+    def reclaim_step(self, budget: int) -> None:
+        self.run(self.store.reclaim(budget))
+
+    @rule()
+    def reclaim_all(self) -> None:
+        while self.run(self.store.reclaim(64)).more:
+            pass
+        assert self.run(self.store.pending()) == Pending()
+        live = self.live()
+        assert self.run(self.store.stats()).turns == len(live)  # exactly what live contexts reach is left
+        for turn_id in live:
+            found = self.run(self.store.turn(turn_id))
+            assert found is not None
+            assert self.run(self.store.get_blob(found.content_hash)) == self.turns[turn_id].payload
+
     @invariant()
     def heads_and_depths_agree(self) -> None:
         for context_id, model in self.contexts.items():
@@ -273,7 +330,12 @@ class StoreMachine(RuleBasedStateMachine):
             assert stored.head_turn_id == model.head
             assert stored.head_depth == (self.turns[model.head].depth if model.head else 0)
         stats = self.run(self.store.stats())
-        assert stats.turns == len(self.turns) and stats.contexts == len(self.contexts)
+        assert stats.turns >= len(self.live()) and stats.contexts == len(self.contexts)
+
+    @invariant()
+    def checks_clean(self) -> None:
+        report = self.run(self.store.check())
+        assert report["ok"], report
 
 
 class PostgresMachine(StoreMachine):
