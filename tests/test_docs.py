@@ -4,8 +4,8 @@ Each document gets a fresh server; its blocks run in order, sharing state the wa
 a reader following the page would. ``curl`` fails on any HTTP error unless its
 block says ``# expect-error``. ``cxdb check``, ``cxdb backup``, ``cxdb token``, ``cxdb export``,
 ``cxdb import``, ``cxdb copy`` and ``cxdb gc`` blocks run beside the live server. Other bash blocks
-(installs, ``cxdb serve``) are the reader's setup and are not run here. A document marked ``<!-- docs-test: auth -->`` gets a server
-with ``--auth tokens`` and a ``CXDB_BOOTSTRAP_TOKEN``, which its blocks see in their environment, as
+(installs, ``cxdb serve``) are the reader's setup and are not run here. A document marked
+``<!-- docs-test: auth -->`` gets a server with ``--auth tokens`` and a ``CXDB_BOOTSTRAP_TOKEN``, which its blocks see in their environment, as
 the reader who started that server would.
 
 Each document runs on both backends: the reader's ``./cxdb-data`` becomes the store under test, a
