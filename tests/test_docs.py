@@ -5,8 +5,8 @@ a reader following the page would. ``curl`` fails on any HTTP error unless its
 block says ``# expect-error``. ``cxdb check``, ``cxdb backup``, ``cxdb token``, ``cxdb export``,
 ``cxdb import``, ``cxdb copy`` and ``cxdb gc`` blocks run beside the live server. Other bash blocks
 (installs, ``cxdb serve``) are the reader's setup and are not run here. A document marked
-``<!-- docs-test: auth -->`` gets a server with ``--auth tokens`` and a ``CXDB_BOOTSTRAP_TOKEN``, which its blocks see in their environment, as
-the reader who started that server would.
+``<!-- docs-test: auth -->`` gets a server with ``--auth tokens`` and a ``CXDB_BOOTSTRAP_TOKEN``,
+which its blocks see in their environment, as the reader who started that server would.
 
 Each document runs on both backends: the reader's ``./cxdb-data`` becomes the store under test, a
 PostgreSQL URL in the second run. ``cxdb backup`` copies LMDB stores only, so its blocks run on LMDB.
