@@ -173,8 +173,9 @@ class Lifecycle:
                 raise
             except Exception:  # a closed or unreachable store: try again next time
                 log.debug("lifecycle pass failed", exc_info=True)
-            try:
-                await asyncio.wait_for(self._wake.wait(), MAINTAIN_SECONDS)
+            try:  # asyncio.timeout, not wait_for: wait_for may swallow a cancel that races the wake-up
+                async with asyncio.timeout(MAINTAIN_SECONDS):
+                    await self._wake.wait()
             except TimeoutError:
                 pass
             self._wake.clear()

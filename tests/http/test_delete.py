@@ -93,3 +93,36 @@ async def test_a_deletion_is_an_event_on_the_stream(make_client: Any) -> None:
     data = [line[len("data: "):] for line in block.splitlines() if line.startswith("data: ")][0]
     assert orjson.loads(data) == {"context_id": context["context_id"], "head_turn_id": "0", "head_depth": 0}
     response.close()
+
+
+async def test_a_follow_stream_ends_when_its_context_is_deleted(make_client: Any) -> None:
+    client = await make_client()
+    context = await make(client, "/v1/contexts/create", {})
+    await appended(client, context["context_id"], 1)
+    stream = await client.get(f"/v1/contexts/{context['context_id']}/follow?after_turn_id=0", timeout=10)
+    assert stream.status == 200
+    seen = b""
+    while b"event: turn" not in seen:
+        seen += await stream.content.readany()
+    assert (await client.delete(f"/v1/contexts/{context['context_id']}")).status == 204
+    while chunk := await asyncio.wait_for(stream.content.readany(), 10):  # ends: no hang, no error event
+        assert b"event: turn" not in chunk
+    assert (await client.get(f"/v1/contexts/{context['context_id']}/follow")).status == 404
+
+
+async def test_namespaced_deletion(service: Any) -> None:
+    from cxdb.errors import Forbidden, NotFound
+
+    mine = await service.create_context(client_tag="a/root")
+    turn, _ = await service.append(int(mine["context_id"]), "t", 1, {"n": 1})
+    await service.create_context(base_turn_id=int(turn["turn_id"]), client_tag="b/theirs")  # admin-made fork
+    other = await service.create_context(client_tag="b/x")
+    for context_id, namespace, refused in ((other["context_id"], "a/", NotFound),
+                                           (mine["context_id"], "a/", Forbidden)):
+        try:
+            await service.lifecycle.delete_context(int(context_id), recursive=True, namespace=namespace)
+        except refused:
+            continue
+        raise AssertionError(f"{context_id} deleted within {namespace}")
+    assert await service.lifecycle.delete_context(int(mine["context_id"]), namespace="a/") == [int(mine["context_id"])]
+    assert (await service.get_context(int(other["context_id"])))["context_id"] == other["context_id"]
