@@ -27,8 +27,9 @@ __all__ = ["RECLAIM_BUDGET", "Lifecycle"]
 
 log = logging.getLogger("cxdb.lifecycle")
 
-RECLAIM_BUDGET = 512
-"""Records one reclamation step (one write transaction) touches at most."""
+RECLAIM_BUDGET = 256
+"""Records one reclamation step (one write transaction) touches at most, about: on LMDB a step holds
+the one write lock for ~10 ms at this size (bench/churn.py), the time of a couple of append batches."""
 EXPIRE_BUDGET = 1000
 """History entries, or idempotency keys, one expiry step deletes at most."""
 RETAIN_PAGE = 64

@@ -59,11 +59,11 @@ WITH RECURSIVE tree(context_id) AS (
 SELECT context_id FROM tree LIMIT $2"""
 _PURGE_HISTORY = """
 DELETE FROM head_history WHERE (context_id, replaced_by_turn_id) IN (
-    SELECT context_id, replaced_by_turn_id FROM head_history WHERE context_id = $1 LIMIT $2)
+    SELECT context_id, replaced_by_turn_id FROM head_history WHERE context_id = ANY($1::bigint[]) LIMIT $2)
 RETURNING head_turn_id"""
 _PURGE_KEYS = """
 WITH d AS (DELETE FROM idempotency WHERE (context_id, idempotency_key) IN (
-    SELECT context_id, idempotency_key FROM idempotency WHERE context_id = $1 LIMIT $2) RETURNING 1)
+    SELECT context_id, idempotency_key FROM idempotency WHERE context_id = ANY($1::bigint[]) LIMIT $2) RETURNING 1)
 SELECT count(*) FROM d"""
 _QUEUED = """
 SELECT g.turn_id, t.refs, t.parent_turn_id, t.content_hash
@@ -133,21 +133,18 @@ async def delete(conn: Any, context_id: int, recursive: bool, now_ms: int) -> li
 
 
 async def reclaim(conn: Any, budget: int) -> Reclaimed:
+    # Deleted contexts, many at once: a few statements whatever their number (each bounded by budget).
+    tombs = [row[0] for row in await conn.fetch(
+        "SELECT context_id FROM gc_contexts ORDER BY context_id LIMIT $1 FOR UPDATE SKIP LOCKED", budget)]
     work = purged = 0
-    while work < budget:
-        tomb = await conn.fetchval(
-            "SELECT context_id FROM gc_contexts ORDER BY context_id LIMIT 1 FOR UPDATE SKIP LOCKED")
-        if tomb is None:
-            break
-        heads = [row[0] for row in await conn.fetch(_PURGE_HISTORY, tomb, budget - work)]
+    if tombs:
+        heads = [row[0] for row in await conn.fetch(_PURGE_HISTORY, tombs, budget)]
         await conn.execute(RELEASE, heads)
-        work += len(heads) + 1
-        keys = await conn.fetchval(_PURGE_KEYS, tomb, max(budget - work, 1))
-        work += keys
-        if len(heads) + keys >= budget:
-            break  # more may remain: the next step goes on
-        await conn.execute("DELETE FROM gc_contexts WHERE context_id = $1", tomb)
-        purged += 1
+        keys = await conn.fetchval(_PURGE_KEYS, tombs, budget)
+        work = len(tombs) + len(heads) + keys
+        if len(heads) < budget and keys < budget:  # all of theirs are gone; else the next step goes on
+            await conn.execute("DELETE FROM gc_contexts WHERE context_id = ANY($1::bigint[])", tombs)
+            purged = len(tombs)
     while work < budget:
         rows = await conn.fetch(_QUEUED, budget - work)
         if not rows:
