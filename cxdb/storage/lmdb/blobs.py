@@ -37,8 +37,7 @@ def put(w: WriteContext, codec: BlobCodec, digest: BlobHash, raw: bytes,
         add_blob(w, digest, 1, len(stored))
         return BlobCodec.header(stored)[0]
     framed, compression = codec.encode(raw)
-    w.txn.put(digest, framed, db=w.dbs.blobs)
-    add_blob(w, digest, 1, len(framed))
+    w.txn.put(digest, framed, db=w.dbs.blobs)  # named by one turn: no count to write (see .refs)
     if observe is not None:
         observe(raw)
     w.counters.add("dedup_misses")

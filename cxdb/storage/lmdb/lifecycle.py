@@ -99,7 +99,7 @@ def reclaim(w: WriteContext, budget: int) -> Reclaimed:
         turn_id = _U64.unpack_from(queued, 1)[0]
         found = turns.get(w.txn, w.dbs.turns, turn_id)
         if found is None or refs.turn_count(w.txn, w.dbs, turn_id):
-            continue  # gone already, or held again
+            continue  # gone already, or held again (a restore)
         w.txn.put(b"t" + queued[1:], b"", db=w.dbs.garbage)
         w.counters.add("gc_turns")
         refs.add_turn(w, found[0].parent_turn_id, -1)
@@ -108,6 +108,7 @@ def reclaim(w: WriteContext, budget: int) -> Reclaimed:
         work += 1
         w.txn.delete(marked, db=w.dbs.garbage)
         w.txn.delete(marked[1:], db=w.dbs.turns)
+        refs.forget_turn(w, _U64.unpack_from(marked, 1)[0])
         w.counters.add("gc_turns", -1)
         w.counters.add("turns", -1)
         freed_turns += 1
@@ -119,6 +120,7 @@ def reclaim(w: WriteContext, budget: int) -> Reclaimed:
         if stored is None or refs.blob_count(w.txn, w.dbs, digest):
             continue
         w.txn.delete(digest, db=w.dbs.blobs)
+        refs.forget_blob(w, digest)
         w.counters.add("gc_blobs", -1)
         w.counters.add("gc_bytes", -len(stored))
         w.counters.add("blobs", -1)
@@ -160,9 +162,21 @@ def _bump(txn: Any, db: Any, key: bytes) -> None:
     txn.put(key, _U64.pack((_U64.unpack(value)[0] if value is not None else 0) + 1), db=db)
 
 
+def _settle(txn: Any, records: Any, counts: Any) -> None:
+    """From raw counts (no key: 0) to the stored form (no key: 1; 0 written)."""
+    for key in records.iternext(keys=True, values=False):
+        value = txn.get(key, db=counts)
+        if value is None:
+            txn.put(key, _U64.pack(0), db=counts)
+        elif _U64.unpack(value)[0] == 1:
+            txn.delete(key, db=counts)
+
+
 def build(txn: Any, dbs: Any) -> None:
     """Count every reference and index history and keys by age, for a store of format 4 or older
-    (from scratch: whatever those sub-databases held is dropped first)."""
+    (from scratch: whatever those sub-databases held is dropped first). Turns nothing holds are left
+    for a deletion or a restore to settle, not queued: an older store may hold turns of an import that
+    stopped before their context."""
     for db in (dbs.refs, dbs.blobrefs, dbs.expiry, dbs.garbage):
         txn.drop(db, delete=False)
     for key, value in txn.cursor(db=dbs.turns):
@@ -182,3 +196,5 @@ def build(txn: Any, dbs: Any) -> None:
     for key, value in txn.cursor(db=dbs.idem):
         raw = bytes(key)
         txn.put(key_key(_U64.unpack_from(value, 8)[0], _U64.unpack_from(raw)[0], raw[8:]), b"", db=dbs.expiry)
+    _settle(txn, txn.cursor(db=dbs.turns), dbs.refs)
+    _settle(txn, txn.cursor(db=dbs.blobs), dbs.blobrefs)

@@ -47,6 +47,7 @@ def restore(w: WriteContext, codec: BlobCodec, observe: Callable[[bytes], None],
         record = dataclasses.replace(incoming, encoding=ENCODING_MSGPACK, compression=compression,
                                      uncompressed_len=len(item.payload), jump_turn_id=TurnId(jump))
         w.txn.put(turns.key(record.turn_id), turns.encode(record, jump_depth), db=w.dbs.turns)
+        refs.set_turn(w, record.turn_id, 0)  # held by nothing until its children and context come
         refs.add_turn(w, record.parent_turn_id, 1)
         w.counters.add("turns")
         if record.turn_id > w.counters.get("next_turn"):
