@@ -47,10 +47,11 @@ async def _gc(settings: Settings) -> dict[str, Any]:
     from .service.lifecycle import Lifecycle
     from .storage import migrate, open_backend
 
-    if not is_database_url(settings.store) and not (Path(settings.store) / "data.mdb").exists():
-        raise StoreError(f"no cxdb store at {Path(settings.store).resolve()}")
-    await migrate(settings)  # an older store gains its reference counts first
-    backend = open_backend(settings)
+    if not is_database_url(settings.store):
+        if not (Path(settings.store) / "data.mdb").exists():
+            raise StoreError(f"no cxdb store at {Path(settings.store).resolve()}")
+        await migrate(settings)  # an older store gains its reference counts first
+    backend = open_backend(settings, create=False)  # PostgreSQL: a schema to upgrade is `cxdb migrate`'s
     await backend.start()
     try:
         lifecycle = Lifecycle(backend, settings, Changes(backend))

@@ -48,10 +48,12 @@ def _postgres(settings: Settings, on_commit: CommitObserver | None = None, creat
                            create=create)
 
 
-def open_backend(settings: Settings, on_commit: CommitObserver | None = None) -> Backend:
-    """The backend ``settings.store`` names, not yet started (``await backend.start()``)."""
+def open_backend(settings: Settings, on_commit: CommitObserver | None = None, create: bool = True) -> Backend:
+    """The backend ``settings.store`` names, not yet started (``await backend.start()``). Without
+    ``create``, a PostgreSQL database must hold a current schema already (an LMDB directory is the
+    caller's to check)."""
     if is_database_url(settings.store):
-        return _postgres(settings, on_commit)
+        return _postgres(settings, on_commit, create)
     return LmdbBackend(Path(settings.store), map_size=settings.map_size, max_batch=settings.max_batch,
                        on_commit=on_commit)
 

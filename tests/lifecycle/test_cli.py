@@ -62,6 +62,12 @@ def test_gc_refuses_a_missing_store(tmp_path: Path) -> None:
     assert not (tmp_path / "none" / "data.mdb").exists()
 
 
+def test_gc_creates_no_schema(postgres_url: str) -> None:
+    result = run_cli("gc", "--store", postgres_url)
+    assert result.returncode == 1 and "cxdb migrate" in result.stderr
+    assert run_cli("check", "--store", postgres_url).returncode == 1  # still no schema
+
+
 def test_compact_waits_for_the_server_to_stop_and_then_gives_pages_back(tmp_path: Path) -> None:
     data = tmp_path / "data"
     server = LiveServer(data)

@@ -277,3 +277,31 @@ async def test_deletion_is_an_event(opened: Backend) -> None:
     last = (await opened.events(0, 100))[-1]
     assert (last.kind, last.context_id, last.head_turn_id, last.head_depth) == (
         "context_deleted", context.context_id, head, 2)
+
+
+async def test_a_tree_past_the_bound_is_refused_whole(opened: Backend, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The bound of one deletion (10,000 contexts), made 3 here: a larger tree is refused with nothing
+    deleted, and its subtrees can go first."""
+    import cxdb.storage.lmdb.lifecycle as lmdb_lifecycle
+
+    monkeypatch.setattr(lmdb_lifecycle, "MAX_DELETE", 3)
+    try:
+        import cxdb.storage.postgres.lifecycle as postgres_lifecycle
+
+        monkeypatch.setattr(postgres_lifecycle, "MAX_DELETE", 3)
+    except ImportError:  # no asyncpg: the LMDB run alone
+        pass
+    root = await opened.create_context()
+    base = (await chain(opened, root.context_id, 1))[0]
+    children = [await opened.create_context(base) for _ in range(3)]
+    from cxdb.errors import Unprocessable
+
+    with pytest.raises(Unprocessable) as refused:
+        await opened.delete_context(root.context_id, recursive=True)
+    assert refused.value.details["max_contexts"] == 3
+    assert (await opened.stats()).contexts == 4
+    await opened.delete_context(children[0].context_id)
+    assert sorted(await opened.delete_context(root.context_id, recursive=True)) == sorted(
+        [root.context_id, children[1].context_id, children[2].context_id])
+    await reclaim_all(opened)
+    await clean(opened)

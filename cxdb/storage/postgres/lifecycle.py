@@ -47,7 +47,7 @@ e AS (
     INSERT INTO events (sequence, kind, created_at_ms, context_id, a, b)
     SELECT k.base + row_number() OVER (ORDER BY d.context_id), 4, $2, d.context_id, d.head_turn_id, d.head_depth
     FROM k, d RETURNING 1)
-SELECT d.context_id, d.head_turn_id, (SELECT count(*) FROM p) + (SELECT count(*) FROM t)
+SELECT d.context_id, d.head_turn_id, d.client_tag, (SELECT count(*) FROM p) + (SELECT count(*) FROM t)
        + (SELECT count(*) FROM g) + (SELECT count(*) FROM e)
 FROM d ORDER BY d.context_id"""
 _DESCENDANTS = """
@@ -128,7 +128,8 @@ async def delete(conn: Any, context_id: int, recursive: bool, now_ms: int) -> li
         ids.extend(below)
     rows = await conn.fetch(_DELETE, ids, now_ms)
     await conn.execute(RELEASE, [row[1] for row in rows])
-    await conn.execute("DELETE FROM tag_counts WHERE contexts <= 0")
+    tags = list({bytes(row[2]) for row in rows if row[2] is not None})
+    await conn.execute("DELETE FROM tag_counts WHERE client_tag = ANY($1::bytea[]) AND contexts <= 0", tags)
     return [row[0] for row in rows]
 
 
