@@ -65,9 +65,10 @@ def parent_not_found(context_id: int, parent: int) -> Conflict:
                     {"reason": "parent_not_found", "parent_turn_id": str(parent), "context_id": str(context_id)})
 
 
-def too_many_to_delete(context_id: int, found: int) -> Unprocessable:
-    return Unprocessable(f"context {context_id} has more than {MAX_DELETE} descendants: delete its subtrees first",
-                         {"context_id": str(context_id), "found_at_least": found, "max_contexts": MAX_DELETE})
+def too_many_to_delete(context_id: int, found: int, limit: int = MAX_DELETE) -> Unprocessable:
+    return Unprocessable(f"deleting context {context_id} would delete more than {limit} contexts: delete its "
+                         "subtrees first", {"context_id": str(context_id), "found_at_least": found,
+                                            "max_contexts": limit})
 
 
 def being_reclaimed(turn_id: int) -> Conflict:

@@ -42,7 +42,7 @@ def delete(w: WriteContext, context_id: int, recursive: bool) -> list[int]:
     while recursive and frontier:
         level = [child for parent in frontier for child in contexts.child_ids(w.txn, w.dbs, parent, MAX_DELETE + 1)]
         if len(doomed) + len(level) > MAX_DELETE:
-            raise too_many_to_delete(context_id, len(doomed) + len(level))
+            raise too_many_to_delete(context_id, len(doomed) + len(level), MAX_DELETE)
         doomed.extend(contexts.require(w.txn, w.dbs, child) for child in level)
         frontier = level
     for found in doomed:

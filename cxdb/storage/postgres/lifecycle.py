@@ -122,7 +122,7 @@ async def delete(conn: Any, context_id: int, recursive: bool, now_ms: int) -> li
     if recursive:
         below = [row[0] for row in await conn.fetch(_DESCENDANTS, context_id, MAX_DELETE)]
         if len(below) + 1 > MAX_DELETE:
-            raise too_many_to_delete(context_id, len(below) + 1)
+            raise too_many_to_delete(context_id, len(below) + 1, MAX_DELETE)
         await conn.execute("SELECT 1 FROM contexts WHERE context_id = ANY($1::bigint[]) ORDER BY context_id "
                            "FOR UPDATE", below)
         ids.extend(below)
