@@ -47,6 +47,9 @@ _AUTH = "CREATE TABLE auth_entries (name bytea PRIMARY KEY, value bytea NOT NULL
 _LIFECYCLE = (
     "CREATE TABLE gc_contexts (context_id bigint PRIMARY KEY)",
     "CREATE TABLE gc_turns (turn_id bigint PRIMARY KEY, marked boolean NOT NULL DEFAULT false)",
+    # Each step takes the oldest of one kind: without these it would read past the other kind's rows.
+    "CREATE INDEX gc_turns_queued ON gc_turns (turn_id) WHERE NOT marked",
+    "CREATE INDEX gc_turns_marked ON gc_turns (turn_id) WHERE marked",
     "CREATE INDEX blobs_unnamed ON blobs (content_hash) WHERE refs = 0",
     "CREATE INDEX head_history_by_age ON head_history (replaced_at_ms)",
     "CREATE INDEX idempotency_by_age ON idempotency (created_at_ms)",
