@@ -75,6 +75,9 @@ To wait for another agent's turn instead of polling, stream GET /v1/contexts/1/f
 Events, or a WebSocket): one event per new turn, rendered as in /turns, resumable with Last-Event-ID.
 GET /v1/events streams every change of the store the same way.
 
+To forget a conversation: DELETE /v1/contexts/1 (?recursive=true for its forks too); forks keep what
+they share, and the rest is reclaimed in the background.
+
 To hand a whole conversation to another cxdb (cxdb:admin): GET /v1/contexts/1/export gives it as
 JSON Lines, and POST /v1/import on the other server takes it in (importing it twice adds nothing).
 
