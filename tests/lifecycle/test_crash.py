@@ -90,7 +90,7 @@ def test_kill_9_during_reclamation_then_it_resumes_and_completes(store_url: str)
     assert waiting.contexts == 6
     kills = 0
     while True:
-        finished = kill_after(store_url, rng.randint(5, 30))
+        finished = kill_after(store_url, rng.randint(10, 40))
         after = asyncio.run(verify(store_url, kept))
         if finished:
             break
