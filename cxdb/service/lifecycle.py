@@ -17,6 +17,7 @@ from typing import Any
 
 from ..config import Settings
 from ..errors import Forbidden, NotFound
+from ..model import ContextRecord
 from ..storage import Backend
 from ..storage.base import Reclaimed
 from ..storage.rules import MAX_DELETE
@@ -52,7 +53,7 @@ class Lifecycle:
         self._pruner = Pruner(store, settings.event_retention, clock, sleep)
         self._tasks: list[asyncio.Task[None]] = []
         self._wake = asyncio.Event()
-        self._resume: dict[str | None, tuple[int, int]] = {}  # where each retention rule's walk goes on
+        self._resume: tuple[int, int] | None = None  # where the retention walk goes on
 
     def start(self) -> None:
         """Start pruning events and, unless ``--gc off``, the lifecycle loop."""
@@ -111,37 +112,38 @@ class Lifecycle:
             await asyncio.sleep(0)
 
     async def retain(self) -> int:
-        """Delete the contexts past their retention: how many."""
-        now = self._clock()
-        deleted = 0
-        for prefix, seconds in self._settings.retain:
-            deleted += await self._walk(prefix, int((now - seconds) * 1000))
+        """Delete the contexts past their retention: how many.
+
+        One walk of the contexts by activity, newest first from the shortest retention's cutoff, a page
+        of :data:`RETAIN_PAGE` at a time (O(page) on both backends: no scan under a tag prefix), at most
+        :data:`RETAIN_PAGES_PER_PASS` pages a pass; the next pass resumes where this one stopped. Each
+        context is judged by its own rule: the longest ``--retain`` prefix its tag starts with, else
+        ``--retain-days``, else it is kept."""
+        spans = [seconds for _, seconds in self._settings.retain]
         if self._settings.retain_days is not None:
-            deleted += await self._walk(None, int((now - self._settings.retain_days) * 1000))
-        return deleted
-
-    def _rule(self, tag: str | None) -> str | None:
-        """The prefix of the longest rule matching ``tag``; None when no rule does."""
-        matching = [prefix for prefix, _ in self._settings.retain if tag is not None and tag.startswith(prefix)]
-        return max(matching, key=len) if matching else None
-
-    async def _walk(self, prefix: str | None, cutoff_ms: int) -> int:
-        """Delete the contexts under ``prefix`` (None: all) whose last activity is before the cutoff
-        and whose retention this rule decides (a longer prefix with a rule of its own decides for the
-        contexts under it). Walks at most :data:`RETAIN_PAGES_PER_PASS` pages a pass, newest activity
-        first from the cutoff; the next pass resumes where it stopped."""
-        resume = self._resume.get(prefix)
-        before = resume if resume is not None and resume < (cutoff_ms, 0) else (cutoff_ms, 0)
+            spans.append(self._settings.retain_days)
+        if not spans:
+            return 0
+        now = self._clock()
+        top = (int((now - min(spans)) * 1000), 0)
+        before = self._resume if self._resume is not None and self._resume < top else top
         deleted = 0
         for _ in range(RETAIN_PAGES_PER_PASS):
-            found, _ = await self._store.list_contexts(RETAIN_PAGE, None, prefix, before)
-            deleted += await self._delete_quietly([c.context_id for c in found if self._rule(c.client_tag) == prefix])
+            found, _ = await self._store.list_contexts(RETAIN_PAGE, None, None, before)
+            deleted += await self._delete_quietly([c.context_id for c in found if self._expired(c, now)])
             if len(found) < RETAIN_PAGE:
-                self._resume.pop(prefix, None)
+                self._resume = None
                 return deleted
             before = (found[-1].last_activity_ms, found[-1].context_id)
-        self._resume[prefix] = before
+        self._resume = before
         return deleted
+
+    def _expired(self, context: ContextRecord, now: float) -> bool:
+        tag = context.client_tag
+        matching = [(prefix, seconds) for prefix, seconds in self._settings.retain
+                    if tag is not None and tag.startswith(prefix)]
+        seconds = max(matching, key=lambda rule: len(rule[0]))[1] if matching else self._settings.retain_days
+        return seconds is not None and context.last_activity_ms < (now - seconds) * 1000
 
     async def _delete_quietly(self, ids: list[int]) -> int:
         deleted = 0

@@ -97,10 +97,21 @@ async def test_activity_keeps_a_context(store_url: str) -> None:
 
 
 async def test_a_retention_pass_walks_many_contexts_in_bounded_pages(opened: Backend) -> None:
-    ids = await tagged(opened, *(["keep/x"] * 70 + ["drop"] * 70))
+    ids = await tagged(opened, *(["drop", "keep/x"] * 70))
     deleted = await lifecycle(opened, 10, retain=(("keep/", 30 * DAY),), retain_days=1 * DAY).retain()
     assert deleted == 70
-    assert await alive(opened, ids) == ids[:70]
+    assert await alive(opened, ids) == ids[1::2]
+
+
+async def test_a_pass_stops_after_its_pages_and_the_next_goes_on(opened: Backend,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    import cxdb.service.lifecycle as module
+
+    monkeypatch.setattr(module, "RETAIN_PAGES_PER_PASS", 1)
+    ids = await tagged(opened, *(["drop"] * 10 + ["keep/x"] * 100))  # the kept ones are newer: walked first
+    found = lifecycle(opened, 10, retain=(("keep/", 30 * DAY),), retain_days=1 * DAY)
+    assert [await found.retain() for _ in range(3)] == [0, 10, 0]  # 64 kept; then 36 kept and 10; then none
+    assert await alive(opened, ids) == ids[10:]
 
 
 async def test_history_and_keys_expire_after_their_settings(opened: Backend) -> None:
