@@ -84,15 +84,12 @@ class Lifecycle:
         self._wake.set()
         return deleted
 
-    async def reclaim(self, budget: int = RECLAIM_BUDGET,
-                      progress: Callable[[Reclaimed], None] | None = None) -> Reclaimed:
+    async def reclaim(self, budget: int = RECLAIM_BUDGET) -> Reclaimed:
         """Reclaim until nothing is left: what was freed in all."""
         total = Reclaimed()
         while True:
             step = await self._store.reclaim(budget)
             total += step
-            if progress is not None:
-                progress(total)
             if not step.more:
                 return total
             await asyncio.sleep(0)  # let requests in between steps
