@@ -31,7 +31,7 @@ from cxdb.config import Settings
 from cxdb.errors import CxdbError
 from cxdb.http import create_app
 from cxdb.service import Service
-from cxdb.storage import Store
+from cxdb.storage import Backend, Store, open_backend
 from tests.conformance import FAILURES, watch
 
 T = TypeVar("T")
@@ -260,6 +260,17 @@ def wait_until(predicate: Any, timeout: float = 10.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError("condition not met in time")
         time.sleep(0.02)
+
+
+@pytest.fixture
+async def opened(store_url: str) -> AsyncIterator[Backend]:
+    """A started backend on a fresh store of the backend under test, for storage-level tests."""
+    found = open_backend(Settings(store=store_url))
+    await found.start()
+    try:
+        yield found
+    finally:
+        await found.close()
 
 
 @pytest.fixture

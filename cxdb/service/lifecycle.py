@@ -10,6 +10,7 @@ events: on LMDB their steps take turns at the write lock, on PostgreSQL they sha
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -182,5 +183,4 @@ class Lifecycle:
 
     async def pending(self) -> dict[str, Any]:
         """What awaits reclamation, as ``/v1/stats`` shows it."""
-        found = await self._store.pending()
-        return {"contexts": found.contexts, "turns": found.turns, "blobs": found.blobs, "bytes": found.bytes}
+        return dataclasses.asdict(await self._store.pending())

@@ -105,7 +105,7 @@ async def test_a_follow_stream_ends_when_its_context_is_deleted(make_client: Any
     while b"event: turn" not in seen:
         seen += await stream.content.readany()
     assert (await client.delete(f"/v1/contexts/{context['context_id']}")).status == 204
-    while chunk := await asyncio.wait_for(stream.content.readany(), 10):  # ends: no hang, no error event
+    while chunk := await stream.content.readany():  # the stream ends, with no turn after the deletion
         assert b"event: turn" not in chunk
     assert (await client.get(f"/v1/contexts/{context['context_id']}/follow")).status == 404
 

@@ -5,7 +5,6 @@ longest matching prefix decides), head history and idempotency keys expire after
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import msgpack
@@ -15,19 +14,9 @@ from cxdb.config import Settings
 from cxdb.errors import NotFound
 from cxdb.service.events import Changes
 from cxdb.service.lifecycle import Lifecycle
-from cxdb.storage import Backend, open_backend
+from cxdb.storage import Backend
 
 DAY = 86_400.0
-
-
-@pytest.fixture
-async def opened(store_url: str) -> AsyncIterator[Backend]:
-    found = open_backend(Settings(store=store_url))
-    await found.start()
-    try:
-        yield found
-    finally:
-        await found.close()
 
 
 def lifecycle(store: Backend, days_later: float, **settings: Any) -> Lifecycle:

@@ -4,27 +4,15 @@ strictly increasing in commit order; read back with what it names; pruned from t
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import lmdb
 import msgpack
 import pytest
 
-from cxdb.config import Settings
 from cxdb.errors import Conflict, NotFound
-from cxdb.storage import Backend, open_backend
+from cxdb.storage import Backend
 from cxdb.storage.lmdb.env import FORMAT
-
-
-@pytest.fixture
-async def opened(store_url: str) -> AsyncIterator[Backend]:
-    found = open_backend(Settings(store=store_url))
-    await found.start()
-    try:
-        yield found
-    finally:
-        await found.close()
 
 
 def raw(n: int) -> bytes:

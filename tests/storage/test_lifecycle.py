@@ -6,26 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 from typing import NoReturn
 
 import msgpack
 import pytest
 
-from cxdb.config import Settings
 from cxdb.errors import Conflict, NotFound
-from cxdb.storage import Backend, open_backend
+from cxdb.storage import Backend
 from cxdb.storage.base import Pending, Reclaimed
-
-
-@pytest.fixture
-async def opened(store_url: str) -> AsyncIterator[Backend]:
-    found = open_backend(Settings(store=store_url))
-    await found.start()
-    try:
-        yield found
-    finally:
-        await found.close()
 
 
 def raw(n: int, pad: int = 0) -> bytes:

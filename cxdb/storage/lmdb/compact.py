@@ -25,15 +25,8 @@ __all__ = ["compact"]
 _OLD = "data.mdb.pre-compact"
 
 
-def _sync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDWR)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _sync_dir(path: Path) -> None:
+def _sync(path: Path) -> None:
+    """fsync a file, or a directory's entries."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -62,10 +55,10 @@ def compact(path: Path) -> dict[str, Any]:
             shutil.rmtree(work, ignore_errors=True)
             raise StoreError("the compacted copy did not verify; the store is unchanged",
                              {"problems": report["problems"][:5], "counts": report["counts"]})
-        _sync_file(work / "data.mdb")  # durable before it takes the old file's place
+        _sync(work / "data.mdb")  # durable before it takes the old file's place
         os.link(path / "data.mdb", path / _OLD)
         os.replace(work / "data.mdb", path / "data.mdb")
-        _sync_dir(path)
+        _sync(path)
         (path / _OLD).unlink()
         shutil.rmtree(work, ignore_errors=True)
         return {"before_bytes": before, "after_bytes": (path / "data.mdb").stat().st_size,

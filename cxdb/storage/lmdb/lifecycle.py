@@ -17,7 +17,7 @@ leaves a queue that the next step resumes from.
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterator
+from itertools import islice
 from typing import Any
 
 from ...codec import BlobCodec
@@ -64,7 +64,7 @@ def _first(w: WriteContext, kind: bytes) -> bytes | None:
 def _purge(w: WriteContext, context_id: int, budget: int) -> tuple[bool, int]:
     """Remove up to ``budget`` of a deleted context's history entries and keys; (all gone, work done)."""
     work = 0
-    for replaced_by, _, _ in list(_limited(heads.entries_of(w.txn, w.dbs, context_id), budget)):
+    for replaced_by, _, _ in list(islice(heads.entries_of(w.txn, w.dbs, context_id), budget)):
         refs.add_turn(w, heads.delete(w, context_id, replaced_by), -1)
         work += 1
     prefix = _U64.pack(context_id)
@@ -73,13 +73,6 @@ def _purge(w: WriteContext, context_id: int, budget: int) -> tuple[bool, int]:
         idempotency.delete(w, bytes(cursor.key()))
         work += 1
     return work < budget, work
-
-
-def _limited(items: Iterator[Any], limit: int) -> Iterator[Any]:
-    for count, item in enumerate(items):
-        if count >= limit:
-            return
-        yield item
 
 
 def reclaim(w: WriteContext, budget: int) -> Reclaimed:

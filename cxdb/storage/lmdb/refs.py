@@ -73,11 +73,12 @@ def forget_blob(w: WriteContext, digest: bytes) -> None:
     w.txn.delete(digest, db=w.dbs.blobrefs)
 
 
-def add_turn(w: WriteContext, turn_id: int, delta: int) -> int:
-    """Add ``delta`` to a stored turn's count; at 0 the turn is queued for reclamation. The new count.
-    A turn marked for deletion cannot be held again (Conflict): appends refuse such parents before this."""
+def add_turn(w: WriteContext, turn_id: int, delta: int) -> None:
+    """Add ``delta`` to a stored turn's count (turn 0, none, is skipped); at 0 the turn is queued for
+    reclamation. A turn marked for deletion cannot be held again (Conflict): appends refuse such
+    parents before this."""
     if not turn_id or not delta:
-        return turn_count(w.txn, w.dbs, turn_id) if turn_id else 0
+        return
     key = _U64.pack(turn_id)
     before = _count(w.txn, w.dbs.refs, key)
     count = max(0, before + delta)  # a count already wrong (check reports it) never goes below nothing
@@ -86,7 +87,6 @@ def add_turn(w: WriteContext, turn_id: int, delta: int) -> int:
     _store(w.txn, w.dbs.refs, key, count)
     if not count and before and w.txn.put(b"q" + key, b"", db=w.dbs.garbage, overwrite=False):
         w.counters.add("gc_queued")
-    return count
 
 
 def add_blob(w: WriteContext, digest: bytes, delta: int, stored_size: int | None = None) -> None:

@@ -195,8 +195,8 @@ class Store:
                 record = TurnRecord(TurnId(turn_id), TurnId(parent_id), (parent[1] if parent else 0) + 1,
                                     ContextId(context_id), item.type_id, item.type_version, ENCODING_MSGPACK,
                                     stored_compression, len(item.payload), digest, w.now_ms, TurnId(jump))
+                # Held by one thing (its child in the chain, or the head): no count to write (.refs).
                 w.txn.put(turns.key(turn_id), turns.encode(record, jump_depth), db=w.dbs.turns)
-                refs.set_turn(w, turn_id, 1)  # its child in the chain, or the head
                 if item.idempotency_key is not None:
                     idempotency.remember(w, context_id, item.idempotency_key, turn_id, request)
                 events.record(w, "turn_appended", context_id, turn_id)
