@@ -68,6 +68,12 @@ class FieldSpec:
     items: ElementSpec | None = None
     key_kind: str = "string"
     ref: TypeRef | None = None
+    labels: dict[str, int] = field(default_factory=dict, compare=False, repr=False)
+    """An enum's numbers by label (the first number when labels repeat): what encoding looks up."""
+
+    def __post_init__(self) -> None:
+        for number, label in (self.enum or {}).items():
+            self.labels.setdefault(label, number)
 
     @property
     def signature(self) -> tuple[Any, ...]:
@@ -85,10 +91,14 @@ class Descriptor:
     fields: dict[int, FieldSpec]
     by_name: dict[str, FieldSpec] = field(default_factory=dict)
     bundle_id: str = ""
+    ordered: tuple[FieldSpec, ...] = field(default=(), compare=False, repr=False)
+    """The fields in tag order: what an encoded value is written in."""
 
     def __post_init__(self) -> None:
         if not self.by_name:
             self.by_name.update({spec.name: spec for spec in self.fields.values()})
+        if not self.ordered:
+            object.__setattr__(self, "ordered", tuple(spec for _, spec in sorted(self.fields.items())))
 
     @property
     def ref(self) -> TypeRef:

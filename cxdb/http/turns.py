@@ -114,6 +114,8 @@ async def _exact_turn(request: web.Request) -> web.Response:
 
 def _type_version(body: dict[str, Any]) -> int:
     value = body.get("type_version")
+    if type(value) is int and 0 <= value <= _U32_MAX:  # nearly always
+        return value
     if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 10:
         value = int(value)
     elif isinstance(value, float) and value.is_integer() and 0 <= value <= _U32_MAX:  # 227.0, as JSON Schema
