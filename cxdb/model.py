@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import datetime
 from dataclasses import dataclass
-from typing import Any, NewType
+from typing import Any, NamedTuple, NewType
 
 __all__ = [
     "ADMIN",
@@ -115,9 +115,9 @@ def parse_u64(value: object) -> int:
     return number
 
 
-@dataclass(frozen=True, slots=True)
-class TurnRecord:
-    """One immutable turn of the DAG."""
+class TurnRecord(NamedTuple):
+    """One immutable turn of the DAG (a named tuple: appends make one per turn, at a fifth of a frozen
+    dataclass's cost)."""
 
     turn_id: TurnId
     parent_turn_id: TurnId

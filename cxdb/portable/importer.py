@@ -165,9 +165,9 @@ class _Import:
             raise self.reader.bad("a turn outside a context's group")
         ids = self._ids()
         record, payload = self.reader.turn()
-        record = dataclasses.replace(record, turn_id=TurnId(await ids.turn(record.turn_id)),
-                                     parent_turn_id=TurnId(await ids.turn(record.parent_turn_id)),
-                                     context_id=ContextId(await ids.context(record.context_id)))
+        record = record._replace(turn_id=TurnId(await ids.turn(record.turn_id)),
+                                 parent_turn_id=TurnId(await ids.turn(record.parent_turn_id)),
+                                 context_id=ContextId(await ids.context(record.context_id)))
         self.pending.turns.append(RestoredTurn(record, payload))
         self.pending.lines[("turn", record.turn_id)] = self.reader.line
         self.pending.payload_bytes += len(payload)

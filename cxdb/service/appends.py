@@ -6,13 +6,13 @@ then encoded again against it, so a stored turn always matches the registry gene
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import blake3
 import orjson
 
 from ..codec import pack
+from ..descriptor import Descriptor, TypeRef
 from ..errors import CxdbError, PreconditionFailed
 from ..projection import encode_typed
 from ..registry import Catalog
@@ -25,8 +25,7 @@ __all__ = ["Appends", "TurnInput"]
 Offload = Callable[..., Awaitable[Any]]
 
 
-@dataclass(frozen=True, slots=True)
-class TurnInput:
+class TurnInput(NamedTuple):
     """One turn as a client sends it: its type, JSON data and idempotency key."""
 
     type_id: str
@@ -82,24 +81,25 @@ class Appends:
         return results
 
     def _encode_all(self, catalog: Catalog, items: Sequence[TurnInput], batch: bool) -> list[bytes]:
+        def lookup(ref: TypeRef) -> Descriptor | None:
+            return catalog.descriptor(ref.type_id, ref.version)
+
         payloads = []
         for index, item in enumerate(items):
             try:
-                payloads.append(self._encode(catalog, item.type_id, item.type_version, item.data))
+                descriptor = catalog.descriptor(item.type_id, item.type_version)
+                if descriptor is not None:
+                    payloads.append(pack(encode_typed(item.data, descriptor, lookup)))
+                elif self._require_registry:
+                    raise PreconditionFailed(f"type {item.type_id} v{item.type_version} is not registered",
+                                             {"type_id": item.type_id, "type_version": item.type_version})
+                else:
+                    payloads.append(pack(item.data))
             except CxdbError as exc:
                 if not batch:
                     raise
                 raise type(exc)(exc.message, {"index": index, **exc.details}) from exc
         return payloads
-
-    def _encode(self, catalog: Catalog, type_id: str, type_version: int, data: dict[str, Any]) -> bytes:
-        descriptor = catalog.descriptor(type_id, type_version)
-        if descriptor is not None:
-            return pack(encode_typed(data, descriptor, lambda ref: catalog.descriptor(ref.type_id, ref.version)))
-        if self._require_registry:
-            raise PreconditionFailed(f"type {type_id} v{type_version} is not registered",
-                                     {"type_id": type_id, "type_version": type_version})
-        return pack(data)
 
 
 def _request(item: TurnInput, parent_turn_id: int | None, expected_head_turn_id: int | None) -> list[Any] | None:

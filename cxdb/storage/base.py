@@ -27,8 +27,7 @@ class RegistryMoved(CxdbError):
     """The registry changed since the caller encoded its payload or checked its bundle: do it again."""
 
 
-@dataclass(frozen=True, slots=True)
-class AppendResult:
+class AppendResult(NamedTuple):
     """The turn an append created, or found again through its idempotency key."""
 
     turn: TurnRecord
@@ -38,8 +37,7 @@ class AppendResult:
     the context's head history)."""
 
 
-@dataclass(frozen=True, slots=True)
-class NewTurn:
+class NewTurn(NamedTuple):
     """One turn of a batch append: its type, encoded payload and idempotency key (with the
     fingerprint of the request that key stands for; by default the type, payload and parent)."""
 

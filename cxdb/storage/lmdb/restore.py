@@ -6,7 +6,6 @@ layouts are those of the modules that own each sub-database; this module only de
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Sequence
 
 from ...codec import BlobCodec
@@ -44,8 +43,8 @@ def restore(w: WriteContext, codec: BlobCodec, observe: Callable[[bytes], None],
             raise problem
         jump, jump_depth = turns.jump_for(w.txn, w.dbs.turns, incoming.parent_turn_id, parent)
         compression = blobs.put(w, codec, incoming.content_hash, item.payload, observe)
-        record = dataclasses.replace(incoming, encoding=ENCODING_MSGPACK, compression=compression,
-                                     uncompressed_len=len(item.payload), jump_turn_id=TurnId(jump))
+        record = incoming._replace(encoding=ENCODING_MSGPACK, compression=compression,
+                                   uncompressed_len=len(item.payload), jump_turn_id=TurnId(jump))
         w.txn.put(turns.key(record.turn_id), turns.encode(record, jump_depth), db=w.dbs.turns)
         refs.set_turn(w, record.turn_id, 0)  # held by nothing until its children and context come
         refs.add_turn(w, record.parent_turn_id, 1)
