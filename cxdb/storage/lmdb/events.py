@@ -19,6 +19,7 @@ the current records and the event says exactly what it said when written.
 from __future__ import annotations
 
 import struct
+from collections.abc import Sequence
 from typing import Any
 
 from ...errors import Corrupt
@@ -27,7 +28,7 @@ from ..base import EVENT_KINDS, Event
 from . import contexts, turns
 from .writer import WriteContext
 
-__all__ = ["bounds", "prune", "read", "record"]
+__all__ = ["bounds", "prune", "read", "record", "record_turns"]
 
 _VALUE = struct.Struct(">BQQQQ")
 _U64 = struct.Struct(">Q")
@@ -38,6 +39,16 @@ def record(w: WriteContext, kind: str, context_id: int = 0, a: int = 0, b: int =
     w.txn.put(_U64.pack(sequence), _VALUE.pack(EVENT_KINDS.index(kind) + 1, w.now_ms, context_id, a, b),
               db=w.dbs.events)
     return sequence
+
+
+def record_turns(w: WriteContext, context_id: int, turn_ids: Sequence[int]) -> None:
+    """A ``turn_appended`` event for each of ``turn_ids``, in order: :func:`record` for a batch."""
+    last = w.counters.add("next_event", len(turn_ids))
+    code = EVENT_KINDS.index("turn_appended") + 1
+    first = last - len(turn_ids) + 1
+    w.txn.cursor(db=w.dbs.events).putmulti(
+        [(_U64.pack(first + index), _VALUE.pack(code, w.now_ms, context_id, turn_id, 0))
+         for index, turn_id in enumerate(turn_ids)])
 
 
 def read(txn: Any, dbs: Any, after: int, limit: int) -> list[Event]:

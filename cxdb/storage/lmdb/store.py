@@ -16,8 +16,6 @@ from ...cache import LruCache
 from ...codec import BlobCodec, UnknownDictionary
 from ...errors import Conflict, NotFound
 from ...model import (
-    ENCODING_MSGPACK,
-    ContextId,
     ContextRecord,
     Page,
     StoreStats,
@@ -41,8 +39,22 @@ from ..base import (
     StoredBundle,
 )
 from ..dictionaries import DictionaryTrainer
-from ..rules import check_tag, head_moved, missing_turn, parent_not_found, partly_replayed, prepare
-from . import auth, blobs, bundles, contexts, dictionaries, events, heads, idempotency, lifecycle, refs, turns
+from ..framing import frame
+from ..rules import check_tag, missing_turn, prepare
+from . import (
+    appending,
+    auth,
+    blobs,
+    bundles,
+    contexts,
+    dictionaries,
+    events,
+    heads,
+    idempotency,
+    lifecycle,
+    refs,
+    turns,
+)
 from . import restore as restoring
 from .counters import read_all, read_one
 from .env import Environment
@@ -167,75 +179,10 @@ class Store:
         """Append ``new_turns`` as a chain in one write transaction, or none of them (the writer keeps
         none of an operation's writes when it raises). See :meth:`cxdb.storage.base.Backend.append_batch`."""
         prepared = prepare(new_turns, parent_turn_id)
-
-        def op(w: WriteContext) -> list[AppendResult]:
-            if registry_generation is not None and w.counters.get("bundles") != registry_generation:
-                raise RegistryMoved("the registry changed", {"generation": w.counters.get("bundles")})
-            head_id, head_depth = contexts.head(w.txn, w.dbs, context_id)
-            replays = self._replays(w, context_id, prepared)
-            if replays is not None:
-                return replays
-            if expected_head_turn_id is not None and head_id != expected_head_turn_id:
-                raise head_moved(context_id, expected_head_turn_id, head_id)
-            parent_id = head_id if parent_turn_id is None else parent_turn_id
-            parent = turns.links(w.txn, w.dbs.turns, parent_id) if parent_id else None
-            if parent_id and (parent is None or (
-                    parent_id != head_id and not refs.turn_count(w.txn, w.dbs, parent_id))):
-                raise parent_not_found(context_id, parent_id)  # absent, or awaiting reclamation
-            replaced = None
-            if head_id and parent_id != head_id and (
-                    turns.ancestor_at_depth(w.txn, w.dbs.turns, parent_id, head_depth) != head_id):
-                replaced = head_id
-            results: list[AppendResult] = []
-            for item, digest, request in prepared:
-                jump, jump_depth = turns.jump_for(w.txn, w.dbs.turns, parent_id, parent)
-                stored_compression = blobs.put(w, self._codec, digest, item.payload, self._trainer.observe)
-                turn_id = w.counters.add("next_turn")
-                w.counters.add("turns")
-                record = TurnRecord(TurnId(turn_id), TurnId(parent_id), (parent[1] if parent else 0) + 1,
-                                    ContextId(context_id), item.type_id, item.type_version, ENCODING_MSGPACK,
-                                    stored_compression, len(item.payload), digest, w.now_ms, TurnId(jump))
-                # Held by one thing (its child in the chain, or the head): no count to write (.refs).
-                w.txn.put(turns.key(turn_id), turns.encode(record, jump_depth), db=w.dbs.turns)
-                if item.idempotency_key is not None:
-                    idempotency.remember(w, context_id, item.idempotency_key, turn_id, request)
-                events.record(w, "turn_appended", context_id, turn_id)
-                results.append(AppendResult(record, False, replaced if not results else None))
-                parent_id, parent = turn_id, (record.parent_turn_id, record.depth, jump, jump_depth)
-            last = results[-1].turn
-            contexts.move_head(w, context_id, head_id, last.turn_id, last.depth)
-            first_parent = results[0].turn.parent_turn_id
-            if replaced is not None:  # the history entry takes over the head's reference: it stays reachable
-                heads.record(w, context_id, replaced, head_depth, results[0].turn.turn_id)
-                refs.add_turn(w, first_parent, 1)
-            elif first_parent != head_id:  # a descendant of the head: the new chain holds the head
-                refs.add_turn(w, first_parent, 1)
-                refs.add_turn(w, head_id, -1)
-            return results
-
-        return await self._writer.run(op)
-
-    @staticmethod
-    def _replays(w: WriteContext, context_id: int,
-                 prepared: Sequence[tuple[NewTurn, bytes, bytes]]) -> list[AppendResult] | None:
-        """The earlier turns when every item repeats its idempotency key (a replay of the whole batch);
-        None when none does; Conflict for a key reused with another request, or a batch partly replayed."""
-        found: list[AppendResult] = []
-        replayed: list[int] = []
-        for index, (item, _, request) in enumerate(prepared):
-            if item.idempotency_key is None:
-                continue
-            earlier = idempotency.lookup(w.txn, w.dbs.idem, context_id, item.idempotency_key, request)
-            record = turns.get(w.txn, w.dbs.turns, earlier) if earlier is not None else None
-            if record is not None:
-                replayed.append(index)
-                replaced = heads.replaced_by(w.txn, w.dbs, context_id, record[0].turn_id)
-                found.append(AppendResult(record[0], True, replaced))
-        if not replayed:
-            return None
-        if len(replayed) != len(prepared):
-            raise partly_replayed(context_id, replayed)
-        return found
+        framed = await frame(self._codec, [turn.payload for turn in new_turns])  # beside the writer, not in it
+        op = appending.operation(context_id, prepared, framed, parent_turn_id, expected_head_turn_id,
+                                 registry_generation, self._trainer.observe)
+        return appending.results(context_id, prepared, await self._writer.run(op))
 
     async def publish_bundle(self, bundle_id: str, body: bytes, generation: int,
                              published_at_ms: int | None = None) -> tuple[StoredBundle, bool]:
@@ -562,4 +509,5 @@ class Store:
     def backup(self, dest: Path | str) -> None:
         """Write a consistent, compacted copy of the live store into a new directory."""
         self._env.copy(Path(dest))
+
 

@@ -24,14 +24,14 @@ a context's chain at any depth without walking it.
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from ...errors import Corrupt
 from ...model import BlobHash, ContextId, TurnId, TurnRecord
 from ..rules import child_jump, jump_step
 
-__all__ = ["Links", "ancestor_at_depth", "decode", "encode", "get", "jump_for", "key", "links", "walk"]
+__all__ = ["Links", "ancestor_at_depth", "decode", "encode", "get", "jump_for", "key", "links", "pack", "walk"]
 
 _REC = struct.Struct(">QQQQQQIBBI32s")
 _LINKS = struct.Struct(">QQ16xQQ")
@@ -49,6 +49,11 @@ def encode(turn: TurnRecord, jump_depth: int) -> bytes:
     return _REC.pack(turn.parent_turn_id, turn.depth, turn.context_id, turn.created_at_ms,
                      turn.jump_turn_id, jump_depth, turn.type_version, turn.encoding,
                      turn.compression, turn.uncompressed_len, turn.content_hash) + turn.type_id.encode()
+
+
+pack = _REC.pack
+"""The fixed part of a record from its fields in layout order (:func:`encode` without a TurnRecord);
+the type id's UTF-8 follows it."""
 
 
 def decode(turn_id: int, value: bytes) -> tuple[TurnRecord, int]:
@@ -83,15 +88,19 @@ def _must(txn: Any, turns_db: Any, turn_id: int) -> tuple[TurnRecord, int]:
     return found
 
 
-def jump_for(txn: Any, turns_db: Any, parent_id: int, parent: Links | None) -> tuple[int, int]:
-    """The jump pointer and its depth for a new child of ``parent_id`` (0: the root)."""
+def jump_for(txn: Any, turns_db: Any, parent_id: int, parent: Links | None,
+             known: Mapping[int, Links] | None = None) -> tuple[int, int]:
+    """The jump pointer and its depth for a new child of ``parent_id`` (0: the root); ``known`` holds
+    the links of turns the same write has made but not yet put."""
     if parent is None:
         return 0, 0
     _, depth, jump, jump_depth = parent
     if jump == 0:
         grand_jump, grand_jump_depth = 0, 0
     else:
-        jumped = links(txn, turns_db, jump)
+        jumped = known.get(jump) if known else None
+        if jumped is None:
+            jumped = links(txn, turns_db, jump)
         if jumped is None:
             raise Corrupt("a turn's jump target is missing", {"turn_id": str(jump)})
         _, _, grand_jump, grand_jump_depth = jumped

@@ -29,13 +29,12 @@ from ...codec import BlobCodec
 from ...errors import Conflict, CxdbError, StoreError
 from ...model import ENCODING_MSGPACK, BlobHash, ContextId, TurnId, TurnRecord
 from ..base import AppendResult, RegistryMoved
+from ..framing import frame
 from ..rules import child_jump, head_moved, missing_context, parent_not_found, partly_replayed
 from .rows import ANCESTOR, SPINE, TURN, fits, turn
 
-__all__ = ["INLINE_ENCODE_BYTES", "PendingAppend", "PendingItem", "Race", "RegistryRace", "apply", "begin"]
+__all__ = ["PendingAppend", "PendingItem", "Race", "RegistryRace", "apply", "begin"]
 
-INLINE_ENCODE_BYTES = 64 * 1024
-"""New payloads up to this many bytes in all are compressed on the event loop; more go to a thread."""
 _READ = "WITH RECURSIVE " + SPINE.format(
     start="$1::bigint[] || ARRAY(SELECT head_turn_id FROM contexts WHERE context_id = ANY($2::bigint[]))") + """
 SELECT 1, turn_id, depth, jump_turn_id, jump_depth, NULL::bytea
@@ -331,7 +330,7 @@ async def _write(conn: Any, batch: list[PendingAppend], planned: list[_Planned],
     for item in items:
         if item.digest not in compression:
             fresh.setdefault(item.digest, item.payload)
-    framed = await _encode(codec, list(fresh.values()))
+    framed = await frame(codec, list(fresh.values()))
     ours = dict(compression)
     ours.update({digest: kind for digest, (_, kind) in zip(fresh, framed, strict=True)})
     contexts = sorted(moved)
@@ -391,11 +390,6 @@ def _holds(planned: list[_Planned], old_heads: list[int], new_heads: list[int],
             holds[turn_id] = holds.get(turn_id, 0) + delta
     return holds
 
-
-async def _encode(codec: BlobCodec, payloads: list[bytes]) -> list[tuple[bytes, int]]:
-    if sum(len(raw) for raw in payloads) <= INLINE_ENCODE_BYTES:
-        return [codec.encode(raw) for raw in payloads]
-    return await asyncio.get_running_loop().run_in_executor(None, lambda: [codec.encode(raw) for raw in payloads])
 
 
 async def _earlier(conn: Any, batch: list[PendingAppend], heads: dict[int, tuple[int, int]]) -> dict[

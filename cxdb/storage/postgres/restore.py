@@ -12,8 +12,6 @@ in one transaction of a fixed number of statements whatever the restore holds.
 
 from __future__ import annotations
 
-import asyncio
-import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
@@ -23,6 +21,7 @@ from ...codec import BlobCodec
 from ...errors import StoreError, Unprocessable
 from ...model import TurnId, TurnRecord
 from ..base import Restored, RestoredContext, RestoredTurn
+from ..framing import frame
 from ..rules import (
     being_reclaimed,
     child_jump,
@@ -33,7 +32,6 @@ from ..rules import (
     restored_turn_clash,
     restored_turn_problem,
 )
-from .batch import INLINE_ENCODE_BYTES
 from .rows import ANCESTOR, CONTEXT, SPINE, TURN, context, fits, turn
 
 __all__ = ["restore"]
@@ -97,7 +95,7 @@ async def restore(conn: Any, codec: BlobCodec, now_ms: int, items: Sequence[Rest
         "SELECT content_hash FROM blobs WHERE content_hash = ANY($1::bytea[])", digests)}
     payloads: dict[bytes, bytes] = {record.content_hash: payload for record, _, payload in fresh
                                     if record.content_hash not in known}
-    framed = await _encode(codec, list(payloads.values()))
+    framed = [stored for stored, _ in await frame(codec, list(payloads.values()))]
     inserted = await conn.fetch(
         "INSERT INTO blobs (content_hash, stored) SELECT * FROM unnest($1::bytea[], $2::bytea[]) "
         "ON CONFLICT DO NOTHING RETURNING content_hash, length(stored)", list(payloads), framed)
@@ -155,7 +153,7 @@ def _plan(items: Sequence[RestoredTurn], stored: dict[int, TurnRecord],
             if grand is None:  # the spine reaches every jump target; a gap is damage
                 raise StoreError("a turn's jump target is missing", {"turn_id": str(parent_jump)})
             jump, jump_depth = child_jump(incoming.parent_turn_id, depth, parent_jump_depth, grand[1], grand[2])
-        record = dataclasses.replace(incoming, jump_turn_id=TurnId(jump), uncompressed_len=len(item.payload))
+        record = incoming._replace(jump_turn_id=TurnId(jump), uncompressed_len=len(item.payload))
         links[record.turn_id] = (record.depth, jump, jump_depth)
         planned[record.turn_id] = record
         fresh.append((record, jump_depth, item.payload))
@@ -230,9 +228,3 @@ async def _contexts(conn: Any, restored: Sequence[RestoredContext], links: dict[
 
 def _columns(rows: list[tuple[Any, ...]], width: int) -> list[list[Any]]:
     return [list(column) for column in zip(*rows, strict=True)] if rows else [[] for _ in range(width)]
-
-
-async def _encode(codec: BlobCodec, payloads: list[bytes]) -> list[bytes]:
-    if sum(len(raw) for raw in payloads) <= INLINE_ENCODE_BYTES:
-        return [codec.encode(raw)[0] for raw in payloads]
-    return await asyncio.get_running_loop().run_in_executor(None, lambda: [codec.encode(r)[0] for r in payloads])
