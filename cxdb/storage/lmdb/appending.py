@@ -1,12 +1,12 @@
 """The append write: a chain of turns, its blobs, events and head move, as one writer operation.
 
-The operation does only what needs the transaction: checks against the stored head and parent, and
-the puts. Everything else happens outside the writer, whose time every append (and, with several
-server processes, every process) waits for: payloads are hashed and framed before it runs
-(:func:`cxdb.storage.rules.prepare`, :mod:`cxdb.storage.framing`), and the records it returns are
-built after the commit (:func:`results`). Puts go in one ``putmulti`` per sub-database: each LMDB
-call that writes releases the GIL, and a thread that releases it while the event loop runs Python
-may wait a long while to get it back.
+Every append waits for the writer's time (with several server processes, every process does: LMDB's
+write lock), so the operation does only what needs the transaction: checks against the stored head
+and parent, compressing the blobs that are new, and the puts. Payloads are hashed before it runs
+(:func:`cxdb.storage.rules.prepare`), and the records it returns are built after the commit
+(:func:`results`). Its puts go in one ``putmulti`` per sub-database, and its new blobs are compressed
+in one zstd call: each of those calls releases the GIL, and a thread that releases it while the event
+loop runs Python may wait a long while to get it back.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from ...codec import BlobCodec
 from ...model import ENCODING_MSGPACK, BlobHash, ContextId, TurnId, TurnRecord
 from ..base import AppendResult, NewTurn, RegistryMoved
 from ..rules import head_moved, parent_not_found, partly_replayed
@@ -41,11 +42,11 @@ class Written:
     compressions: list[int] = field(default_factory=list)
 
 
-def operation(context_id: int, prepared: Prepared, framed: Sequence[tuple[bytes, int]], parent_turn_id: int | None,
-              expected_head_turn_id: int | None, registry_generation: int | None,
+def operation(context_id: int, prepared: Prepared, parent_turn_id: int | None, expected_head_turn_id: int | None,
+              registry_generation: int | None, codec: BlobCodec,
               observe: Callable[[bytes], None]) -> Callable[[WriteContext], list[AppendResult] | Written]:
-    """The writer operation appending ``prepared`` (with ``framed``, their stored bytes) as a chain;
-    it returns the earlier results when the whole batch is a replay of its idempotency keys."""
+    """The writer operation appending ``prepared`` as a chain; it returns the earlier results when the
+    whole batch is a replay of its idempotency keys."""
 
     def op(w: WriteContext) -> list[AppendResult] | Written:
         if registry_generation is not None and w.counters.get("bundles") != registry_generation:
@@ -65,8 +66,7 @@ def operation(context_id: int, prepared: Prepared, framed: Sequence[tuple[bytes,
         if head_id and parent_id != head_id and (
                 turns.ancestor_at_depth(w.txn, w.dbs.turns, parent_id, head_depth) != head_id):
             replaced = head_id
-        compressions = blobs.put_framed(w, [(digest, item.payload, *stored) for (item, digest, _), stored
-                                            in zip(prepared, framed, strict=True)], observe)
+        compressions = blobs.put_all(w, codec, [(digest, item.payload) for item, digest, _ in prepared], observe)
         count = len(prepared)
         first = w.counters.add("next_turn", count) - count + 1
         w.counters.add("turns", count)

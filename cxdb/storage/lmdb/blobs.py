@@ -12,7 +12,7 @@ Counters ``blobs``, ``blob_stored``, ``blob_raw``, ``dedup_hits`` and
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from ...codec import BlobCodec
@@ -20,54 +20,51 @@ from ...model import BlobHash
 from .refs import add_blob
 from .writer import WriteContext
 
-__all__ = ["get_stored", "put", "put_framed"]
+__all__ = ["get_stored", "put", "put_all"]
 
 
 def put(w: WriteContext, codec: BlobCodec, digest: BlobHash, raw: bytes,
         observe: Callable[[bytes], None] | None = None) -> int:
     """Store ``raw`` under ``digest`` unless present, for one more turn; returns the compression of
-    the stored copy. Compresses here, and only a new blob; appends frame theirs before the writer
-    takes them (:func:`put_framed`)."""
-    stored = w.txn.get(digest, db=w.dbs.blobs)
-    if stored is not None:
-        return _again(w, digest, stored)
-    return put_framed(w, [(digest, raw, *codec.encode(raw))], observe)[0]
+    the stored copy."""
+    return put_all(w, codec, [(digest, raw)], observe)[0]
 
 
-def put_framed(w: WriteContext, entries: Iterable[tuple[BlobHash, bytes, bytes, int]],
-               observe: Callable[[bytes], None] | None = None) -> list[int]:
-    """Store each (digest, raw bytes, framed bytes, compression) unless present, for one more turn;
-    returns the compression of each stored copy (a blob already stored keeps its own).
+def put_all(w: WriteContext, codec: BlobCodec, entries: Sequence[tuple[BlobHash, bytes]],
+            observe: Callable[[bytes], None] | None = None) -> list[int]:
+    """Store each (digest, raw bytes) unless present, for one more turn; returns the compression of
+    each stored copy (a blob already stored keeps its own).
 
-    Lookups hold the GIL, puts release it; the new blobs go in one ``putmulti``, so the writer
-    releases it once here rather than once a blob (see :meth:`cxdb.codec.BlobCodec.encode_all`)."""
+    Only the new blobs are compressed, all in one zstd call, and put with one ``putmulti``: lookups
+    hold the GIL, but zstd and LMDB's puts release it, once a call, and a thread that releases it
+    while the event loop runs Python may wait long to get it back."""
     txn, db = w.txn, w.dbs.blobs
-    compressions = []
-    new: dict[bytes, tuple[bytes, int]] = {}
-    stored_bytes = raw_bytes = 0
-    for digest, raw, framed, compression in entries:
+    found: list[int | None] = []
+    new: dict[bytes, bytes] = {}
+    for digest, raw in entries:
         if digest in new:
             w.counters.add("dedup_hits")
-            add_blob(w, digest, 1, len(new[digest][0]))
-            compressions.append(new[digest][1])
+            add_blob(w, digest, 1)  # not stored yet: no count changes from or to 0, so no size needed
+            found.append(None)
             continue
         stored = txn.get(digest, db=db)
         if stored is not None:
-            compressions.append(_again(w, digest, stored))
+            found.append(_again(w, digest, stored))
             continue
-        new[digest] = (framed, compression)  # named by one turn: no count (see .refs)
-        stored_bytes += len(framed)
-        raw_bytes += len(raw)
-        if observe is not None:
-            observe(raw)
-        compressions.append(compression)
+        new[digest] = raw  # named by one turn: no count (see .refs)
+        found.append(None)
+    framed = dict(zip(new, codec.encode_all(list(new.values())), strict=True)) if new else {}
     if new:
-        txn.cursor(db=db).putmulti([(digest, framed) for digest, (framed, _) in new.items()])
+        txn.cursor(db=db).putmulti([(digest, stored) for digest, (stored, _) in framed.items()])
+        if observe is not None:
+            for raw in new.values():
+                observe(raw)
         w.counters.add("dedup_misses", len(new))
         w.counters.add("blobs", len(new))
-        w.counters.add("blob_stored", stored_bytes)
-        w.counters.add("blob_raw", raw_bytes)
-    return compressions
+        w.counters.add("blob_stored", sum(len(stored) for stored, _ in framed.values()))
+        w.counters.add("blob_raw", sum(len(raw) for raw in new.values()))
+    return [framed[digest][1] if compression is None else compression
+            for (digest, _), compression in zip(entries, found, strict=True)]
 
 
 def _again(w: WriteContext, digest: BlobHash, stored: Any) -> int:

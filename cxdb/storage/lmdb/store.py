@@ -39,7 +39,6 @@ from ..base import (
     StoredBundle,
 )
 from ..dictionaries import DictionaryTrainer
-from ..framing import frame
 from ..rules import check_tag, missing_turn, prepare
 from . import (
     appending,
@@ -179,9 +178,8 @@ class Store:
         """Append ``new_turns`` as a chain in one write transaction, or none of them (the writer keeps
         none of an operation's writes when it raises). See :meth:`cxdb.storage.base.Backend.append_batch`."""
         prepared = prepare(new_turns, parent_turn_id)
-        framed = await frame(self._codec, [turn.payload for turn in new_turns])  # beside the writer, not in it
-        op = appending.operation(context_id, prepared, framed, parent_turn_id, expected_head_turn_id,
-                                 registry_generation, self._trainer.observe)
+        op = appending.operation(context_id, prepared, parent_turn_id, expected_head_turn_id, registry_generation,
+                                 self._codec, self._trainer.observe)
         return appending.results(context_id, prepared, await self._writer.run(op))
 
     async def publish_bundle(self, bundle_id: str, body: bytes, generation: int,

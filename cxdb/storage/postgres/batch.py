@@ -29,8 +29,8 @@ from ...codec import BlobCodec
 from ...errors import Conflict, CxdbError, StoreError
 from ...model import ENCODING_MSGPACK, BlobHash, ContextId, TurnId, TurnRecord
 from ..base import AppendResult, RegistryMoved
-from ..framing import frame
 from ..rules import child_jump, head_moved, missing_context, parent_not_found, partly_replayed
+from .framing import frame
 from .rows import ANCESTOR, SPINE, TURN, fits, turn
 
 __all__ = ["PendingAppend", "PendingItem", "Race", "RegistryRace", "apply", "begin"]

@@ -21,7 +21,6 @@ from ...codec import BlobCodec
 from ...errors import StoreError, Unprocessable
 from ...model import TurnId, TurnRecord
 from ..base import Restored, RestoredContext, RestoredTurn
-from ..framing import frame
 from ..rules import (
     being_reclaimed,
     child_jump,
@@ -32,6 +31,7 @@ from ..rules import (
     restored_turn_clash,
     restored_turn_problem,
 )
+from .framing import frame
 from .rows import ANCESTOR, CONTEXT, SPINE, TURN, context, fits, turn
 
 __all__ = ["restore"]

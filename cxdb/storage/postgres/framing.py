@@ -1,13 +1,13 @@
-"""Payloads framed for storage (compressed, when that pays) before a write takes them, so the
-compression runs beside the writer rather than in it: on the caller's thread for a small batch, on the
-default executor for a large one, which would hold up the event loop."""
+"""Payloads framed for storage (compressed, when that pays) for a batch of appends or a restore: in
+one zstd call (:meth:`cxdb.codec.BlobCodec.encode_all`), on the event loop for a small batch and on
+the default executor for a large one, which would hold the event loop up."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
 
-from ..codec import BlobCodec
+from ...codec import BlobCodec
 
 __all__ = ["INLINE_ENCODE_BYTES", "frame"]
 
