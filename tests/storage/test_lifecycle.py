@@ -11,9 +11,10 @@ from typing import NoReturn
 import msgpack
 import pytest
 
+from cxdb.codec import content_hash
 from cxdb.errors import Conflict, NotFound
 from cxdb.storage import Backend
-from cxdb.storage.base import Pending, Reclaimed
+from cxdb.storage.base import NewTurn, Pending, Reclaimed
 
 
 def raw(n: int, pad: int = 0) -> bytes:
@@ -150,6 +151,26 @@ async def test_the_dedup_race_never_leaves_a_turn_without_its_blob(opened: Backe
     await reclaim_all(opened, budget=1)
     assert await opened.get_blob(same.turn.content_hash) == raw(7, pad=300)
     assert (await opened.stats()).blobs == 1
+    await clean(opened)
+
+
+async def test_a_payload_named_again_within_a_batch_is_one_blob_held_by_each_turn(opened: Backend) -> None:
+    """A batch naming one payload three times, and one a stored turn has: each is one blob, counted
+    once per turn naming it, so it stays until the last of them is reclaimed."""
+    keeper = await opened.create_context()
+    stored = await opened.append(keeper.context_id, "t", 1, raw(1, pad=200))
+    doomed = await opened.create_context()
+    batch = [NewTurn("t", 1, raw(n, pad=200)) for n in (2, 2, 1, 3, 2)]
+    written = await opened.append_batch(doomed.context_id, batch)
+    assert [r.turn.content_hash for r in written] == [content_hash(t.payload) for t in batch]
+    assert written[2].turn.content_hash == stored.turn.content_hash
+    stats = await opened.stats()
+    assert (stats.blobs, stats.dedup_hits) == (3, 3)  # raw 1, 2 and 3; 2 twice more, 1 once more
+    await clean(opened)
+    await opened.delete_context(doomed.context_id)
+    await reclaim_all(opened, budget=2)
+    assert (await opened.stats()).blobs == 1
+    assert await opened.get_blob(stored.turn.content_hash) == raw(1, pad=200)
     await clean(opened)
 
 
