@@ -53,8 +53,9 @@ def put_all(w: WriteContext, codec: BlobCodec, entries: Sequence[tuple[BlobHash,
             continue
         new[digest] = raw  # named by one turn: no count (see .refs)
         found.append(None)
-    framed = dict(zip(new, codec.encode_all(list(new.values())), strict=True)) if new else {}
+    framed: dict[bytes, tuple[bytes, int]] = {}
     if new:
+        framed = dict(zip(new, codec.encode_all(list(new.values())), strict=True))
         txn.cursor(db=db).putmulti([(digest, stored) for digest, (stored, _) in framed.items()])
         if observe is not None:
             for raw in new.values():
