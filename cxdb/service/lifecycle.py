@@ -54,6 +54,7 @@ class Lifecycle:
         self._pruner = Pruner(store, settings.event_retention, clock, sleep)
         self._tasks: list[asyncio.Task[None]] = []
         self._wake = asyncio.Event()
+        self._caught_up = asyncio.Event()  # set after a background pass no deletion came during
         self._resume: tuple[int, int] | None = None  # where the retention walk goes on
 
     def start(self) -> None:
@@ -82,6 +83,7 @@ class Lifecycle:
                                     {"context_id": str(context_id), "namespace": namespace})
         deleted = await self._store.delete_context(context_id, recursive)
         self._changes.poke()
+        self._caught_up.clear()
         self._wake.set()
         return deleted
 
@@ -174,12 +176,20 @@ class Lifecycle:
                 raise
             except Exception:  # a closed or unreachable store: try again next time
                 log.debug("lifecycle pass failed", exc_info=True)
+            else:
+                if not self._wake.is_set():  # no deletion came during the pass: it reclaimed every one
+                    self._caught_up.set()
             try:  # asyncio.timeout, not wait_for: wait_for may swallow a cancel that races the wake-up
                 async with asyncio.timeout(MAINTAIN_SECONDS):
                     await self._wake.wait()
             except TimeoutError:
                 pass
             self._wake.clear()
+
+    async def caught_up(self) -> None:
+        """Wait until the background loop has reclaimed what every deletion so far left (never returns
+        with ``--gc off``, which runs no loop)."""
+        await self._caught_up.wait()
 
     async def pending(self) -> dict[str, Any]:
         """What awaits reclamation, as ``/v1/stats`` shows it."""
